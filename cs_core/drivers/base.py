@@ -1,0 +1,283 @@
+"""The graph-driver contract: what every driver package implements.
+
+A driver stores layer *contents*; the core owns all bookkeeping (records, names, mount counts,
+tar-split, digests). A driver subclasses :class:`GraphDriver`, implements the abstract methods,
+and registers the class through the ``cs_register_graph_drivers`` hook.
+
+Drivers that cannot diff natively inherit the naive implementations (``cs_core.drivers.naive``),
+which mount the layer and its parent and compare the trees. Drivers import only this module,
+``cs_core.drivers.naive``, ``cs_core.archive`` and ``cs_core.errors`` / ``cs_core.model`` — never
+the store or the records.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+import attrs
+
+from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.model import Change, IDMap
+
+
+@attrs.frozen
+class DriverConfig:
+    """Everything a driver is constructed with.
+
+    ``home`` is ``<graphroot>/<driver-name>`` and ``run_home`` ``<runroot>/<driver-name>``;
+    ``options`` are the raw ``key=value`` strings from ``--storage-opt`` and storage.conf, with
+    whatever prefix the user wrote (``overlay.mountopt=``, ``.mountopt=``): each driver parses
+    its own keys and rejects unknown ones, as Go's drivers do.
+    """
+
+    home: Path
+    run_home: Path
+    graph_root: Path
+    run_root: Path
+    options: tuple[str, ...] = ()
+    image_store: Path | None = None
+    uid_map: tuple[IDMap, ...] = ()
+    gid_map: tuple[IDMap, ...] = ()
+
+
+@attrs.frozen
+class CreateOpts:
+    """Options for creating a layer (Go ``CreateOpts``)."""
+
+    mount_label: str = ""
+    storage_opt: Mapping[str, str] = attrs.field(factory=dict)
+    uid_map: tuple[IDMap, ...] = ()
+    gid_map: tuple[IDMap, ...] = ()
+
+
+@attrs.frozen
+class MountOpts:
+    """Options for mounting a layer (Go ``MountOpts``)."""
+
+    mount_label: str = ""
+    options: tuple[str, ...] = ()
+    uid_map: tuple[IDMap, ...] = ()
+    gid_map: tuple[IDMap, ...] = ()
+    volatile: bool = False
+    disable_shifting: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+@attrs.frozen
+class ApplyDiffOpts:
+    """Options for applying an *uncompressed* tar stream to a layer.
+
+    ``tar_split`` is an open ``cs_core.archive.tarsplit.TarSplitWriter`` (or None): the driver
+    passes it on to ``cs_core.archive.apply.apply_tar`` so the stream is parsed once, and the
+    core keeps the record for bit-exact diffs.
+    """
+
+    uid_map: tuple[IDMap, ...] = ()
+    gid_map: tuple[IDMap, ...] = ()
+    mount_label: str = ""
+    ignore_chown_errors: bool = False
+    force_mask: int | None = None
+    tar_split: object | None = None
+    progress: object | None = None
+
+
+@attrs.frozen
+class ApplyResult:
+    """What applying a tar stream found: its length and the owners it used."""
+
+    size: int
+    uids: tuple[int, ...] = ()
+    gids: tuple[int, ...] = ()
+
+
+class FileGetter(abc.ABC):
+    """Opens files of a layer by their path inside it (for tar-split replay)."""
+
+    @abc.abstractmethod
+    def open(self, path: str) -> BinaryIO:
+        """Open ``path`` (relative, as named in the tar) for reading."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release whatever the getter holds (e.g. a read-only mount)."""
+
+
+class GraphDriver(abc.ABC):
+    """Base class of every graph driver.
+
+    Class attributes a driver sets:
+
+    ``name``
+        The driver name (``vfs``, ``overlay``, ...): the ``-s`` value and the directory under
+        the graph root.
+    ``aliases``
+        Other names accepted for it (Go's ``overlay2`` for ``overlay``).
+    ``whiteout_format``
+        How applied tar streams record deletions on disk: ``WhiteoutFormat.DELETE`` (remove
+        the path; vfs, btrfs) or ``WhiteoutFormat.OVERLAY`` (char device 0/0, opaque xattr).
+    ``priority``
+        Position in automatic selection (lower first); Go's order is overlay, btrfs, vfs.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
+    priority: ClassVar[int] = 100
+    #: Whether ``probe`` may pick this driver when the user named none. Go never picks vfs
+    #: from prior state unless a priority list is configured.
+    auto_select: ClassVar[bool] = True
+
+    def __init__(self, config: DriverConfig) -> None:
+        self.config = config
+        self.home = config.home
+        self.run_home = config.run_home
+
+    # -- selection ---------------------------------------------------------------------------
+
+    @classmethod
+    def probe(cls, config: DriverConfig) -> None:  # noqa: B027 - optional hook
+        """Raise ``cs_core.errors.NotSupported`` if this driver cannot work for ``config``.
+
+        Called before construction during automatic driver selection and again at
+        construction; must not change anything on disk.
+        """
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        """Create an empty read-only (image) layer ``id`` on top of ``parent``."""
+
+    def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        """Create a writable (container) layer. Default: same as ``create``."""
+        self.create(id, parent, opts)
+
+    @abc.abstractmethod
+    def remove(self, id: str) -> None:
+        """Delete layer ``id`` and everything the driver keeps for it. Missing is not an error."""
+
+    @abc.abstractmethod
+    def get(self, id: str, opts: MountOpts) -> Path:
+        """Mount (or otherwise prepare) layer ``id`` and return the directory of its tree.
+
+        The core counts mounts: ``get`` is called on the first mount only, ``put`` on the last
+        unmount.
+        """
+
+    @abc.abstractmethod
+    def put(self, id: str) -> None:
+        """Undo ``get``: unmount layer ``id``."""
+
+    @abc.abstractmethod
+    def exists(self, id: str) -> bool:
+        """Whether the driver has data for layer ``id``."""
+
+    @abc.abstractmethod
+    def list_layers(self) -> list[str]:
+        """IDs of every layer the driver holds data for (used by ``gc`` and ``check``)."""
+
+    def status(self) -> list[tuple[str, str]]:
+        """Human-readable ``(key, value)`` pairs for ``containers-storage status``."""
+        return []
+
+    def metadata(self, id: str) -> dict[str, str]:
+        """Driver facts about one layer (overlay: ``UpperDir``, ``LowerDir``, ...)."""
+        return {}
+
+    def cleanup(self) -> None:  # noqa: B027 - optional hook
+        """Release resources at store shutdown (e.g. private bind mounts)."""
+
+    def is_mounted(self, id: str, path: str) -> bool:
+        """Whether a previous ``get`` of layer ``id`` at ``path`` is still in effect.
+
+        Used to validate mount counts found in ``mountpoints.json``. Drivers that really
+        mount override this; for directory drivers a layer is always "mounted".
+        """
+        return os.path.isdir(path)
+
+    def read_write_disk_usage(self, id: str) -> int:
+        """Bytes used by the writable part of layer ``id``."""
+        from cs_core.drivers import naive
+
+        return naive.disk_usage(self.layer_dir(id))
+
+    def layer_dir(self, id: str) -> Path:
+        """The directory holding the layer's own files (without mounting), if there is one."""
+        raise NotImplementedError(f"{self.name} driver has no plain layer directory")
+
+    def additional_image_stores(self) -> list[Path]:
+        """Read-only image stores configured through ``<driver>.imagestore`` options."""
+        return []
+
+    # -- content -----------------------------------------------------------------------------
+
+    def apply_diff(
+        self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
+    ) -> ApplyResult:
+        """Apply an uncompressed tar stream to layer ``id``; consume the stream to its end."""
+        from cs_core.drivers import naive
+
+        return naive.apply_diff(self, id, parent, stream, opts)
+
+    def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
+             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+        """An uncompressed tar stream of what layer ``id`` changes relative to ``parent``."""
+        from cs_core.drivers import naive
+
+        return naive.diff(self, id, parent, uid_map, gid_map)
+
+    def changes(self, id: str, parent: str | None) -> list[Change]:
+        """The paths layer ``id`` adds, modifies or deletes relative to ``parent``."""
+        from cs_core.drivers import naive
+
+        return naive.changes(self, id, parent)
+
+    def diff_size(self, id: str, parent: str | None) -> int:
+        """Approximate size of ``diff(id, parent)``: the sizes of changed files."""
+        from cs_core.drivers import naive
+
+        return naive.diff_size(self, id, parent)
+
+    def diff_getter(self, id: str) -> FileGetter:
+        """A file opener over layer ``id``'s full tree (for tar-split replay)."""
+        from cs_core.drivers import naive
+
+        return naive.MountedFileGetter(self, id)
+
+    # -- ID mapping --------------------------------------------------------------------------
+
+    def supports_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
+        """Whether ID maps can be applied at mount time instead of re-owning files."""
+        return False
+
+    def update_layer_id_map(
+        self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
+        to_host: tuple[Sequence[IDMap], Sequence[IDMap]], mount_label: str = "",
+    ) -> None:
+        """Re-own every file of a freshly created layer from one mapping to another."""
+        from cs_core.drivers import naive
+
+        naive.update_layer_id_map(self, id, to_container, to_host, mount_label)
+
+
+def split_option(option: str, driver: str) -> tuple[str, str] | None:
+    """Split ``<prefix>.key=value`` into ``(key, value)`` if it is meant for ``driver``.
+
+    Accepts ``<driver>.key``, ``.key`` and (for Go compatibility) bare ``key``; keys are
+    lower-cased. Returns None for options addressed to another driver.
+    """
+    key, sep, value = option.partition("=")
+    if not sep:
+        raise ValueError(f"unable to parse key/value option: {option}")
+    key = key.strip().lower()
+    if "." in key:
+        prefix, _, key = key.rpartition(".")
+        if prefix and prefix != driver and not (driver == "overlay" and prefix == "overlay2"):
+            return None
+    return key, value.strip()

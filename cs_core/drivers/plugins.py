@@ -1,0 +1,197 @@
+"""Plugin discovery and the graph-driver registry.
+
+Entry points in the group ``cs_core`` are found without importing them; each is imported
+only when needed, inside its own ``try``, so that one broken plugin never breaks the CLI
+unless it provides the driver the user selected (then the error names the plugin).
+
+Environment switches:
+
+``CS_CORE_DISABLE_PLUGINS``
+    Comma-separated entry-point names never to load.
+``CS_CORE_PLUGINS``
+    Comma-separated entry-point names; when set, only these are loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from collections.abc import Iterable
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from cs_core.drivers import hookspecs
+from cs_core.drivers.base import GraphDriver
+from cs_core.errors import NotSupported, PluginError
+
+ENTRY_POINT_GROUP = "cs_core"
+ENV_DISABLE = "CS_CORE_DISABLE_PLUGINS"
+ENV_ONLY = "CS_CORE_PLUGINS"
+
+
+@attrs.define
+class PluginInfo:
+    """What is known about one plugin (for ``containers-storage plugins``)."""
+
+    name: str
+    module: str
+    distribution: str = ""
+    version: str = ""
+    loaded: bool = False
+    error: str | None = None
+    blocked: bool = False
+    drivers: list[str] = attrs.field(factory=list)
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+class PluginRegistry:
+    """Owns the pluggy manager and the name → driver-class table."""
+
+    def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._drivers: dict[str, type[GraphDriver]] = {}
+        self._driver_owner: dict[str, str] = {}
+        self._entry_points: dict[str, metadata.EntryPoint] = {}
+        self.plugins: dict[str, PluginInfo] = {}
+        if entry_points is None:
+            entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        disabled = _env_list(ENV_DISABLE) or set()
+        only = _env_list(ENV_ONLY)
+        for ep in entry_points:
+            if ep.name in self.plugins:
+                continue  # first distribution on sys.path wins, as importlib resolves modules
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.name if dist else "",
+                version=dist.version if dist else "",
+                blocked=ep.name in disabled or (only is not None and ep.name not in only),
+            )
+            self.plugins[ep.name] = info
+            self._entry_points[ep.name] = ep
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self, name: str) -> PluginInfo:
+        """Import one plugin and let it register its drivers; errors are recorded, not raised."""
+        info = self.plugins[name]
+        if info.loaded or info.error or info.blocked:
+            return info
+        try:
+            module = self._entry_points[name].load()
+            if not isinstance(module, ModuleType):
+                raise TypeError(f"entry point must name a module, not {module!r}")
+            self.register_plugin(module, name)
+            info.loaded = True
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+            where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
+            info.error = f"{type(exc).__name__}: {exc}{where}"
+        return info
+
+    def load_all(self) -> None:
+        for name in list(self.plugins):
+            self.load(name)
+
+    def register_plugin(self, module: ModuleType | Any, name: str) -> None:
+        """Register an already-imported plugin object (also used by tests and embedders)."""
+        if self.pm.get_plugin(name) is not None:
+            raise PluginError(f"plugin {name!r} is already registered")
+        info = self.plugins.setdefault(name, PluginInfo(name=name, module=repr(module)))
+        self.pm.register(module, name)
+        try:
+            self.pm.check_pending()
+            others = [p for p in self.pm.get_plugins() if p is not module]
+            caller = self.pm.subset_hook_caller("cs_register_graph_drivers", others)
+
+            def register(cls: type[GraphDriver]) -> None:
+                self._add_driver(cls, name)
+                info.drivers.append(cls.name)
+
+            caller(register=register)
+        except BaseException:
+            self.pm.unregister(module, name)
+            for driver, owner in list(self._driver_owner.items()):
+                if owner == name:
+                    del self._driver_owner[driver]
+                    self._drivers.pop(driver, None)
+            info.drivers.clear()
+            raise
+
+    def _add_driver(self, cls: Any, plugin: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, GraphDriver)):
+            raise PluginError(f"plugin {plugin!r} registered {cls!r}, which is not a GraphDriver")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin!r} registered {cls.__name__} without a name")
+        for key in (name, *cls.aliases):
+            if key in self._drivers:
+                raise PluginError(
+                    f"plugin {plugin!r} registers graph driver {key!r}, "
+                    f"already registered by plugin {self._driver_owner[key]!r}"
+                )
+        for key in (name, *cls.aliases):
+            self._drivers[key] = cls
+            self._driver_owner[key] = plugin
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def driver_class(self, name: str) -> type[GraphDriver]:
+        """The class for driver ``name``, loading only the plugins needed to find it."""
+        if name not in self._drivers and name in self.plugins:
+            self.load(name)
+        if name not in self._drivers:
+            self.load_all()
+        if name in self._drivers:
+            return self._drivers[name]
+        info = self.plugins.get(name)
+        if info is not None and info.error:
+            raise PluginError(f"graph driver {name!r}: plugin {name!r} failed to load: {info.error}")
+        if info is not None and info.blocked:
+            raise NotSupported(f"graph driver {name!r} is disabled by {ENV_DISABLE}/{ENV_ONLY}")
+        raise NotSupported(f"driver {name!r} not found (is its package installed?)")
+
+    def drivers(self) -> dict[str, type[GraphDriver]]:
+        """Every loadable driver, by name (loads every plugin)."""
+        self.load_all()
+        return {k: v for k, v in self._drivers.items() if k == v.name}
+
+    def call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call a hook on every loaded plugin."""
+        result: list[Any] = getattr(self.pm.hook, hook)(**kwargs)
+        return result
+
+
+_default: PluginRegistry | None = None
+
+
+def default_registry() -> PluginRegistry:
+    """The process-wide registry over installed entry points."""
+    global _default
+    if _default is None:
+        _default = PluginRegistry()
+    return _default
+
+
+def reset_default_registry() -> None:
+    global _default
+    _default = None
+
+
+def import_string(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, attr) if attr else mod

@@ -1,0 +1,167 @@
+"""Exception hierarchy.
+
+Each error carries the Go library's message text, so that CLI output matches the Go
+`containers-storage` CLI, and an exit code for the CLI. Call sites wrap with context the way
+Go's ``fmt.Errorf("...: %w", err)`` does: ``str(exc)`` is the full one-line message.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error cs_core raises on purpose."""
+
+    message = "storage error"
+    exit_code = 1
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.detail:
+            return f"{self.detail}: {self.message}"
+        return self.message
+
+    def wrap(self, context: str) -> StorageError:
+        """Return a copy of this error with more context in front (like Go's %w)."""
+        new = type(self)(f"{context}: {self.detail}" if self.detail else context)
+        return new
+
+
+class ContainerUnknown(StorageError):
+    message = "container not known"
+
+
+class DigestUnknown(StorageError):
+    message = "could not compute digest of item"
+
+
+class DuplicateID(StorageError):
+    message = "that ID is already in use"
+
+
+class DuplicateImageNames(StorageError):
+    message = "read-only image store assigns the same name to multiple images"
+
+
+class DuplicateLayerNames(StorageError):
+    message = "read-only layer store assigns the same name to multiple layers"
+
+
+class DuplicateName(StorageError):
+    message = "that name is already in use"
+
+
+class ImageUnknown(StorageError):
+    message = "image not known"
+
+
+class ImageUsedByContainer(StorageError):
+    message = "image is in use by a container"
+
+
+class IncompleteOptions(StorageError):
+    message = "missing necessary StoreOptions"
+
+
+class InvalidBigDataName(StorageError):
+    message = "not a valid name for a big data item"
+
+
+class LayerHasChildren(StorageError):
+    message = "layer has children"
+
+
+class LayerNotMounted(StorageError):
+    message = "layer is not mounted"
+
+
+class LayerUnknown(StorageError):
+    message = "layer not known"
+
+
+class LayerUsedByContainer(StorageError):
+    message = "layer is in use by a container"
+
+
+class LayerUsedByImage(StorageError):
+    message = "layer is in use by an image"
+
+
+class NotAContainer(StorageError):
+    message = "identifier is not a container"
+
+
+class NotALayer(StorageError):
+    message = "identifier is not a layer"
+
+
+class NotAnID(StorageError):
+    message = "identifier is not a layer, image, or container"
+
+
+class NotAnImage(StorageError):
+    message = "identifier is not an image"
+
+
+class ParentIsContainer(StorageError):
+    message = "would-be parent layer is a container"
+
+
+class ParentUnknown(StorageError):
+    message = "parent of layer not known"
+
+
+class SizeUnknown(StorageError):
+    message = "size is not known"
+
+
+class StoreIsReadOnly(StorageError):
+    message = "called a write method on a read-only store"
+
+
+class NotSupported(StorageError):
+    message = "not supported"
+
+
+class InvalidMappings(StorageError):
+    message = "invalid mappings specified"
+
+
+class NoAvailableIDs(StorageError):
+    message = "not enough unused IDs in user namespace"
+
+
+class CorruptRecordFile(StorageError):
+    """A bookkeeping file that cannot be parsed. Never silently overwritten."""
+
+    message = "corrupt bookkeeping file"
+
+
+class ConfigError(StorageError):
+    message = "invalid storage configuration"
+
+
+class DriverError(StorageError):
+    """A graph driver failed; detail says which and why."""
+
+    message = "graph driver error"
+
+
+class PluginError(StorageError):
+    """A plugin failed to load or registered something invalid."""
+
+    message = "plugin error"
+
+
+class UnsafeArchive(StorageError):
+    """Hostile or malformed tar content rejected by the tar engine."""
+
+    message = "unsafe or malformed archive"
+
+
+class UsageError(StorageError):
+    """A user mistake on the command line (exit code as Go's CLI)."""
+
+    message = "usage error"

@@ -1,0 +1,9 @@
+"""Test support for cs_core and driver packages: fixtures and the driver conformance suite.
+
+Installed as the pytest plugin ``cs_core`` (entry point ``pytest11``), so any driver
+package's tests can subclass :class:`cs_core.testing.conformance.GraphDriverConformance`.
+"""
+
+from cs_core.testing.privileged import require_privileged, requires_command
+
+__all__ = ["require_privileged", "requires_command"]
