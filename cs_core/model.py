@@ -129,3 +129,16 @@ class Change:
     @property
     def kind_name(self) -> str:
         return ("Modify", "Add", "Delete")[self.kind]
+
+
+@attrs.frozen
+class ApplyResult:
+    """What applying a tar stream found: its uncompressed length and the owners it used.
+
+    ``uids``/``gids`` are the sorted distinct IDs named in the tar headers (whiteouts
+    excluded), as Go records them in ``uidset``/``gidset``.
+    """
+
+    size: int
+    uids: tuple[int, ...] = ()
+    gids: tuple[int, ...] = ()

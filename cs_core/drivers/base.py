@@ -21,7 +21,7 @@ from typing import BinaryIO, ClassVar
 import attrs
 
 from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.model import Change, IDMap
+from cs_core.model import ApplyResult, Change, IDMap
 
 
 @attrs.frozen
@@ -86,15 +86,6 @@ class ApplyDiffOpts:
     force_mask: int | None = None
     tar_split: object | None = None
     progress: object | None = None
-
-
-@attrs.frozen
-class ApplyResult:
-    """What applying a tar stream found: its length and the owners it used."""
-
-    size: int
-    uids: tuple[int, ...] = ()
-    gids: tuple[int, ...] = ()
 
 
 class FileGetter(abc.ABC):
