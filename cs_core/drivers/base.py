@@ -95,7 +95,7 @@ class FileGetter(abc.ABC):
     def open(self, path: str) -> BinaryIO:
         """Open ``path`` (relative, as named in the tar) for reading."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release whatever the getter holds (e.g. a read-only mount)."""
 
 
@@ -132,7 +132,7 @@ class GraphDriver(abc.ABC):
     # -- selection ---------------------------------------------------------------------------
 
     @classmethod
-    def probe(cls, config: DriverConfig) -> None:  # noqa: B027 - optional hook
+    def probe(cls, config: DriverConfig) -> None:
         """Raise ``cs_core.errors.NotSupported`` if this driver cannot work for ``config``.
 
         Called before construction during automatic driver selection and again at
@@ -181,7 +181,7 @@ class GraphDriver(abc.ABC):
         """Driver facts about one layer (overlay: ``UpperDir``, ``LowerDir``, ...)."""
         return {}
 
-    def cleanup(self) -> None:  # noqa: B027 - optional hook
+    def cleanup(self) -> None:
         """Release resources at store shutdown (e.g. private bind mounts)."""
 
     def is_mounted(self, id: str, path: str) -> bool:

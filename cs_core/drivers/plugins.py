@@ -96,7 +96,7 @@ class PluginRegistry:
                 raise TypeError(f"entry point must name a module, not {module!r}")
             self.register_plugin(module, name)
             info.loaded = True
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+        except Exception as exc:
             last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
             info.error = f"{type(exc).__name__}: {exc}{where}"

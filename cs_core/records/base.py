@@ -1,0 +1,333 @@
+"""The machinery shared by the layer, image and container record stores.
+
+A record store keeps one kind of record in one or two JSON files (stable and volatile) under
+one lock file. Every public operation runs inside ``reading()`` or ``writing()``, which take
+the lock and reload from disk when another process (ours or Go) recorded a write since we
+last looked. Writers record a fresh token *before* rewriting the JSON, as Go does, so a crash
+between the two still makes other processes reload.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from cs_core import atomic, codec, lockfile
+from cs_core.errors import (
+    CorruptRecordFile,
+    DuplicateID,
+    DuplicateName,
+    InvalidBigDataName,
+    StorageError,
+    StoreIsReadOnly,
+)
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_BIG_DATA_PLAIN = re.compile(r"^[.0-9a-z]+$")
+
+
+def big_data_file_name(key: str) -> str:
+    """File name for a big-data key, as Go's ``makeBigDataBaseName``."""
+    if not key:
+        raise InvalidBigDataName("can't set empty name for big data item")
+    if _BIG_DATA_PLAIN.match(key):
+        return key
+    return "=" + base64.standard_b64encode(key.encode()).decode()
+
+
+def generate_id(taken: Callable[[str], bool] = lambda _id: False) -> str:
+    """A random 64-hex ID, never all-decimal in its first 12 chars (Go ``stringid``)."""
+    while True:
+        candidate = secrets.token_hex(32)
+        if candidate[:12].isdigit():
+            continue
+        if not taken(candidate):
+            return candidate
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def dedupe(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+class RecordFile:
+    """One JSON file of records with its durability mode."""
+
+    def __init__(self, path: Path, *, volatile: bool = False) -> None:
+        self.path = path
+        self.volatile = volatile
+        self.mtime_ns: int | None = None
+
+
+class RecordStore(Generic[R]):
+    """Records of one kind, indexed by ID, name and unique ID prefix."""
+
+    kind = "record"
+    record_cls: type[R]
+    unknown_error: type[StorageError] = StorageError
+    #: Whether name lookups may also match a container's layer ID (containers only).
+    lookup_extra: Callable[[R], Iterable[str]] | None = None
+
+    def __init__(
+        self, directory: Path, files: Sequence[RecordFile], lock: lockfile.LockFile,
+        *, read_only: bool = False,
+    ) -> None:
+        self.directory = directory
+        self.files = list(files)
+        self.lock = lock
+        self.read_only = read_only
+        self.records: list[R] = []
+        self.by_id: dict[str, R] = {}
+        self.by_name: dict[str, R] = {}
+        self._sorted_ids: list[str] = []
+        self._token: bytes | None = None
+        self._loaded = False
+
+    # -- locking and reloading ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        self.lock.rlock()
+        try:
+            self._reload_if_changed(writing=False)
+            yield
+        finally:
+            self.lock.unlock()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        if self.read_only:
+            raise StoreIsReadOnly(f"not allowed to modify the {self.kind} store at {self.directory}")
+        self.lock.lock()
+        try:
+            self._reload_if_changed(writing=True)
+            yield
+        finally:
+            self.lock.unlock()
+
+    def _files_changed(self) -> bool:
+        for f in self.files:
+            try:
+                mtime: int | None = f.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime != f.mtime_ns:
+                return True
+        return False
+
+    def _reload_if_changed(self, *, writing: bool) -> None:
+        token = self.lock.read_token()
+        if self._loaded and token == self._token and not self._files_changed():
+            return
+        self.load(writing=writing)
+        self._token = token
+
+    def load(self, *, writing: bool) -> None:
+        """Read every file; fix what Go fixes on load (duplicate names) when writing."""
+        records: list[R] = []
+        for f in self.files:
+            try:
+                st = f.path.stat()
+                data = f.path.read_bytes()
+                f.mtime_ns = st.st_mtime_ns
+            except FileNotFoundError:
+                f.mtime_ns = None
+                continue
+            except OSError as exc:
+                raise CorruptRecordFile(f"reading {f.path}: {exc.strerror}") from exc
+            loaded = codec.loads_records(data, self.record_cls, str(f.path))
+            for record in loaded:
+                self._mark_loaded(record, f)
+            records.extend(loaded)
+        needs_save = self._index(records)
+        if needs_save:
+            if self.read_only or not writing:
+                from cs_core.errors import DuplicateImageNames, DuplicateLayerNames
+
+                if self.kind == "image":
+                    raise DuplicateImageNames(str(self.directory))
+                if self.kind == "layer":
+                    raise DuplicateLayerNames(str(self.directory))
+            else:
+                self.save()
+        self._loaded = True
+        self.after_load(writing=writing)
+
+    def _mark_loaded(self, record: R, source: RecordFile) -> None:
+        """Hook: note per-record facts from where it was loaded (volatile, read-only)."""
+
+    def after_load(self, *, writing: bool) -> None:
+        """Hook: kind-specific work after a (re)load, e.g. incomplete-layer cleanup."""
+
+    def _index(self, records: list[R]) -> bool:
+        """Rebuild indexes. Returns True if duplicate names had to be resolved."""
+        by_id: dict[str, R] = {}
+        by_name: dict[str, R] = {}
+        fixed = False
+        for record in records:
+            rid: str = record.id  # type: ignore[attr-defined]
+            by_id[rid] = record
+            for name in list(record.names):  # type: ignore[attr-defined]
+                holder = by_name.get(name)
+                if holder is not None and holder is not record:
+                    # Go keeps the name on the later record.
+                    holder.names.remove(name)  # type: ignore[attr-defined]
+                    fixed = True
+                by_name[name] = record
+        self.records = records
+        self.by_id = by_id
+        self.by_name = by_name
+        self._sorted_ids = sorted(i for i in by_id if " " not in i)
+        return fixed
+
+    def reindex(self) -> None:
+        self._index(self.records)
+
+    def save(self) -> None:
+        """Record a write on the lock, then rewrite every file atomically."""
+        if self.read_only:
+            raise StoreIsReadOnly(f"not allowed to modify the {self.kind} store at {self.directory}")
+        if not self.lock.locked_for_writing:
+            raise RuntimeError(f"{self.kind} store is not locked for writing")
+        self._token = self.lock.record_write()
+        for f in self.files:
+            chosen = [r for r in self.records if self._file_for(r) is f]
+            if f.volatile and not chosen and not f.path.exists():
+                continue
+            f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic.write_file(f.path, codec.dumps_records(chosen), 0o600, durable=not f.volatile)
+            f.mtime_ns = f.path.stat().st_mtime_ns
+
+    def _file_for(self, record: R) -> RecordFile:
+        return self.files[0]
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def lookup(self, ref: str) -> R | None:
+        """Find by exact ID, then name, then kind-specific keys, then unique ID prefix."""
+        if not ref:
+            return None
+        if ref in self.by_id:
+            return self.by_id[ref]
+        if ref in self.by_name:
+            return self.by_name[ref]
+        if self.lookup_extra is not None:
+            for record in self.records:
+                if ref in self.lookup_extra(record):
+                    return record
+        i = bisect.bisect_left(self._sorted_ids, ref)
+        if i < len(self._sorted_ids) and self._sorted_ids[i].startswith(ref):
+            if i + 1 < len(self._sorted_ids) and self._sorted_ids[i + 1].startswith(ref):
+                return None  # ambiguous
+            return self.by_id[self._sorted_ids[i]]
+        return None
+
+    def get(self, ref: str) -> R:
+        record = self.lookup(ref)
+        if record is None:
+            raise self.unknown_error()
+        return record
+
+    def exists(self, ref: str) -> bool:
+        return self.lookup(ref) is not None
+
+    def new_id(self, requested: str | None) -> str:
+        if requested:
+            if requested in self.by_id:
+                raise DuplicateID()
+            return requested
+        return generate_id(lambda c: c in self.by_id)
+
+    def check_names_free(self, names: Sequence[str]) -> None:
+        for name in names:
+            if name in self.by_name:
+                raise DuplicateName()
+
+    # -- adding and removing (caller holds the write lock and calls save) --------------------
+
+    def add(self, record: R) -> None:
+        self.records.append(record)
+        rid: str = record.id  # type: ignore[attr-defined]
+        self.by_id[rid] = record
+        for name in record.names:  # type: ignore[attr-defined]
+            self.by_name[name] = record
+        if " " not in rid:
+            bisect.insort(self._sorted_ids, rid)
+
+    def remove(self, record: R) -> None:
+        self.records = [r for r in self.records if r is not record]
+        self.reindex()
+
+    def update_names(self, record: R, names: Sequence[str], op: str) -> None:
+        """Apply a name operation (set / add / remove), moving names from other records."""
+        names = dedupe(names)
+        current: list[str] = record.names  # type: ignore[attr-defined]
+        if op == "set":
+            new = names
+        elif op == "add":
+            # Go 1.43's CLI appends; HEAD puts new names first. We follow HEAD (see notes).
+            new = dedupe([*names, *current])
+        elif op == "remove":
+            new = [n for n in current if n not in names]
+        else:
+            raise ValueError(op)
+        for name in new:
+            holder = self.by_name.get(name)
+            if holder is not None and holder is not record:
+                holder.names.remove(name)  # type: ignore[attr-defined]
+        record.names = new  # type: ignore[attr-defined]
+        self.reindex()
+
+    # -- big data ----------------------------------------------------------------------------
+
+    def data_dir(self, record_id: str) -> Path:
+        return self.directory / record_id
+
+    def data_path(self, record_id: str, key: str) -> Path:
+        return self.data_dir(record_id) / big_data_file_name(key)
+
+    def read_big_data(self, record_id: str, key: str) -> bytes:
+        try:
+            return self.data_path(record_id, key).read_bytes()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"getting big data {key!r} for {self.kind} {record_id}: no such file"
+            ) from exc
+
+    def write_big_data(self, record_id: str, key: str, data: bytes, *, durable: bool = True) -> None:
+        path = self.data_path(record_id, key)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic.write_file(path, data, 0o600, durable=durable)
+
+    def remove_data_dir(self, record_id: str) -> None:
+        atomic.remove_tree(self.data_dir(record_id))
+
+
+def ensure_dir(path: Path, mode: int = 0o700) -> Path:
+    os.makedirs(path, mode=mode, exist_ok=True)
+    return path
+
+
+def unknown_fields(data: dict[str, Any], known: set[str]) -> list[str]:
+    return [k for k in data if k not in known]

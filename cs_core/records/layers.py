@@ -1,0 +1,138 @@
+"""Layer records: ``<driver>-layers/layers.json``, mount counts, tar-split files.
+
+Mount counts live apart, in ``<runroot>/<driver>-layers/mountpoints.json`` under their own
+lock, because they change far more often than layers and must not survive a reboot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from cs_core import atomic, codec, lockfile
+from cs_core.drivers.base import GraphDriver
+from cs_core.errors import LayerUnknown
+from cs_core.model import Layer, MountRecord
+from cs_core.records.base import RecordFile, RecordStore
+
+log = logging.getLogger(__name__)
+
+INCOMPLETE = "incomplete"
+
+
+class LayerStore(RecordStore[Layer]):
+    kind = "layer"
+    record_cls = Layer
+    unknown_error = LayerUnknown
+
+    def __init__(
+        self, directory: Path, run_directory: Path | None, driver: GraphDriver, *,
+        read_only: bool = False, volatile_directory: Path | None = None,
+    ) -> None:
+        files = [RecordFile(directory / "layers.json")]
+        if not read_only:
+            files.append(
+                RecordFile((volatile_directory or directory) / "volatile-layers.json", volatile=True)
+            )
+        lock = lockfile.get(directory / "layers.lock", read_only=read_only)
+        super().__init__(directory, files, lock, read_only=read_only)
+        self.driver = driver
+        self.run_directory = run_directory
+        self.mounts_lock = (
+            lockfile.get(run_directory / "mountpoints.lock") if run_directory and not read_only else None
+        )
+        self._mounts_token: bytes | None = None
+
+    def _mark_loaded(self, record: Layer, source: RecordFile) -> None:
+        record.read_only = self.read_only
+        record.volatile = source.volatile
+
+    def _file_for(self, record: Layer) -> RecordFile:
+        return self.files[1] if record.volatile and len(self.files) > 1 else self.files[0]
+
+    def after_load(self, *, writing: bool) -> None:
+        if self.read_only:
+            return
+        self.load_mounts()
+        if writing:
+            doomed = [layer for layer in self.records if layer.incomplete]
+            for layer in doomed:
+                log.warning('Found incomplete layer "%s", deleting it', layer.id)
+                self.delete_data(layer)
+                self.records.remove(layer)
+            if doomed:
+                self.reindex()
+                self.save()
+
+    # -- tar-split and data ------------------------------------------------------------------
+
+    def tar_split_path(self, layer_id: str) -> Path:
+        return self.directory / f"{layer_id}.tar-split.gz"
+
+    def delete_data(self, layer: Layer) -> None:
+        """Remove everything the store and the driver keep for a layer (record aside)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.tar_split_path(layer.id).unlink()
+        self.remove_data_dir(layer.id)
+        self.driver.remove(layer.id)
+
+    # -- mount counts ------------------------------------------------------------------------
+
+    @property
+    def mounts_path(self) -> Path:
+        assert self.run_directory is not None
+        return self.run_directory / "mountpoints.json"
+
+    def load_mounts(self) -> None:
+        if self.run_directory is None:
+            return
+        for layer in self.records:
+            layer.mount_point, layer.mount_count = "", 0
+        try:
+            data = self.mounts_path.read_bytes()
+        except FileNotFoundError:
+            return
+        for mount in codec.loads_records(data, MountRecord, str(self.mounts_path)):
+            layer = self.by_id.get(mount.id)
+            if layer is not None and mount.path:
+                layer.mount_point, layer.mount_count = mount.path, mount.count
+
+    @contextlib.contextmanager
+    def mounts_writing(self) -> Iterator[None]:
+        """Hold the mountpoints lock for writing, with fresh counts; save on success."""
+        assert self.mounts_lock is not None
+        with self.mounts_lock.write_locked():
+            token = self.mounts_lock.read_token()
+            if token != self._mounts_token:
+                self.load_mounts()
+            yield
+            self._mounts_token = self.mounts_lock.record_write()
+            records = [
+                MountRecord(layer.id, layer.mount_point, layer.mount_count)
+                for layer in self.records
+                if layer.mount_point and layer.mount_count > 0
+            ]
+            # Mount state is per boot: no need to fsync it (it lives on tmpfs anyway).
+            atomic.write_file(self.mounts_path, codec.dumps_records(records), 0o600, durable=False)
+
+    def refresh_mounts(self) -> None:
+        if self.mounts_lock is None:
+            return
+        with self.mounts_lock.read_locked():
+            token = self.mounts_lock.read_token()
+            if token != self._mounts_token:
+                self.load_mounts()
+                self._mounts_token = token
+
+    # -- digests -----------------------------------------------------------------------------
+
+    def by_compressed_digest(self, digest: str) -> list[Layer]:
+        return [layer for layer in self.records if layer.compressed_digest == digest]
+
+    def by_uncompressed_digest(self, digest: str) -> list[Layer]:
+        return [layer for layer in self.records if layer.uncompressed_digest == digest]
+
+    def children(self, layer_id: str) -> list[Layer]:
+        return [layer for layer in self.records if layer.parent == layer_id]

@@ -1,0 +1,1185 @@
+"""The public library API: a store of layers, images and containers.
+
+``open_store()`` returns a :class:`Store`. Every method takes the locks the Go library takes,
+in Go's order (graph lock → layer stores → image stores → container store), reloads what
+other processes changed, and leaves the store consistent if it fails half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import gzip
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import attrs
+
+from cs_core import atomic, lockfile
+from cs_core.archive.compression import (
+    Compression,
+    DigestReader,
+    compress_stream,
+    decompress_stream,
+)
+from cs_core.config import StoreOptions
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
+from cs_core.drivers.plugins import PluginRegistry, default_registry
+from cs_core.errors import (
+    ContainerUnknown,
+    DigestUnknown,
+    DuplicateName,
+    ImageUnknown,
+    ImageUsedByContainer,
+    IncompleteOptions,
+    LayerHasChildren,
+    LayerUnknown,
+    LayerUsedByContainer,
+    LayerUsedByImage,
+    NotAContainer,
+    NotALayer,
+    NotAnID,
+    NotAnImage,
+    ParentIsContainer,
+    StorageError,
+    StoreIsReadOnly,
+)
+from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
+from cs_core.records.base import dedupe, sha256_digest
+from cs_core.records.containers import ContainerStore
+from cs_core.records.images import ImageStore, recompute_digests
+from cs_core.records.layers import INCOMPLETE, LayerStore
+from cs_core.selection import select_driver
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.60.0-dev"  # the Go library version whose behaviour we match
+
+
+@attrs.define
+class LayerOptions:
+    """Go ``LayerOptions`` (the parts cs_core supports)."""
+
+    uid_map: list[IDMap] = attrs.field(factory=list)
+    gid_map: list[IDMap] = attrs.field(factory=list)
+    host_uid_mapping: bool = False
+    host_gid_mapping: bool = False
+    template_layer: str = ""
+    original_digest: str = ""
+    original_size: int | None = None
+    uncompressed_digest: str = ""
+    volatile: bool = False
+    storage_opt: dict[str, str] = attrs.field(factory=dict)
+    flags: dict[str, object] = attrs.field(factory=dict)
+    big_data: dict[str, bytes] = attrs.field(factory=dict)
+    progress: Callable[[int], None] | None = None
+
+
+@attrs.define
+class ImageOptions:
+    creation_date: _dt.datetime | None = None
+    digest: str = ""
+    metadata: str = ""
+    big_data: dict[str, bytes] = attrs.field(factory=dict)
+    names_history: list[str] = attrs.field(factory=list)
+    flags: dict[str, object] = attrs.field(factory=dict)
+
+
+@attrs.define
+class ContainerOptions:
+    uid_map: list[IDMap] = attrs.field(factory=list)
+    gid_map: list[IDMap] = attrs.field(factory=list)
+    host_uid_mapping: bool = False
+    host_gid_mapping: bool = False
+    mount_label: str = ""
+    process_label: str = ""
+    mount_opts: list[str] = attrs.field(factory=list)
+    volatile: bool = False
+    storage_opt: dict[str, str] = attrs.field(factory=dict)
+    flags: dict[str, object] = attrs.field(factory=dict)
+    big_data: dict[str, bytes] = attrs.field(factory=dict)
+
+
+def open_store(
+    options: StoreOptions | None = None, *, graph_root: str | None = None,
+    run_root: str | None = None, driver_name: str | None = None,
+    driver_options: Sequence[str] = (), registry: PluginRegistry | None = None,
+) -> Store:
+    """Open (creating if needed) the store described by ``options`` or the keyword arguments.
+
+    With neither, storage.conf and the environment decide, as for podman.
+    """
+    if options is None:
+        if graph_root or run_root or driver_name or driver_options:
+            defaults = StoreOptions.load_default()
+            options = StoreOptions(
+                graph_root=graph_root or "", run_root=run_root or "",
+                driver_name=driver_name or "", driver_options=list(driver_options),
+            )
+            if not options.graph_root and not options.run_root:
+                raise IncompleteOptions()
+            options.graph_root = options.graph_root or defaults.graph_root
+            options.run_root = options.run_root or defaults.run_root
+        else:
+            options = StoreOptions.load_default()
+    store = Store(options, registry or default_registry())
+    (registry or default_registry()).call("cs_store_opened", store=store)
+    return store
+
+
+class Store:
+    """Layers, images and containers on local disk, compatible with containers/storage."""
+
+    def __init__(self, options: StoreOptions, registry: PluginRegistry) -> None:
+        if not options.graph_root or not options.run_root:
+            raise IncompleteOptions()
+        self.options = options
+        self.registry = registry
+        self.graph_root = Path(os.path.abspath(options.graph_root))
+        self.run_root = Path(os.path.abspath(options.run_root))
+        self.graph_options = list(options.driver_options)
+        self.uid_map = list(options.uid_map)
+        self.gid_map = list(options.gid_map)
+        self.transient = options.transient_store
+        for path in (self.run_root, self.graph_root):
+            atomic.makedirs(path)
+        self.graph_lock = lockfile.get(self.graph_root / "storage.lock")
+        lockfile.get(self.graph_root / "userns.lock")
+        with self.graph_lock.write_locked():
+            self._graph_token = self.graph_lock.read_token()
+            self.driver = self._make_driver(options.driver_name)
+        self.driver_name = self.driver.name
+        name = self.driver_name
+        self.image_root = Path(options.image_store) if options.image_store else self.graph_root
+        self.layer_store = LayerStore(
+            self.graph_root / f"{name}-layers", self.run_root / f"{name}-layers", self.driver,
+            volatile_directory=self.run_root / f"{name}-layers" if self.transient else None,
+        )
+        for d in (
+            self.image_root / f"{name}-images", self.graph_root / f"{name}-containers",
+            self.run_root / f"{name}-containers", self.run_root / f"{name}-locks",
+            self.graph_root / f"{name}-layers", self.run_root / f"{name}-layers",
+        ):
+            atomic.makedirs(d)
+        self.image_store = ImageStore(self.image_root / f"{name}-images")
+        self.container_store = ContainerStore(
+            self.graph_root / f"{name}-containers",
+            volatile_directory=self.run_root / f"{name}-containers" if self.transient else None,
+        )
+        self.ro_layer_stores: list[LayerStore] = []
+        self.ro_image_stores: list[ImageStore] = []
+        for extra in self.driver.additional_image_stores():
+            layers_dir = Path(extra) / f"{name}-layers"
+            images_dir = Path(extra) / f"{name}-images"
+            with contextlib.suppress(OSError):
+                self.ro_layer_stores.append(LayerStore(layers_dir, None, self.driver, read_only=True))
+                self.ro_image_stores.append(ImageStore(images_dir, read_only=True))
+        # First use with write access: clean up layers a crashed process left incomplete.
+        with self.layer_store.writing():
+            pass
+
+    # -- driver ------------------------------------------------------------------------------
+
+    def _make_driver(self, name: str) -> GraphDriver:
+        def config_for(driver: str) -> DriverConfig:
+            return DriverConfig(
+                home=self.graph_root / driver, run_home=self.run_root / driver,
+                graph_root=self.graph_root, run_root=self.run_root,
+                options=tuple(self.graph_options),
+                image_store=Path(self.options.image_store) if self.options.image_store else None,
+                uid_map=tuple(self.uid_map), gid_map=tuple(self.gid_map),
+            )
+
+        driver = select_driver(self.registry, name, self.graph_root, config_for,
+                               self.options.driver_priority)
+        atomic.makedirs(driver.home)
+        return driver
+
+    @contextlib.contextmanager
+    def _using_driver(self) -> Iterator[GraphDriver]:
+        """Hold the graph lock; re-create the driver if another process shut it down."""
+        with self.graph_lock.write_locked():
+            token = self.graph_lock.read_token()
+            if token != self._graph_token:
+                self._graph_token = token
+                self.driver = self._make_driver(self.driver_name)
+                self.layer_store.driver = self.driver
+            yield self.driver
+
+    # -- lock helpers ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read_all(self, layers: bool = True, images: bool = True,
+                  containers: bool = True) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            if layers:
+                for ls in self._layer_stores():
+                    stack.enter_context(ls.reading())
+            if images:
+                for ist in self._image_stores():
+                    stack.enter_context(ist.reading())
+            if containers:
+                stack.enter_context(self.container_store.reading())
+            yield
+
+    def _layer_stores(self) -> list[LayerStore]:
+        return [self.layer_store, *self.ro_layer_stores]
+
+    def _image_stores(self) -> list[ImageStore]:
+        return [self.image_store, *self.ro_image_stores]
+
+    def _find_layer(self, ref: str) -> tuple[Layer, LayerStore] | None:
+        for ls in self._layer_stores():
+            layer = ls.lookup(ref)
+            if layer is not None:
+                return layer, ls
+        return None
+
+    def _find_image(self, ref: str) -> tuple[Image, ImageStore] | None:
+        rw = self.image_store.lookup(ref)
+        if rw is not None:
+            return rw, self.image_store
+        for ist in self.ro_image_stores:
+            image = ist.lookup(ref)
+            if image is not None and image.id not in self.image_store.by_id:
+                return image, ist
+        return None
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def create_layer(self, id: str | None = None, parent: str | None = None,
+                     names: Sequence[str] = (), mount_label: str = "", writeable: bool = False,
+                     options: LayerOptions | None = None) -> Layer:
+        return self.put_layer(id, parent, names, mount_label, writeable, options, None)
+
+    def put_layer(self, id: str | None = None, parent: str | None = None,
+                  names: Sequence[str] = (), mount_label: str = "", writeable: bool = False,
+                  options: LayerOptions | None = None, diff: BinaryIO | None = None) -> Layer:
+        """Create a layer, optionally filled from a (compressed) tar stream, atomically."""
+        options = options or LayerOptions()
+        ls = self.layer_store
+        with ls.writing(), self._ro_layers_reading(), self.container_store.reading():
+            parent_layer: Layer | None = None
+            if parent:
+                found = self._find_layer(parent)
+                if found is None:
+                    raise LayerUnknown(f"parent layer {parent!r}")
+                parent_layer = found[0]
+                if self.container_store.by_layer(parent_layer.id) is not None:
+                    raise ParentIsContainer()
+            layer_id = ls.new_id(id)
+            names = dedupe(names)
+            ls.check_names_free(names)
+            uid_map, gid_map = self._layer_maps(options, parent_layer)
+            layer = Layer(
+                id=layer_id, parent=parent_layer.id if parent_layer else "", names=list(names),
+                mount_label=mount_label, created=utcnow(), flags={**options.flags, INCOMPLETE: True},
+                uid_map=uid_map, gid_map=gid_map,
+            )
+            layer.volatile = options.volatile or (self.transient and writeable)
+            ls.add(layer)
+            ls.save()  # the incomplete record first, so a crash leaves something to clean up
+            try:
+                opts = CreateOpts(mount_label=mount_label, storage_opt=options.storage_opt,
+                                  uid_map=tuple(uid_map), gid_map=tuple(gid_map))
+                if writeable:
+                    self.driver.create_read_write(layer_id, layer.parent or None, opts)
+                else:
+                    self.driver.create(layer_id, layer.parent or None, opts)
+                parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
+                if parent_maps != (uid_map, gid_map) and (uid_map or gid_map or parent_layer):
+                    self.driver.update_layer_id_map(
+                        layer_id, (parent_maps[0], parent_maps[1]), (uid_map, gid_map), mount_label
+                    )
+                for key, value in options.big_data.items():
+                    ls.write_big_data(layer_id, key, value)
+                    layer.big_data_names.append(key)
+                if diff is not None:
+                    self._apply_diff_locked(layer, diff, options)
+                del layer.flags[INCOMPLETE]
+                ls.save()
+            except BaseException:
+                self._discard_layer(layer)
+                raise
+            return attrs.evolve(layer)
+
+    @contextlib.contextmanager
+    def _ro_layers_reading(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for ls in self.ro_layer_stores:
+                stack.enter_context(ls.reading())
+            yield
+
+    def _layer_maps(self, options: LayerOptions,
+                    parent: Layer | None) -> tuple[list[IDMap], list[IDMap]]:
+        uid_map = [] if options.host_uid_mapping else list(options.uid_map)
+        gid_map = [] if options.host_gid_mapping else list(options.gid_map)
+        if not options.host_uid_mapping and not uid_map:
+            uid_map = list(parent.uid_map) if parent else list(self.uid_map)
+        if not options.host_gid_mapping and not gid_map:
+            gid_map = list(parent.gid_map) if parent else list(self.gid_map)
+        return uid_map, gid_map
+
+    def _discard_layer(self, layer: Layer) -> None:
+        """Undo a failed create: data, driver layer, record (errors logged, not raised)."""
+        ls = self.layer_store
+        try:
+            ls.delete_data(layer)
+        except Exception as exc:
+            log.error("while recovering from a failure, deleting layer %s: %s", layer.id, exc)
+            return  # keep the incomplete record: the next write-access load retries
+        if layer in ls.records:
+            ls.remove(layer)
+        with contextlib.suppress(Exception):
+            ls.save()
+
+    def apply_diff(self, to: str, stream: BinaryIO,
+                   progress: Callable[[int], None] | None = None) -> int:
+        """Apply a (possibly compressed) tar stream to an existing layer; returns its size."""
+        ls = self.layer_store
+        with ls.writing():
+            layer = ls.get(to)
+            self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
+            ls.save()
+            return layer.uncompressed_size
+
+    def _apply_diff_locked(self, layer: Layer, stream: BinaryIO, options: LayerOptions) -> None:
+        from cs_core.archive.tarsplit import TarSplitWriter
+
+        ls = self.layer_store
+        raw = DigestReader(stream)
+        compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
+        plain = DigestReader(plain_stream)
+        ts_path = ls.tar_split_path(layer.id)
+        with atomic.atomic_writer(ts_path, 0o600) as ts_file:
+            with gzip.GzipFile(fileobj=ts_file, mode="wb", compresslevel=1, mtime=0) as gz:
+                writer = TarSplitWriter(gz)  # type: ignore[arg-type]
+                result = self.driver.apply_diff(
+                    layer.id, layer.parent or None, plain,  # type: ignore[arg-type]
+                    ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
+                                  mount_label=layer.mount_label, tar_split=writer,
+                                  progress=options.progress),
+                )
+        layer.compressed_digest = (
+            options.original_digest if options.original_digest.startswith("sha256:")
+            else raw.digest
+        )
+        layer.compressed_size = raw.size
+        layer.uncompressed_digest = (
+            options.uncompressed_digest if options.uncompressed_digest.startswith("sha256:")
+            else plain.digest
+        )
+        layer.uncompressed_size = plain.size
+        layer.compression = int(compression)
+        layer.uidset = sorted(set(result.uids))
+        layer.gidset = sorted(set(result.gids))
+
+    def layer(self, ref: str) -> Layer:
+        with self._read_all(images=False, containers=False):
+            found = self._find_layer(ref)
+            if found is None:
+                raise LayerUnknown()
+            return attrs.evolve(found[0])
+
+    def layers(self) -> list[Layer]:
+        with self._read_all(images=False, containers=False):
+            self.layer_store.refresh_mounts()
+            seen: set[str] = set()
+            out = []
+            for ls in self._layer_stores():
+                for layer in ls.records:
+                    if layer.id not in seen:
+                        seen.add(layer.id)
+                        out.append(attrs.evolve(layer))
+            return out
+
+    def layer_size(self, ref: str) -> int:
+        layer = self.layer(ref)
+        return layer.uncompressed_size if layer.uncompressed_digest else -1
+
+    def layers_by_compressed_digest(self, digest: str) -> list[Layer]:
+        with self._read_all(images=False, containers=False):
+            return [attrs.evolve(x) for ls in self._layer_stores()
+                    for x in ls.by_compressed_digest(digest)]
+
+    def layers_by_uncompressed_digest(self, digest: str) -> list[Layer]:
+        with self._read_all(images=False, containers=False):
+            return [attrs.evolve(x) for ls in self._layer_stores()
+                    for x in ls.by_uncompressed_digest(digest)]
+
+    def delete_layer(self, ref: str) -> None:
+        """Delete a layer nobody uses (resolving names and prefixes before checking)."""
+        ls = self.layer_store
+        with ls.writing(), self.image_store.writing(), self.container_store.writing():
+            layer = ls.lookup(ref)
+            if layer is None:
+                raise NotALayer()
+            for other in ls.records:
+                if other.parent == layer.id:
+                    raise LayerHasChildren(f"used by layer {other.id}")
+            for image in self.image_store.records:
+                if image.top_layer == layer.id:
+                    raise LayerUsedByImage(f"layer {layer.id} used by image {image.id}")
+            for container in self.container_store.records:
+                if container.layer == layer.id:
+                    raise LayerUsedByContainer(f"layer {layer.id} used by container {container.id}")
+            self._delete_layer_locked(layer)
+            changed = False
+            for image in self.image_store.records:
+                if layer.id in image.mapped_top_layers:
+                    image.mapped_top_layers.remove(layer.id)
+                    changed = True
+            if changed:
+                self.image_store.save()
+
+    def _delete_layer_locked(self, layer: Layer) -> None:
+        """Mark incomplete (durably), remove the data, then drop the record."""
+        ls = self.layer_store
+        if layer.mount_count > 0:
+            with contextlib.suppress(Exception):
+                self.driver.put(layer.id)
+            with ls.mounts_writing():
+                layer.mount_count, layer.mount_point = 0, ""
+        layer.flags[INCOMPLETE] = True
+        ls.save()
+        ls.delete_data(layer)
+        ls.remove(layer)
+        ls.save()
+
+    def list_layer_big_data(self, ref: str) -> list[str]:
+        return list(self.layer(ref).big_data_names)
+
+    def layer_big_data(self, ref: str, key: str) -> bytes:
+        with self._read_all(images=False, containers=False):
+            found = self._find_layer(ref)
+            if found is None:
+                raise LayerUnknown()
+            return found[1].read_big_data(found[0].id, key)
+
+    def set_layer_big_data(self, ref: str, key: str, data: bytes) -> None:
+        ls = self.layer_store
+        with ls.writing():
+            layer = ls.get(ref)
+            ls.write_big_data(layer.id, key, data)
+            if key not in layer.big_data_names:
+                layer.big_data_names.append(key)
+                ls.save()
+
+    # -- images ------------------------------------------------------------------------------
+
+    def create_image(self, id: str | None = None, names: Sequence[str] = (), layer: str = "",
+                     metadata: str = "", options: ImageOptions | None = None) -> Image:
+        options = options or ImageOptions()
+        with self._read_all(images=False, containers=False), self.image_store.writing():
+            top = ""
+            if layer:
+                found = self._find_layer(layer)
+                if found is None:
+                    raise LayerUnknown()
+                top = found[0].id
+            ist = self.image_store
+            image_id = ist.new_id(id)
+            names = dedupe(names)
+            for name in names:
+                holder = ist.by_name.get(name)
+                if holder is not None:
+                    raise DuplicateName(
+                        f'image name "{name}" is already associated with image "{holder.id}"'
+                    )
+            image = Image(
+                id=image_id, digest=options.digest, names=list(names), top_layer=top,
+                metadata=metadata or options.metadata,
+                created=options.creation_date or utcnow(), flags=dict(options.flags),
+                names_history=list(options.names_history),
+            )
+            for key, value in options.big_data.items():
+                self._set_image_big_data_locked(image, key, value, None)
+            recompute_digests(image)
+            ist.add(image)
+            ist.save()
+            return attrs.evolve(image)
+
+    def image(self, ref: str) -> Image:
+        with self._read_all(layers=False, containers=False):
+            found = self._find_image(ref)
+            if found is None:
+                raise ImageUnknown()
+            return attrs.evolve(found[0])
+
+    def images(self) -> list[Image]:
+        with self._read_all(layers=False, containers=False):
+            out = [attrs.evolve(i) for i in self.image_store.records]
+            seen = {i.id for i in out}
+            for ist in self.ro_image_stores:
+                for image in ist.records:
+                    if image.id not in seen:
+                        seen.add(image.id)
+                        out.append(attrs.evolve(image))
+            return out
+
+    def images_by_top_layer(self, ref: str) -> list[Image]:
+        layer = self.layer(ref)
+        with self._read_all(layers=False, containers=False):
+            return [attrs.evolve(i) for ist in self._image_stores() for i in ist.by_top_layer(layer.id)]
+
+    def images_by_digest(self, digest: str) -> list[Image]:
+        with self._read_all(layers=False, containers=False):
+            return [attrs.evolve(i) for ist in self._image_stores() for i in ist.by_digest(digest)]
+
+    def image_size(self, ref: str) -> int:
+        with self._read_all(containers=False):
+            found = self._find_image(ref)
+            if found is None:
+                raise ImageUnknown()
+            image = found[0]
+            total = 0
+            seen: set[str] = set()
+            for top in [image.top_layer, *image.mapped_top_layers]:
+                current = top
+                while current and current not in seen:
+                    seen.add(current)
+                    hit = self._find_layer(current)
+                    if hit is None:
+                        raise LayerUnknown()
+                    layer = hit[0]
+                    if layer.uncompressed_digest:
+                        total += layer.uncompressed_size
+                    else:
+                        total += self.driver.diff_size(layer.id, layer.parent or None)
+                    current = layer.parent
+            for key in image.big_data_names:
+                total += image.big_data_sizes.get(key, 0)
+            return total
+
+    def delete_image(self, ref: str, commit: bool = True) -> list[str]:
+        """Delete an image and the layers only it uses; returns those layer IDs."""
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), ist.writing(), cs.writing():
+            image = ist.lookup(ref)
+            if image is None:
+                raise NotAnImage()
+            for container in cs.records:
+                if container.image == image.id:
+                    raise ImageUsedByContainer(f"image used by {container.id}")
+            children: dict[str, list[str]] = {}
+            for layer in ls.records:
+                children.setdefault(layer.parent, []).append(layer.id)
+            other_tops: set[str] = set()
+            for other in ist.records:
+                if other.id != image.id:
+                    other_tops.add(other.top_layer)
+                    other_tops.update(other.mapped_top_layers)
+            to_remove = list(image.mapped_top_layers)
+            slated = set(to_remove)
+            current = image.top_layer
+            while current:
+                if cs.by_layer(current) is not None or current in other_tops:
+                    break
+                layer = ls.by_id.get(current)
+                parent = layer.parent if layer else ""
+                check = [current] + (image.mapped_top_layers if current == image.top_layer else [])
+                if any(c not in slated for x in check for c in children.get(x, [])):
+                    break
+                to_remove.append(current)
+                slated.add(current)
+                current = parent
+            if commit:
+                ist.remove(image)
+                ist.save()
+                ist.remove_data_dir(image.id)
+                for layer_id in to_remove:
+                    layer = ls.by_id.get(layer_id)
+                    if layer is not None:
+                        self._delete_layer_locked(layer)
+            return to_remove
+
+    def _set_image_big_data_locked(self, image: Image, key: str, data: bytes,
+                                   digest_manifest: Callable[[bytes], str] | None) -> None:
+        ist = self.image_store
+        if key.startswith("manifest"):
+            if digest_manifest is None:
+                digest = sha256_digest(data)
+            else:
+                try:
+                    digest = digest_manifest(data)
+                except Exception as exc:
+                    raise DigestUnknown(f"digesting manifest: {exc}") from exc
+        else:
+            digest = sha256_digest(data)
+        ist.write_big_data(image.id, key, data)
+        if key not in image.big_data_names:
+            image.big_data_names.append(key)
+        image.big_data_sizes[key] = len(data)
+        image.big_data_digests[key] = digest
+        recompute_digests(image)
+
+    def set_image_big_data(self, ref: str, key: str, data: bytes,
+                           digest_manifest: Callable[[bytes], str] | None = None) -> None:
+        ist = self.image_store
+        with ist.writing():
+            image = ist.lookup(ref)
+            if image is None:
+                raise ImageUnknown()
+            self._set_image_big_data_locked(image, key, data, digest_manifest)
+            ist.save()
+
+    def list_image_big_data(self, ref: str) -> list[str]:
+        return list(self.image(ref).big_data_names)
+
+    def image_big_data(self, ref: str, key: str) -> bytes:
+        with self._read_all(layers=False, containers=False):
+            found = self._find_image(ref)
+            if found is None:
+                raise ImageUnknown()
+            return found[1].read_big_data(found[0].id, key)
+
+    def image_big_data_size(self, ref: str, key: str) -> int:
+        image = self.image(ref)
+        if key in image.big_data_sizes:
+            return image.big_data_sizes[key]
+        return len(self.image_big_data(ref, key))
+
+    def image_big_data_digest(self, ref: str, key: str) -> str:
+        image = self.image(ref)
+        digest = image.big_data_digests.get(key)
+        if not digest:
+            raise DigestUnknown()
+        return digest
+
+    def image_directory(self, ref: str) -> str:
+        path = self.graph_root / f"{self.driver_name}-images" / ref / "userdata"
+        atomic.makedirs(path)
+        return str(path)
+
+    def image_run_directory(self, ref: str) -> str:
+        path = self.run_root / f"{self.driver_name}-images" / ref / "userdata"
+        atomic.makedirs(path)
+        return str(path)
+
+    # -- containers --------------------------------------------------------------------------
+
+    def create_container(self, id: str | None = None, names: Sequence[str] = (),
+                         image: str = "", layer: str | None = None, metadata: str = "",
+                         options: ContainerOptions | None = None) -> Container:
+        options = options or ContainerOptions()
+        cs = self.container_store
+        image_id, top_layer = "", ""
+        image_maps: tuple[list[IDMap], list[IDMap]] = ([], [])
+        if image:
+            img = self.image(image)
+            image_id, top_layer = img.id, img.top_layer
+            if top_layer:
+                top = self.layer(top_layer)
+                image_maps = (top.uid_map, top.gid_map)
+        with cs.reading():
+            names = dedupe(names)
+            container_id = cs.new_id(id)
+            for name in names:
+                holder = cs.by_name.get(name)
+                if holder is not None:
+                    raise DuplicateName(
+                        f'the container name "{name}" is already in use by {holder.id}. You have '
+                        f"to remove that container to be able to reuse that name"
+                    )
+        uid_map = options.uid_map or ([] if options.host_uid_mapping else image_maps[0] or self.uid_map)
+        gid_map = options.gid_map or ([] if options.host_gid_mapping else image_maps[1] or self.gid_map)
+        volatile = options.volatile or self.transient
+        rw_layer = self.put_layer(
+            layer, top_layer or None, (), options.mount_label, True,
+            LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map), volatile=volatile,
+                         host_uid_mapping=options.host_uid_mapping,
+                         host_gid_mapping=options.host_gid_mapping,
+                         storage_opt=options.storage_opt),
+        )
+        try:
+            with cs.writing():
+                cs.new_id(container_id)  # still free?
+                for name in names:
+                    holder = cs.by_name.get(name)
+                    if holder is not None:
+                        raise DuplicateName(
+                            f'the container name "{name}" is already in use by {holder.id}. You '
+                            f"have to remove that container to be able to reuse that name"
+                        )
+                flags: dict[str, object] = {
+                    **options.flags, "MountLabel": options.mount_label,
+                    "ProcessLabel": options.process_label,
+                }
+                if options.mount_opts:
+                    flags["MountOpts"] = list(options.mount_opts)
+                if volatile:
+                    flags["Volatile"] = True
+                container = Container(
+                    id=container_id, names=list(names), image=image_id, layer=rw_layer.id,
+                    metadata=metadata, created=utcnow(), uid_map=list(uid_map),
+                    gid_map=list(gid_map), flags=flags,
+                )
+                for key, value in options.big_data.items():
+                    self._set_container_big_data_locked(container, key, value)
+                cs.add(container)
+                cs.save()
+                return attrs.evolve(container)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete_layer(rw_layer.id)
+            raise
+
+    def container(self, ref: str) -> Container:
+        with self.container_store.reading():
+            return attrs.evolve(self.container_store.get(ref))
+
+    def containers(self) -> list[Container]:
+        with self.container_store.reading():
+            return [attrs.evolve(c) for c in self.container_store.records]
+
+    def container_by_layer(self, ref: str) -> Container:
+        layer = self.layer(ref)
+        with self.container_store.reading():
+            found = self.container_store.by_layer(layer.id)
+            if found is None:
+                raise ContainerUnknown()
+            return attrs.evolve(found)
+
+    def container_size(self, ref: str) -> int:
+        container = self.container(ref)
+        total = 0
+        with contextlib.suppress(StorageError):
+            layer = self.layer(container.layer)
+            total += self.driver.diff_size(layer.id, layer.parent or None)
+        total += sum(container.big_data_sizes.get(k, 0) for k in container.big_data_names)
+        for base in (self.graph_root, self.run_root):
+            total += _tree_size(base / f"{self.driver_name}-containers" / container.id)
+        return total
+
+    def delete_container(self, ref: str) -> None:
+        ls, cs = self.layer_store, self.container_store
+        with ls.writing(), self.image_store.reading(), cs.writing():
+            container = cs.lookup(ref)
+            if container is None:
+                raise NotAContainer()
+            layer = ls.by_id.get(container.layer)
+            if layer is not None:
+                self._delete_layer_locked(layer)
+            cs.remove(container)
+            cs.save()
+            for base in (self.graph_root, self.run_root):
+                atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
+
+    def _set_container_big_data_locked(self, container: Container, key: str, data: bytes) -> None:
+        self.container_store.write_big_data(container.id, key, data, durable=not container.volatile)
+        if key not in container.big_data_names:
+            container.big_data_names.append(key)
+        container.big_data_sizes[key] = len(data)
+        container.big_data_digests[key] = sha256_digest(data)
+
+    def set_container_big_data(self, ref: str, key: str, data: bytes) -> None:
+        cs = self.container_store
+        with cs.writing():
+            container = cs.get(ref)
+            self._set_container_big_data_locked(container, key, data)
+            cs.save()
+
+    def list_container_big_data(self, ref: str) -> list[str]:
+        return list(self.container(ref).big_data_names)
+
+    def container_big_data(self, ref: str, key: str) -> bytes:
+        with self.container_store.reading():
+            container = self.container_store.get(ref)
+            return self.container_store.read_big_data(container.id, key)
+
+    def container_big_data_size(self, ref: str, key: str) -> int:
+        container = self.container(ref)
+        if key in container.big_data_sizes:
+            return container.big_data_sizes[key]
+        return len(self.container_big_data(ref, key))
+
+    def container_big_data_digest(self, ref: str, key: str) -> str:
+        container = self.container(ref)
+        if key in container.big_data_digests:
+            return container.big_data_digests[key]
+        return sha256_digest(self.container_big_data(ref, key))
+
+    def container_directory(self, ref: str) -> str:
+        container = self.container(ref)
+        path = self.graph_root / f"{self.driver_name}-containers" / container.id / "userdata"
+        atomic.makedirs(path)
+        return str(path)
+
+    def container_run_directory(self, ref: str) -> str:
+        container = self.container(ref)
+        path = self.run_root / f"{self.driver_name}-containers" / container.id / "userdata"
+        atomic.makedirs(path)
+        return str(path)
+
+    # -- generic -----------------------------------------------------------------------------
+
+    def exists(self, ref: str) -> bool:
+        with self._read_all():
+            return (self._find_layer(ref) is not None or self._find_image(ref) is not None
+                    or self.container_store.lookup(ref) is not None)
+
+    def lookup(self, ref: str) -> str:
+        with self._read_all():
+            if (hit := self._find_layer(ref)) is not None:
+                return hit[0].id
+            if (img := self._find_image(ref)) is not None:
+                return img[0].id
+            if (c := self.container_store.lookup(ref)) is not None:
+                return c.id
+        raise LayerUnknown()
+
+    def metadata(self, ref: str) -> str:
+        with self._read_all():
+            if (hit := self._find_layer(ref)) is not None:
+                return hit[0].metadata
+            if (img := self._find_image(ref)) is not None:
+                return img[0].metadata
+            if (c := self.container_store.lookup(ref)) is not None:
+                return c.metadata
+        raise NotAnID()
+
+    def set_metadata(self, ref: str, metadata: str) -> None:
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), ist.writing(), cs.writing():
+            for store in (ls, ist, cs):
+                record = store.lookup(ref)
+                if record is not None:
+                    record.metadata = metadata  # type: ignore[union-attr]
+                    store.save()
+                    return
+        raise NotAnID()
+
+    def names(self, ref: str) -> list[str]:
+        with self._read_all():
+            if (hit := self._find_layer(ref)) is not None:
+                return list(hit[0].names)
+            if (img := self._find_image(ref)) is not None:
+                return list(img[0].names)
+            if (c := self.container_store.lookup(ref)) is not None:
+                return list(c.names)
+        raise LayerUnknown()
+
+    def set_names(self, ref: str, names: Sequence[str]) -> None:
+        self._update_names(ref, names, "set")
+
+    def add_names(self, ref: str, names: Sequence[str]) -> None:
+        self._update_names(ref, names, "add")
+
+    def remove_names(self, ref: str, names: Sequence[str]) -> None:
+        self._update_names(ref, names, "remove")
+
+    def _update_names(self, ref: str, names: Sequence[str], op: str) -> None:
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), self._ro_images_reading(), ist.writing(), cs.writing():
+            layer = ls.lookup(ref)
+            if layer is not None:
+                ls.update_names(layer, names, op)
+                ls.save()
+                return
+            image = ist.lookup(ref)
+            if image is None:
+                for ro in self.ro_image_stores:
+                    ro_image = ro.lookup(ref)
+                    if ro_image is not None:
+                        image = self._pull_up_image(ro_image, ro)
+                        break
+            if image is not None:
+                before = list(image.names)
+                ist.update_names(image, names, op)
+                for name in image.names:
+                    if name not in before or op == "set":
+                        if name in image.names_history:
+                            image.names_history.remove(name)
+                        image.names_history.insert(0, name)
+                ist.save()
+                return
+            container = cs.lookup(ref)
+            if container is not None:
+                cs.update_names(container, names, op)
+                cs.save()
+                return
+        raise LayerUnknown()
+
+    @contextlib.contextmanager
+    def _ro_images_reading(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for ist in self.ro_image_stores:
+                stack.enter_context(ist.reading())
+            yield
+
+    def _pull_up_image(self, image: Image, source: ImageStore) -> Image:
+        """Copy a read-only store's image into the writable store (it then shadows it)."""
+        copy = attrs.evolve(image, read_only=False, names=[], big_data_names=[])
+        for key in image.big_data_names:
+            self.image_store.write_big_data(copy.id, key, source.read_big_data(image.id, key))
+            copy.big_data_names.append(key)
+        self.image_store.add(copy)
+        return copy
+
+    def delete(self, ref: str) -> None:
+        """Delete whatever ``ref`` names, without safety checks (Go ``Store.Delete``)."""
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), ist.writing(), cs.writing():
+            container = cs.lookup(ref)
+            if container is not None:
+                layer = ls.by_id.get(container.layer)
+                if layer is not None:
+                    self._delete_layer_locked(layer)
+                cs.remove(container)
+                cs.save()
+                for base in (self.graph_root, self.run_root):
+                    atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id /
+                                       "userdata")
+                return
+            image = ist.lookup(ref)
+            if image is not None:
+                ist.remove(image)
+                ist.save()
+                ist.remove_data_dir(image.id)
+                return
+            layer = ls.lookup(ref)
+            if layer is not None:
+                self._delete_layer_locked(layer)
+                return
+        raise NotAnID()
+
+    def wipe(self) -> None:
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), ist.writing(), cs.writing():
+            for container in list(cs.records):
+                cs.remove_data_dir(container.id)
+                for base in (self.graph_root, self.run_root):
+                    atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
+            cs.records = []
+            cs.reindex()
+            cs.save()
+            for image in list(ist.records):
+                ist.remove_data_dir(image.id)
+            ist.records = []
+            ist.reindex()
+            ist.save()
+            for layer in sorted(ls.records, key=lambda x: x.created, reverse=True):
+                self._delete_layer_locked(layer)
+            for leftover in self.driver.list_layers():
+                self.driver.remove(leftover)
+
+    # -- mounts ------------------------------------------------------------------------------
+
+    def mount(self, ref: str, mount_label: str = "", options: Sequence[str] = ()) -> str:
+        """Mount a container's or layer's tree (reference counted); returns the path."""
+        container = None
+        with self.container_store.reading():
+            container = self.container_store.lookup(ref)
+        ls = self.layer_store
+        with self._using_driver() as driver, ls.writing():
+            if container is not None:
+                layer = ls.get(container.layer)
+                opts = MountOpts(
+                    mount_label=mount_label or str(container.flags.get("MountLabel", "")),
+                    options=tuple(options) or tuple(container.flags.get("MountOpts", []) or []),
+                    uid_map=tuple(container.uid_map), gid_map=tuple(container.gid_map),
+                    volatile=container.volatile and not self.options.disable_volatile,
+                )
+            else:
+                layer = ls.lookup(ref)
+                if layer is None:
+                    if any(ro.lookup(ref) for ro in self.ro_layer_stores):
+                        raise StoreIsReadOnly("mounting read/only store images is not allowed")
+                    raise LayerUnknown()
+                opts = MountOpts(mount_label=mount_label or layer.mount_label, options=tuple(options))
+            with ls.mounts_writing():
+                if layer.mount_count > 0 and driver.is_mounted(layer.id, layer.mount_point):
+                    layer.mount_count += 1
+                    return layer.mount_point
+                path = driver.get(layer.id, opts)
+                layer.mount_point = os.path.normpath(str(path))
+                layer.mount_count = 1
+                return layer.mount_point
+
+    def unmount(self, ref: str, force: bool = False) -> bool:
+        """Drop one mount reference (all with ``force``); returns whether still mounted."""
+        container = None
+        with self.container_store.reading():
+            container = self.container_store.lookup(ref)
+        ls = self.layer_store
+        with self._using_driver() as driver, ls.writing():
+            layer = ls.get(container.layer) if container is not None else ls.lookup(ref)
+            if layer is None:
+                path = os.path.normpath(ref)
+                layer = next((x for x in ls.records if x.mount_point == path), None)
+                if layer is None:
+                    raise LayerUnknown()
+            with ls.mounts_writing():
+                if force:
+                    layer.mount_count = min(layer.mount_count, 1)
+                if layer.mount_count > 1:
+                    layer.mount_count -= 1
+                    return True
+                if layer.mount_count == 1:
+                    driver.put(layer.id)
+                layer.mount_count = 0
+                layer.mount_point = ""
+                return False
+
+    def mounted(self, ref: str) -> int:
+        with self.container_store.reading():
+            container = self.container_store.lookup(ref)
+        ls = self.layer_store
+        with ls.reading():
+            ls.refresh_mounts()
+            layer = ls.get(container.layer) if container is not None else ls.get(ref)
+            return layer.mount_count
+
+    def mount_image(self, ref: str, options: Sequence[str] = (), mount_label: str = "") -> str:
+        if "rw" in options:
+            raise StorageError("mount options may not contain rw when mounting an image")
+        image = self.image(ref)
+        if not image.top_layer:
+            raise LayerUnknown(f"image {image.id} has no top layer")
+        return self.mount(image.top_layer, mount_label, (*options, "ro"))
+
+    def unmount_image(self, ref: str, force: bool = False) -> bool:
+        image = self.image(ref)
+        return self.unmount(image.top_layer, force)
+
+    # -- content -----------------------------------------------------------------------------
+
+    def _diff_pair(self, from_: str | None, to: str) -> tuple[Layer, str | None]:
+        found = self._find_layer(to)
+        if found is None:
+            raise LayerUnknown()
+        layer = found[0]
+        if from_:
+            parent = self._find_layer(from_)
+            if parent is None:
+                raise LayerUnknown()
+            return layer, parent[0].id
+        return layer, layer.parent or None
+
+    def changes(self, from_: str | None, to: str) -> list[Change]:
+        with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
+            layer, parent = self._diff_pair(from_, to)
+            return driver.changes(layer.id, parent)
+
+    def diff_size(self, from_: str | None, to: str) -> int:
+        with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
+            layer, parent = self._diff_pair(from_, to)
+            return driver.diff_size(layer.id, parent)
+
+    def diff(self, from_: str | None, to: str, out: BinaryIO,
+             compression: Compression | None = None,
+             progress: Callable[[int], None] | None = None) -> None:
+        """Write the layer's changes as a tar stream; bit-exact when tar-split allows."""
+        from cs_core.archive.tarsplit import reassemble
+
+        with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
+            layer, parent = self._diff_pair(from_, to)
+            if compression is None:
+                compression = Compression(layer.compression)
+            sink = compress_stream(out, compression) if compression != Compression.NONE else out
+            try:
+                ts_path = self._tar_split_for(layer)
+                if parent == (layer.parent or None) and ts_path is not None:
+                    getter = driver.diff_getter(layer.id)
+                    try:
+                        with gzip.open(ts_path, "rb") as ts:
+                            reassemble(ts, getter.open, _Progress(sink, progress))  # type: ignore[arg-type]
+                    finally:
+                        getter.close()
+                else:
+                    stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map)
+                    try:
+                        shutil.copyfileobj(stream, _Progress(sink, progress), 1 << 20)  # type: ignore[arg-type]
+                    finally:
+                        stream.close()
+            finally:
+                if sink is not out:
+                    sink.close()
+
+    def _tar_split_for(self, layer: Layer) -> Path | None:
+        for ls in self._layer_stores():
+            if layer.id in ls.by_id:
+                path = ls.tar_split_path(layer.id)
+                return path if path.exists() else None
+        return None
+
+    # -- misc --------------------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, str]]:
+        with self._using_driver() as driver:
+            return list(driver.status())
+
+    def version(self) -> list[tuple[str, str]]:
+        return [("Version", VERSION)]
+
+    def shutdown(self, force: bool = False) -> list[str]:
+        """Unmount everything (with ``force``) and release driver resources."""
+        ls = self.layer_store
+        with self.graph_lock.write_locked(), ls.writing():
+            mounted = [layer.id for layer in ls.records if layer.mount_count > 0]
+            if mounted and not force:
+                raise LayerUsedByContainer("a layer is mounted")
+            if mounted:
+                with ls.mounts_writing():
+                    for layer in ls.records:
+                        if layer.mount_count > 0:
+                            with contextlib.suppress(Exception):
+                                self.driver.put(layer.id)
+                            layer.mount_count, layer.mount_point = 0, ""
+            self._graph_token = self.graph_lock.record_write()
+            self.driver.cleanup()
+            return mounted
+
+    def garbage_collect(self) -> None:
+        """Remove data no record refers to (directories of deleted items, orphan layers)."""
+        import re
+
+        hex64 = re.compile(r"^[0-9a-f]{64}$")
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        with ls.writing(), ist.writing(), cs.writing():
+            for base in (cs.directory,):
+                for entry in os.listdir(base):
+                    if hex64.match(entry) and entry not in cs.by_id:
+                        atomic.remove_tree(base / entry)
+            for entry in os.listdir(ist.directory):
+                if hex64.match(entry) and entry not in ist.by_id:
+                    atomic.remove_tree(ist.directory / entry)
+            for layer_id in self.driver.list_layers():
+                if layer_id not in ls.by_id:
+                    with contextlib.suppress(FileNotFoundError):
+                        ls.tar_split_path(layer_id).unlink()
+                    ls.remove_data_dir(layer_id)
+                    self.driver.remove(layer_id)
+
+    def close(self) -> None:
+        """Nothing to release between operations; kept for API symmetry with Go's Free()."""
+
+
+class _Progress:
+    """A write-through wrapper that reports bytes written."""
+
+    def __init__(self, out: BinaryIO, progress: Callable[[int], None] | None) -> None:
+        self._out = out
+        self._progress = progress
+
+    def write(self, data: bytes) -> int:
+        n = self._out.write(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return n if n is not None else len(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
