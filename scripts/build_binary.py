@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Build a single-file ``containers-storage`` executable (a zipapp).
+
+It holds cs_core, every installed cs_core driver distribution (found through the ``cs_core``
+entry-point group, with their dist-info so the entry points still resolve inside the zip)
+and the pure-Python dependencies. Compiled extensions cannot be imported from a zip, so
+zstandard and isal are left out: the binary uses them when the target system has them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+import zipapp
+from importlib import metadata
+from pathlib import Path
+
+PURE_DEPENDENCIES = ["pluggy", "attrs", "attr", "cattrs", "cattr", "click", "typing_extensions"]
+COMPILED = {"zstandard", "isal"}
+
+
+def _copy_module(name: str, dest: Path) -> None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"build_binary: cannot find module {name!r}; is it installed?")
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:
+        src = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    else:
+        shutil.copy2(origin, dest / origin.name)
+
+
+def _copy_dist_info(dist: metadata.Distribution, dest: Path) -> None:
+    name = dist.metadata["Name"].replace("-", "_")
+    target = dest / f"{name}-{dist.version}.dist-info"
+    target.mkdir()
+    for fname in ("METADATA", "entry_points.txt"):
+        text = dist.read_text(fname)
+        if text is not None:
+            (target / fname).write_text(text)
+
+
+def build(output: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        _copy_module("cs_core", staging)
+        _copy_dist_info(metadata.distribution("cs-core"), staging)
+        for ep in metadata.entry_points(group="cs_core"):
+            package = ep.value.split(".")[0].split(":")[0]
+            if not (staging / package).exists():
+                _copy_module(package, staging)
+            if ep.dist is not None:
+                info = staging / f"{ep.dist.metadata['Name'].replace('-', '_')}-{ep.dist.version}.dist-info"
+                if not info.exists():
+                    _copy_dist_info(ep.dist, staging)
+        for dep in PURE_DEPENDENCIES:
+            if importlib.util.find_spec(dep) is not None:
+                _copy_module(dep, staging)
+        (staging / "__main__.py").write_text(
+            "import sys\nfrom cs_core.cli.main import main\nsys.exit(main())\n"
+        )
+        zipapp.create_archive(staging, output, interpreter="/usr/bin/env python3", compressed=True)
+    output.chmod(0o755)
+    print(f"built {output} ({output.stat().st_size // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    build(Path(sys.argv[1] if len(sys.argv) > 1 else "containers-storage"))
