@@ -19,7 +19,7 @@ import attrs
 import cattrs
 
 from cs_core.errors import CorruptRecordFile
-from cs_core.model import JSON, Container, Image, IDMap, Layer, MountRecord
+from cs_core.model import JSON, Container, IDMap, Image, Layer, MountRecord
 
 T = TypeVar("T")
 
