@@ -29,6 +29,7 @@ from cs_core.archive.compression import (
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry
+from cs_core.durability import syncfs
 from cs_core.errors import (
     ContainerUnknown,
     DigestUnknown,
@@ -300,6 +301,8 @@ class Store:
                     layer.big_data_names.append(key)
                 if diff is not None:
                     self._apply_diff_locked(layer, diff, options)
+                # The layer's files must be on disk before the record that says it is whole.
+                syncfs(self.driver.home)
                 del layer.flags[INCOMPLETE]
                 ls.save()
             except BaseException:
@@ -344,6 +347,7 @@ class Store:
         with ls.writing():
             layer = ls.get(to)
             self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
+            syncfs(self.driver.home)
             ls.save()
             return layer.uncompressed_size
 
