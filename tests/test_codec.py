@@ -8,7 +8,7 @@ import pytest
 
 from cs_core import codec
 from cs_core.errors import CorruptRecordFile
-from cs_core.model import Container, Image, IDMap, Layer, MountRecord
+from cs_core.model import Container, IDMap, Image, Layer, MountRecord
 
 GO_LAYER = (
     b'[{"id":"9d5c","names":["a","b"],"parent":"p1","created":"2026-11-27T23:22:03.292589334Z",'

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from cs_core.store import ContainerOptions, ImageOptions, Store, open_store
-
-from ..conftest import GoCLI
+from cs_core.testing.gocli import GoCLI
 
 pytestmark = pytest.mark.interop
 
