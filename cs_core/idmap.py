@@ -1,0 +1,95 @@
+"""User-namespace ID maps: translation, /etc/subuid lookups, and the CLI's map flags.
+
+A map is a list of ``IDMap(container_id, host_id, size)`` ranges. Layer contents on disk are
+owned by *host* IDs; tar streams carry *container* IDs.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from collections.abc import Sequence
+
+from cs_core.config import parse_id_map
+from cs_core.errors import InvalidMappings, UsageError
+from cs_core.model import IDMap
+
+
+def to_host(container_id: int, maps: Sequence[IDMap]) -> int:
+    """Host ID for a container ID (identity without maps)."""
+    if not maps:
+        return container_id
+    for m in maps:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    raise InvalidMappings(f"container ID {container_id} cannot be mapped to a host ID")
+
+
+def to_container(host_id: int, maps: Sequence[IDMap]) -> int:
+    """Container ID for a host ID (identity without maps)."""
+    if not maps:
+        return host_id
+    for m in maps:
+        if m.host_id <= host_id < m.host_id + m.size:
+            return m.container_id + host_id - m.host_id
+    raise InvalidMappings(f"host ID {host_id} cannot be mapped to a container ID")
+
+
+def representable_on_host(host_id: int, maps: Sequence[IDMap]) -> bool:
+    return not maps or any(m.host_id <= host_id < m.host_id + m.size for m in maps)
+
+
+def read_subid_ranges(name: str, path: str) -> list[tuple[int, int]]:
+    """``(start, count)`` ranges of ``name`` (or its numeric ID) in /etc/subuid or /etc/subgid."""
+    try:
+        numeric = str(pwd.getpwnam(name).pw_uid) if "subuid" in path else str(grp.getgrnam(name).gr_gid)
+    except KeyError:
+        numeric = ""
+    ranges = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                fields = line.strip().split(":")
+                if len(fields) == 3 and fields[0] in (name, numeric) and fields[0]:
+                    ranges.append((int(fields[1]), int(fields[2])))
+    except FileNotFoundError:
+        pass
+    return ranges
+
+
+def maps_from_subid(name: str, path: str) -> list[IDMap]:
+    """Maps starting at container ID 0 covering every range of ``name`` (Go NewIDMappings)."""
+    ranges = read_subid_ranges(name, path)
+    if not ranges:
+        raise InvalidMappings(f'no subuid ranges found for user "{name}" in {path}')
+    maps, next_id = [], 0
+    for start, count in ranges:
+        maps.append(IDMap(next_id, start, count))
+        next_id += count
+    return maps
+
+
+def maps_from_flags(
+    uidmap: Sequence[str] = (), gidmap: Sequence[str] = (), subuidmap: str = "",
+    subgidmap: str = "", hostuidmap: bool = False, hostgidmap: bool = False,
+) -> tuple[list[IDMap], list[IDMap]]:
+    """The CLI's ``--uidmap/--gidmap/--subuidmap/--subgidmap/--hostuidmap/--hostgidmap``.
+
+    One of a uid/gid pair implies the other, as in Go's ``ParseIDMapping``.
+    """
+    uids = [m for text in uidmap for m in parse_id_map(text, "uidmap")]
+    gids = [m for text in gidmap for m in parse_id_map(text, "gidmap")]
+    if subuidmap and not subgidmap:
+        subgidmap = subuidmap
+    if subgidmap and not subuidmap:
+        subuidmap = subgidmap
+    if subuidmap:
+        uids = maps_from_subid(subuidmap, "/etc/subuid")
+        gids = maps_from_subid(subgidmap, "/etc/subgid")
+    if uids and not gids:
+        gids = list(uids)
+    if gids and not uids:
+        uids = list(gids)
+    if (hostuidmap and uids) or (hostgidmap and gids):
+        raise UsageError("host ID mapping cannot be combined with explicit ID maps")
+    return uids, gids
