@@ -1111,6 +1111,59 @@ class Store:
                 return path if path.exists() else None
         return None
 
+    # -- ownership of a mount's ancestors ---------------------------------------------------
+
+    def layer_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
+        """Host UIDs/GIDs owning the mount point's ancestors that the layer's maps cannot
+        represent (Go ``LayerParentOwners``): a user namespace cannot traverse them."""
+        from cs_core.errors import LayerNotMounted
+        from cs_core.idmap import representable_on_host
+
+        ls = self.layer_store
+        with ls.reading():
+            ls.refresh_mounts()
+            layer = ls.get(ref)
+            if not layer.uid_map and not layer.gid_map:
+                return [], []
+            if not layer.mount_point:
+                raise LayerNotMounted()
+            uids: set[int] = set()
+            gids: set[int] = set()
+            directory = os.path.dirname(layer.mount_point)
+            while directory and directory != os.sep:
+                for st in (os.stat(directory), os.lstat(directory)):
+                    if not representable_on_host(st.st_uid, layer.uid_map):
+                        uids.add(st.st_uid)
+                    if not representable_on_host(st.st_gid, layer.gid_map):
+                        gids.add(st.st_gid)
+                directory = os.path.dirname(directory)
+            return sorted(uids), sorted(gids)
+
+    def container_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
+        return self.layer_parent_owners(self.container(ref).layer)
+
+    # -- driver-level layers (no records) ----------------------------------------------------
+
+    def storage_layers(self) -> list[str]:
+        """Layer IDs the driver holds data for, records or not."""
+        with self._using_driver() as driver:
+            return driver.list_layers()
+
+    def create_storage_layer(self, id: str | None = None, parent: str | None = None,
+                             mount_label: str = "", writeable: bool = False,
+                             uid_map: Sequence[IDMap] = (), gid_map: Sequence[IDMap] = ()) -> str:
+        """Create a driver layer without a record (Go CLI ``create-storage-layer``)."""
+        from cs_core.records.base import generate_id
+
+        layer_id = id or generate_id(self.driver.exists)
+        opts = CreateOpts(mount_label=mount_label, uid_map=tuple(uid_map), gid_map=tuple(gid_map))
+        with self._using_driver() as driver:
+            if writeable:
+                driver.create_read_write(layer_id, parent, opts)
+            else:
+                driver.create(layer_id, parent, opts)
+        return layer_id
+
     # -- misc --------------------------------------------------------------------------------
 
     def status(self) -> list[tuple[str, str]]:
