@@ -1,0 +1,148 @@
+"""storage.conf and environment handling, as the Go library reads them."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cs_core.config import StoreOptions, load_config_file, parse_id_map, resolve_cli_options
+from cs_core.errors import ConfigError
+from cs_core.model import IDMap
+
+CONF = """
+[storage]
+driver = "overlay"
+runroot = "/run/x"
+graphroot = "/var/lib/x"
+transient_store = true
+
+[storage.options]
+additionalimagestores = ["/ro/one", "/ro/two"]
+pull_options = {enable_partial_images = "true", use_hard_links = "false"}
+remap-uids = "0:100000:65536"
+auto-userns-max-size = 4096
+
+[storage.options.overlay]
+mountopt = "nodev,metacopy=on"
+mount_program = "/usr/bin/fuse-overlayfs"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("STORAGE_DRIVER", "STORAGE_OPTS", "CONTAINERS_STORAGE_CONF"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_full_file(tmp_path: Path) -> None:
+    conf = tmp_path / "storage.conf"
+    conf.write_text(CONF)
+    opts = load_config_file(str(conf))
+    assert (opts.driver_name, opts.run_root, opts.graph_root) == ("overlay", "/run/x", "/var/lib/x")
+    assert opts.transient_store
+    assert opts.driver_options == [
+        "overlay.imagestore=/ro/one", "overlay.imagestore=/ro/two",
+        "overlay.mount_program=/usr/bin/fuse-overlayfs", "overlay.mountopt=nodev,metacopy=on",
+    ]
+    assert opts.pull_options == {"enable_partial_images": "true", "use_hard_links": "false"}
+    assert opts.uid_map == [IDMap(0, 100000, 65536)]
+    assert opts.auto_ns_max_size == 4096 and opts.auto_ns_min_size == 1024
+
+
+def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "storage.conf"
+    conf.write_text(CONF)
+    monkeypatch.setenv("STORAGE_DRIVER", "vfs")
+    monkeypatch.setenv("STORAGE_OPTS", "vfs.ignore_chown_errors=true")
+    opts = load_config_file(str(conf))
+    assert opts.driver_name == "vfs"
+    assert opts.driver_options == ["vfs.ignore_chown_errors=true"]
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    assert StoreOptions.load_default(rootless=False).config_file == str(conf)
+
+
+def test_driver_tables_per_driver(tmp_path: Path) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_text('[storage]\ndriver = "btrfs"\n[storage.options.btrfs]\nsize = "1G"\n')
+    assert load_config_file(str(conf)).driver_options == ["btrfs.size=1G"]
+    conf.write_text('[storage]\ndriver = "btrfs"\n[storage.options.btrfs]\nsize = "1G"\nmin_space = "10M"\n')
+    assert load_config_file(str(conf)).driver_options == ["btrfs.min_space=10M"]
+    conf.write_text('[storage]\ndriver = "vfs"\n[storage.options.vfs]\nignore_chown_errors = "true"\n')
+    assert load_config_file(str(conf)).driver_options == ["vfs.ignore_chown_errors=true"]
+    conf.write_text('[storage]\ndriver = "overlay2"\n')
+    assert load_config_file(str(conf)).driver_name == "overlay"
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    opts = load_config_file(str(tmp_path / "nope.conf"))
+    assert opts.driver_name == "" and opts.driver_options == []
+
+
+def test_malformed_file_names_file_and_line(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text('[storage]\ndriver = "vfs"\nforce_mask = 0700\n')
+    with pytest.raises(ConfigError) as info:
+        load_config_file(str(conf))
+    assert str(conf) in str(info.value) and "line 3" in str(info.value)
+    conf.write_text('[storage]\ndriver = 5\n')
+    with pytest.raises(ConfigError, match="driver"):
+        load_config_file(str(conf))
+
+
+def test_imagestore_must_differ_from_graphroot(tmp_path: Path) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_text('[storage]\ngraphroot = "/g"\nimagestore = "/g"\n')
+    with pytest.raises(ConfigError, match="imagestore"):
+        load_config_file(str(conf))
+
+
+def test_cli_flags_bypass_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "storage.conf"
+    conf.write_text(CONF)
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    assert resolve_cli_options().driver_name == "overlay"
+    opts = resolve_cli_options(graph_root=str(tmp_path / "g"))
+    assert opts.driver_name == "" and opts.driver_options == []
+    assert opts.run_root == "/run/x"  # the missing root still comes from the defaults
+
+
+def test_rootful_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "none.conf"))
+    opts = StoreOptions.load_default(rootless=False)
+    assert opts.graph_root == "/var/lib/containers/storage"
+    assert opts.run_root == "/run/containers/storage"
+
+
+def test_rootless_defaults_as_unprivileged_user(tmp_path: Path) -> None:
+    from cs_core.testing import require_privileged
+
+    require_privileged("switching to an unprivileged user needs root")
+    user = pwd.getpwnam("nobody")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, user.pw_uid, user.pw_gid)
+    # Import as root (the interpreter and packages may live in root-only paths), then drop
+    # to the unprivileged user before the defaults are computed.
+    code = (
+        "import os; from cs_core.config import StoreOptions; "
+        f"os.setgroups([]); os.setgid({user.pw_gid}); os.setuid({user.pw_uid}); "
+        "o = StoreOptions.load_default(); print(o.graph_root); print(o.run_root)"
+    )
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
+    env.pop("XDG_DATA_HOME", None)
+    env.pop("XDG_CONFIG_HOME", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == f"{home}/.local/share/containers/storage"
+    assert out[1] == f"{home}/run/containers"
+
+
+def test_parse_id_map_errors() -> None:
+    assert parse_id_map("0:1000:1:1:100000:65536", "x") == [IDMap(0, 1000, 1), IDMap(1, 100000, 65536)]
+    with pytest.raises(ConfigError, match="malformed"):
+        parse_id_map("0:1000", "uidmap")
