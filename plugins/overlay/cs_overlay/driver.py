@@ -1,0 +1,545 @@
+"""The overlay graph driver: Go's layout and semantics on kernel overlayfs (or fuse-overlayfs)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.drivers.base import (
+    ApplyDiffOpts,
+    CreateOpts,
+    DriverConfig,
+    FileGetter,
+    GraphDriver,
+    MountOpts,
+)
+from cs_core.errors import LayerUnknown
+from cs_core.model import ApplyResult, Change, IDMap
+from cs_overlay import features, fsinfo, mounting, stack
+from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
+from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
+from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
+from cs_overlay.quota import Quota, QuotaControl
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERMS = 0o555
+#: Our own limit on lower layers: nesting read-only overlays multiplies the kernel's 500.
+MAX_LOWERS = stack.KERNEL_MAX_LOWERS * stack.KERNEL_MAX_LOWERS // 2
+
+
+class DiffDirGetter(FileGetter):
+    """Reads a layer's files straight from its diff and its lowers' diffs (Go DiffGetter)."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    def open(self, path: str) -> BinaryIO:
+        rel = path.lstrip("/")
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                return open(d / rel, "rb")
+        return open(self.dirs[0] / rel, "rb")
+
+
+class OverlayDriver(GraphDriver):
+    name = "overlay"
+    aliases: ClassVar[tuple[str, ...]] = ("overlay2",)
+    whiteout_format = WhiteoutFormat.OVERLAY
+    priority = 10
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def probe(cls, config: DriverConfig) -> None:
+        opts = parse_options(config.options)
+        magic = fsinfo.home_magic(config.home)
+        backing = fsinfo.fs_name(magic)
+        if opts.mount_program:
+            return
+        if opts.force_mask is not None:
+            raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
+        if magic in fsinfo.INCOMPATIBLE:
+            raise OverlayNotSupported(
+                f"'overlay' is not supported over {backing}, a mount_program is required: "
+                "backing file system is unsupported for this graph driver")
+        if os.geteuid() != 0:
+            raise OverlayNotSupported("kernel overlay needs root here; configure mount_program")
+
+    def __init__(self, config: DriverConfig) -> None:
+        super().__init__(config)
+        self.opts: OverlayOptions = parse_options(config.options)
+        self.probe(config)
+        self.backing_fs = fsinfo.fs_name(fsinfo.home_magic(self.home))
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.home / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.run_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.layout = Layout(self.home, list(self.opts.image_stores))
+        if self.opts.mount_program:
+            self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE helpers keep .wh. files literally
+            self.supports_d_type = True
+            self.using_metacopy = False
+            (self.home / ".has-mount-program").write_text("true")
+        else:
+            self.supports_d_type = features.require_overlay(self.home, self.run_home, self.backing_fs)
+            flag = self.home / ".has-mount-program"
+            if not flag.exists():
+                flag.write_text("false")
+            with contextlib.suppress(OSError):
+                os.chmod(flag, 0o600)
+            self.using_metacopy, _ = features.check(
+                self.run_home, f"metacopy({self.opts.mount_options})",
+                lambda: (features.does_metacopy(self.home, self.opts.mount_options), ""))
+        self._native_diff: bool | None = None
+        self._volatile: bool | None = None
+        self.quota: QuotaControl | None = None
+        if self.backing_fs == "xfs":
+            try:
+                self.quota = QuotaControl(str(self.home))
+            except OSError as exc:
+                if self.opts.quota_size or self.opts.quota_inodes:
+                    raise OverlayNotSupported(
+                        "storage options overlay.size and overlay.inodes not supported. Filesystem does "
+                        f"not support Project Quota: {exc.strerror}") from None
+        elif self.opts.quota_size or self.opts.quota_inodes:
+            raise OverlayNotSupported(
+                "storage option overlay.size and overlay.inodes only supported for backingFS XFS. "
+                f"Found {self.backing_fs}")
+        if not self.opts.skip_mount_home:
+            mounting.make_private(str(self.home))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.home / "staging", ignore_errors=True)
+        if not self.opts.skip_mount_home and mounting.is_mountpoint(str(self.home)):
+            mounting.unmount(str(self.home))
+
+    # -- features ----------------------------------------------------------------------------
+
+    def use_naive_diff(self) -> bool:
+        if self.opts.mount_program:
+            return True
+        if self._native_diff is None:
+            ok, _ = features.check(
+                self.run_home, f"native-diff({self.opts.mount_options})",
+                lambda: self._native_diff_probe())
+            self._native_diff = ok
+        return not self._native_diff
+
+    def _native_diff_probe(self) -> tuple[bool, str]:
+        problem = features.native_diff_problem(self.home, self.opts.mount_options)
+        if problem:
+            return False, ("Not using native diff for overlay, this may cause degraded performance "
+                           f"for building images: {problem}")
+        return True, ""
+
+    def supports_volatile(self) -> bool:
+        if self.opts.mount_program:
+            return True
+        if self._volatile is None:
+            self._volatile, _ = features.check(self.run_home, "volatile",
+                                               lambda: (features.does_volatile(self.home), ""))
+        return self._volatile
+
+    def status(self) -> list[tuple[str, str]]:
+        def b(v: bool) -> str:
+            return "true" if v else "false"
+
+        return [
+            ("Backing Filesystem", self.backing_fs),
+            ("Supports d_type", b(self.supports_d_type)),
+            ("Native Overlay Diff", b(not self.use_naive_diff())),
+            ("Using metacopy", b(self.using_metacopy)),
+            ("Supports shifting", b(bool(self.opts.mount_program))),
+            ("Supports volatile", b(self.supports_volatile())),
+        ]
+
+    def additional_image_stores(self) -> list[Path]:
+        return list(self.opts.image_stores)
+
+    def supports_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
+        return bool(self.opts.mount_program) and os.environ.get(
+            "_CONTAINERS_OVERLAY_DISABLE_IDMAP") != "yes"
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def dir(self, id: str) -> Path:
+        return self.layout.dir(id)
+
+    def layer_dir(self, id: str) -> Path:
+        return self.dir(id) / "diff"
+
+    def exists(self, id: str) -> bool:
+        return self.dir(id).exists()
+
+    def list_layers(self) -> list[str]:
+        out = []
+        for entry in os.scandir(self.home):
+            if entry.is_dir(follow_symlinks=False) and len(entry.name) == 64 and \
+                    os.path.exists(os.path.join(entry.path, "link")):
+                out.append(entry.name)
+        return out
+
+    def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        if opts.storage_opt:
+            if "size" in opts.storage_opt:
+                raise OverlayError("--storage-opt size is only supported for ReadWrite Layers")
+            if "inodes" in opts.storage_opt:
+                raise OverlayError("--storage-opt inodes is only supported for ReadWrite Layers")
+        self._create(id, parent, opts, quota=None)
+
+    def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        if opts.storage_opt and self.quota is None:
+            raise OverlayError(
+                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+        size, inodes = self.opts.quota_size, self.opts.quota_inodes
+        for key, val in opts.storage_opt.items():
+            k = key.lower()
+            if k == "size":
+                size = ram_in_bytes(val)
+            elif k == "inodes":
+                inodes = parse_uint(val)
+            else:
+                raise OverlayError(f"unknown option {k}")
+        self._create(id, parent, opts, quota=Quota(size, inodes))
+
+    def _root_ids(self, opts: CreateOpts) -> tuple[int, int]:
+        uid_map = opts.uid_map or self.config.uid_map
+        gid_map = opts.gid_map or self.config.gid_map
+
+        def root(maps: Sequence[IDMap]) -> int:
+            for m in maps:
+                if m.container_id == 0:
+                    return m.host_id
+            return 0
+
+        return root(uid_map), root(gid_map)
+
+    def _create(self, id: str, parent: str | None, opts: CreateOpts, quota: Quota | None) -> None:
+        d = self.home / id
+        (self.home / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
+        uid, gid = self._root_ids(opts)
+        if parent:
+            pdir = self.dir(parent)
+            if not pdir.exists():
+                raise LayerUnknown(f"parent {parent}")
+            st = os.stat(pdir)
+            uid, gid = st.st_uid, st.st_gid
+        if os.path.lexists(d):
+            log.warning("Trying to create a layer %s while directory %s already exists; removing it first",
+                        id, d)
+            self.remove(id)
+        d.mkdir(mode=0o700)
+        os.chown(d, uid, gid)
+        try:
+            if self.quota is not None and quota is not None:
+                self.quota.set_quota(str(d), quota)
+            perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
+            if parent:
+                perms = os.stat(self.dir(parent) / "diff").st_mode & 0o7777
+            self._mkdir(d / "diff", perms, uid, gid)
+            self.layout.create_link(id)
+            self._mkdir(d / "work", 0o700, uid, gid)
+            self._mkdir(d / "merged", 0o700, uid, gid)
+            if not parent:
+                self._mkdir(d / "empty", 0o700, uid, gid)
+                return
+            lower = self.layout.lower_for_child(parent)
+            if lower:
+                fd = os.open(d / LOWER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                try:
+                    os.write(fd, lower.encode())
+                finally:
+                    os.close(fd)
+        except BaseException:
+            self.remove(id)
+            raise
+
+    @staticmethod
+    def _mkdir(path: Path, mode: int, uid: int, gid: int) -> None:
+        os.mkdir(path, mode)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)  # mkdir is filtered by the umask; Go's MkdirAs chmods too
+
+    def remove(self, id: str) -> None:
+        d = self.home / id
+        with contextlib.suppress(OSError):
+            lid = (d / "link").read_text()
+            if lid and "/" not in lid:
+                os.unlink(self.home / LINK_DIR / lid)
+        if not os.path.lexists(d):
+            return
+        # A leaked mount below the layer would make rmtree fail half-way: detach first.
+        for sub in ("merged",):
+            if mounting.is_mountpoint(str(d / sub)):
+                mounting.unmount(str(d / sub))
+        shutil.rmtree(d, onerror=self._rmtree_error)
+
+    @staticmethod
+    def _rmtree_error(func: object, path: str, exc: object) -> None:
+        # Go's EnsureRemoveAll also copes with immutable-less but read-only parents (0555 diff).
+        parent = os.path.dirname(path)
+        try:
+            os.chmod(parent, 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, onerror=OverlayDriver._rmtree_error)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def metadata(self, id: str) -> dict[str, str]:
+        d = self.dir(id)
+        if not d.exists():
+            raise LayerUnknown(id)
+        md = {"WorkDir": str(d / "work"), "MergedDir": str(d / "merged"), "UpperDir": str(d / "diff")}
+        lowers = self.layout.lower_diff_dirs(id)
+        if lowers:
+            md["LowerDir"] = ":".join(str(p) for p in lowers)
+        return md
+
+    def is_parent(self, id: str, parent: str | None) -> bool:
+        try:
+            lowers = self.layout.lower_diff_dirs(id)
+        except OSError:
+            return False
+        if not parent:
+            return not lowers
+        return bool(lowers) and lowers[0].parent == self.dir(parent)
+
+    # -- mounting ----------------------------------------------------------------------------
+
+    def _lower_paths(self, id: str, d: Path) -> tuple[list[str], int | None]:
+        """Absolute lower dirs (through the ``l/`` links), plus the first one's mode if known."""
+        perms: int | None = None
+        lowers: list[str] = []
+        link = self.layout.read_link(id)
+        n = 1
+        while (d / diff_suffix("diff", n)).is_dir():
+            if perms is None:
+                perms = os.stat(d / diff_suffix("diff", n)).st_mode & 0o7777
+            lowers.append(str(self.home / LINK_DIR / link / ".." / diff_suffix("diff", n)))
+            n += 1
+        for entry in self.layout.lower_entries(id):
+            lower = self.layout.resolve_lower(entry)
+            if perms is None:
+                with contextlib.suppress(OSError):
+                    perms = os.stat(lower).st_mode & 0o7777
+            lowers.append(str(lower))
+            n = 1
+            while os.path.isdir(f"{lower}/../{diff_suffix('diff', n)}"):
+                lowers.append(f"{lower}/../{diff_suffix('diff', n)}")
+                n += 1
+        return lowers, perms
+
+    def _mount_options(self, opts: MountOpts) -> list[str]:
+        configured = [o for o in self.opts.mount_options.split(",") if o]
+        options = list(opts.options) if opts.options else list(configured)
+        if opts.options and "metacopy=on" in configured and "metacopy=on" not in options \
+                and self.using_metacopy:
+            options.append("metacopy=on")
+        if not self.using_metacopy:
+            options = [o for o in options if o != "metacopy=on"]
+        if not self.opts.mount_program and os.geteuid() != 0:
+            options.append("userxattr")
+        if opts.volatile and "volatile" not in options and self.supports_volatile():
+            options.append("volatile")
+        if opts.mount_label:
+            options.append(f'context="{opts.mount_label}"')
+        return options
+
+    def get(self, id: str, opts: MountOpts) -> Path:
+        d, in_additional = self.layout.dir2(id)
+        if not d.exists():
+            raise LayerUnknown(id)
+        options = self._mount_options(opts)
+        read_write = not in_additional and "ro" not in options
+        lowers, perms = self._lower_paths(id, d)
+        if len(lowers) > MAX_LOWERS:
+            raise OverlayError("max depth exceeded")
+        if not lowers:
+            lowers = [str(d / "empty")]
+        if perms is None:
+            perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
+        diff = d / "diff"
+        if not diff.exists():
+            self._mkdir(diff, perms, *self._root_ids(CreateOpts()))
+        merged = (self.run_home / id / "merged") if in_additional else d / "merged"
+        merged.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = d / "work"
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(work / "work" / "incompat" / "volatile")
+        if read_write:
+            spec = mounting.OverlayMount(lowers=list(lowers), upper=str(diff), work=str(work),
+                                         options=options)
+        else:
+            spec = mounting.OverlayMount(lowers=[str(diff), *lowers], options=options)
+        try:
+            if self.opts.mount_program:
+                self._mount_program(spec, merged, opts)
+            else:
+                self._mount_kernel(spec, merged, d)
+        except OSError as exc:
+            raise OverlayError(
+                f"creating overlay mount to {merged}, mount_data={spec.data_string()[:300]!r}: "
+                f"{exc.strerror or exc}") from None
+        return merged
+
+    def _mount_kernel(self, spec: mounting.OverlayMount, merged: Path, d: Path) -> None:
+        str_lowers = [p for p in spec.lowers if isinstance(p, str)]
+        if len(str_lowers) <= stack.KERNEL_MAX_LOWERS:
+            mounting.mount_overlay(spec, str(merged), self.home)
+            return
+        if not mounting.fd_lowers_usable():
+            raise OSError(errno.E2BIG, f"{len(str_lowers)} lower layers need a kernel with the new "
+                          "mount API taking layers as file descriptors (6.13 or later)")
+        inner_opts = [o for o in spec.options if o not in ("volatile", "ro")
+                      and not o.startswith("context=")]
+        scratch = d / "stack"
+        lowers, fds = stack.nested_lowers(str_lowers, scratch, inner_opts,
+                                          userxattr="userxattr" in spec.options)
+        try:
+            mounting.mount_overlay(attrs_evolve(spec, lowers), str(merged), self.home)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _mount_program(self, spec: mounting.OverlayMount, merged: Path, opts: MountOpts) -> None:
+        data = spec.data_string()
+        uid_map = opts.uid_map or self.config.uid_map
+        gid_map = opts.gid_map or self.config.gid_map
+        if uid_map and not opts.disable_shifting:
+            data += "," + _mapping_option("uid", uid_map) + "," + _mapping_option("gid", gid_map)
+        if self.opts.force_mask is not None:
+            data += ",xattr_permissions=2"
+        proc = subprocess.run([self.opts.mount_program, "-o", data, str(merged)], cwd=self.home,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(errno.EIO, f"using mount program {self.opts.mount_program}: "
+                          f"{proc.stderr.strip() or '<stderr empty>'}")
+
+    def put(self, id: str) -> None:
+        d, in_additional = self.layout.dir2(id)
+        if not d.exists():
+            raise LayerUnknown(id)
+        merged = (self.run_home / id / "merged") if in_additional else d / "merged"
+        mapped = d / "mapped"
+        if mapped.is_dir():
+            for m in os.scandir(mapped):
+                mounting.unmount(m.path)
+        unmounted = False
+        if self.opts.mount_program:
+            for prog in ("fusermount3", "fusermount"):
+                exe = shutil.which(prog)
+                if exe and subprocess.run([exe, "-u", str(merged)], capture_output=True).returncode == 0:
+                    unmounted = True
+                    break
+        if not unmounted:
+            mounting.unmount(str(merged))
+        shutil.rmtree(d / "stack", ignore_errors=True)
+
+    def is_mounted(self, id: str, path: str) -> bool:
+        return mounting.is_mountpoint(path, ("overlay", "fuse.", "fuse"))
+
+    # -- content -----------------------------------------------------------------------------
+
+    def _tar_options(self, opts: ApplyDiffOpts) -> object:
+        from cs_core.archive.apply import ApplyOptions
+
+        return ApplyOptions(
+            whiteout_format=self.whiteout_format,
+            uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
+            ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
+            force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask,
+        )
+
+    def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
+        if not self.is_parent(id, parent):
+            return super().apply_diff(id, parent, stream, opts)
+        from cs_core.archive.apply import apply_tar
+
+        result: ApplyResult = apply_tar(stream, self.dir(id) / "diff", self._tar_options(opts),
+                                        tar_split=opts.tar_split)
+        return result
+
+    def _native_ok(self, id: str, parent: str | None) -> bool:
+        return not self.use_naive_diff() and self.is_parent(id, parent)
+
+    def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
+             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+        if not self._native_ok(id, parent):
+            return super().diff(id, parent, uid_map, gid_map)
+        from cs_core.archive.changes import export_tree
+
+        stream: BinaryIO = export_tree(self.dir(id) / "diff", whiteout_format=self.whiteout_format,
+                                       lowers=self.layout.lower_diff_dirs(id),
+                                       uid_map=tuple(uid_map), gid_map=tuple(gid_map))
+        return stream
+
+    def changes(self, id: str, parent: str | None) -> list[Change]:
+        if not self._native_ok(id, parent):
+            return super().changes(id, parent)
+        from cs_core.archive.changes import overlay_changes
+
+        result: list[Change] = overlay_changes(self.layout.lower_diff_dirs(id), self.dir(id) / "diff")
+        return result
+
+    def diff_size(self, id: str, parent: str | None) -> int:
+        if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
+            return super().diff_size(id, parent)
+        from cs_core.drivers import naive
+
+        return naive.disk_usage(self.dir(id) / "diff")
+
+    def diff_getter(self, id: str) -> FileGetter:
+        return DiffDirGetter([self.dir(id) / "diff", *self.layout.lower_diff_dirs(id)])
+
+    def read_write_disk_usage(self, id: str) -> int:
+        from cs_core.drivers import naive
+
+        return naive.disk_usage(self.dir(id) / "diff")
+
+    def update_layer_id_map(
+        self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
+        to_host: tuple[Sequence[IDMap], Sequence[IDMap]], mount_label: str = "",
+    ) -> None:
+        # Chown through the mount (copy-ups land in diff/), then rotate diff -> diff1 so the
+        # re-owned files become a lower of this layer and diff/ starts empty again, as Go does.
+        super().update_layer_id_map(id, to_container, to_host, mount_label)
+        diff = self.dir(id) / "diff"
+        perms = self.opts.force_mask if self.opts.force_mask is not None else \
+            os.stat(diff).st_mode & 0o7777
+        n = 0
+        while (diff.parent / diff_suffix("diff", n)).exists():
+            n += 1
+        while n > 0:
+            os.rename(diff.parent / diff_suffix("diff", n - 1), diff.parent / diff_suffix("diff", n))
+            n -= 1
+        host_uids, host_gids = to_host
+        uid = next((m.host_id for m in host_uids if m.container_id == 0), 0)
+        gid = next((m.host_id for m in host_gids if m.container_id == 0), 0)
+        work = diff.parent / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        self._mkdir(work, DEFAULT_PERMS, uid, gid)
+        self._mkdir(diff, perms, uid, gid)
+
+
+def attrs_evolve(spec: mounting.OverlayMount, lowers: list[str | int]) -> mounting.OverlayMount:
+    return mounting.OverlayMount(lowers=lowers, upper=spec.upper, work=spec.work, options=spec.options)
+
+
+def _mapping_option(kind: str, maps: Sequence[IDMap]) -> str:
+    if len(maps) == 1 and maps[0].size == 1:
+        return f"squash_to_{kind}={maps[0].host_id}"
+    return f"{kind}mapping=" + ":".join(f"{m.container_id}:{m.host_id}:{m.size}" for m in maps)
+
+
+
+

@@ -1,0 +1,99 @@
+"""Backing-filesystem identification (Go ``graphdriver.GetFSMagic`` / ``FsNames``)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+AUFS = 0x61756673
+ECRYPTFS = 0xF15F
+OVERLAY = 0x794C7630
+ZFS = 0x2FC12FC1
+XFS = 0x58465342
+FUSE = 0x65735546
+
+FS_NAMES = {
+    AUFS: "aufs", 0x9123683E: "btrfs", 0x28CD3D45: "cramfs", ECRYPTFS: "ecryptfs",
+    0x0000EF53: "extfs", 0xF2F52010: "f2fs", 0x47504653: "gpfs", 0x000072B6: "jffs2",
+    0x3153464A: "jfs", 0x00006969: "nfs", OVERLAY: "overlayfs", 0x858458F6: "ramfs",
+    0x52654973: "reiserfs", 0x0000517B: "smb", 0x73717368: "squashfs", 0x01021994: "tmpfs",
+    0xA501FCF5: "vxfs", XFS: "xfs", ZFS: "zfs",
+}
+
+#: Filesystems on which native overlay cannot put its upper/lower dirs (Go refuses them).
+INCOMPATIBLE = {AUFS, ZFS, OVERLAY, ECRYPTFS}
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [
+        ("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
+        ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+        ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
+        ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4),
+    ]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+
+
+def fs_magic(path: str | os.PathLike[str]) -> int:
+    buf = _Statfs()
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+def home_magic(home: str | os.PathLike[str]) -> int:
+    """Magic of the filesystem holding ``home`` (Go stats its parent: home may not exist yet)."""
+    path = os.path.dirname(os.path.abspath(home))
+    while not os.path.exists(path) and path != "/":
+        path = os.path.dirname(path)
+    return fs_magic(path)
+
+
+def fs_name(magic: int) -> str:
+    return FS_NAMES.get(magic, "<unknown>")
+
+
+def supports_d_type(path: str | os.PathLike[str]) -> bool:
+    """Whether readdir reports entry types (overlay needs them to find whiteouts)."""
+    probe = os.path.join(path, ".dtype-probe")
+    open(probe, "w").close()
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                # scandir fills is_file() from d_type without a stat when d_type is known;
+                # DT_UNKNOWN forces a stat, which we detect through the cached inode call.
+                if entry.name == ".dtype-probe":
+                    return _dtype_known(path, entry.name)
+        return False
+    finally:
+        os.unlink(probe)
+
+
+def _dtype_known(path: str | os.PathLike[str], name: str) -> bool:
+    class _Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                    ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                    ("d_name", ctypes.c_char * 256)]
+
+    _libc.opendir.restype = ctypes.c_void_p
+    _libc.opendir.argtypes = [ctypes.c_char_p]
+    _libc.readdir.restype = ctypes.POINTER(_Dirent)
+    _libc.readdir.argtypes = [ctypes.c_void_p]
+    _libc.closedir.argtypes = [ctypes.c_void_p]
+    d = _libc.opendir(os.fsencode(path))
+    if not d:
+        return False
+    try:
+        while True:
+            ent = _libc.readdir(d)
+            if not ent:
+                return False
+            if ent.contents.d_name == os.fsencode(name):
+                return bool(ent.contents.d_type != 0)
+    finally:
+        _libc.closedir(d)

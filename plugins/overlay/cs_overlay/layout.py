@@ -1,0 +1,158 @@
+"""The on-disk layout Go's overlay driver uses, read and written byte-for-byte alike.
+
+``<home>/<id>/{diff,link,lower,work,merged,empty}`` and ``<home>/l/<LINK> -> ../<id>/diff``.
+Lower layers are referenced through the 26-character links so that the mount data stays
+short; the ``lower`` file lists them nearest parent first.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+LINK_DIR = "l"
+LOWER_FILE = "lower"
+ID_LENGTH = 26
+#: Go's limit on lower layers (HEAD; 1.43 had 128), also the kernel's per-mount maximum.
+MAX_DEPTH = 500
+
+log = logging.getLogger(__name__)
+
+
+def generate_link_id(length: int = ID_LENGTH) -> str:
+    """Random base32 name (``A-Z2-7``) as Go's ``generateID``."""
+    raw = secrets.token_bytes((length * 5 + 7) // 8)
+    return base64.b32encode(raw).decode()[:length]
+
+
+def diff_suffix(name: str, n: int) -> str:
+    return name if n == 0 else f"{name}{n}"
+
+
+class Layout:
+    """Path arithmetic and link bookkeeping for one driver home (plus read-only image stores)."""
+
+    def __init__(self, home: Path, image_stores: list[Path], name: str = "overlay") -> None:
+        self.home = home
+        self.image_stores = image_stores
+        self.name = name
+
+    def dir2(self, id: str) -> tuple[Path, bool]:
+        """The layer's directory and whether it lives in an additional (read-only) store."""
+        own = self.home / id
+        if not own.exists():
+            for store in self.image_stores:
+                other = store / self.name / id
+                if other.exists():
+                    return other, True
+        return own, False
+
+    def dir(self, id: str) -> Path:
+        return self.dir2(id)[0]
+
+    def read_link(self, id: str) -> str:
+        """The layer's short-link name, recreating lost links once as Go does."""
+        path = self.dir(id) / "link"
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            log.warning("Can't read link %s because it does not exist; recreating the missing links",
+                        path)
+            self.recreate_symlinks()
+            return path.read_text()
+
+    def lower_for_child(self, parent: str) -> str:
+        """The ``lower`` file content of a new child of ``parent``."""
+        parent_dir = self.dir(parent)
+        os.lstat(parent_dir)
+        lowers = [f"{LINK_DIR}/{self.read_link(parent)}"]
+        with contextlib.suppress(FileNotFoundError):
+            lowers += (parent_dir / LOWER_FILE).read_text().split(":")
+        return ":".join(lowers)
+
+    def lower_entries(self, id: str) -> list[str]:
+        try:
+            text = (self.dir(id) / LOWER_FILE).read_text()
+        except FileNotFoundError:
+            return []
+        return [s for s in text.split(":") if s]
+
+    def resolve_lower(self, entry: str) -> Path:
+        """An ``l/LINK`` entry as an absolute path (the home's link, else an image store's)."""
+        path = self.home / entry
+        if path.exists():
+            return path
+        for store in self.image_stores:
+            other = store / self.name / entry
+            if other.exists():
+                return other
+        if not os.path.lexists(path):
+            log.warning("Can't stat lower layer %s because it does not exist; recreating symlinks", path)
+            self.recreate_symlinks()
+        return path
+
+    def lower_diff_dirs(self, id: str) -> list[Path]:
+        """Resolved diff dirs of every lower layer, nearest first (Go ``getLowerDirs``)."""
+        out = []
+        for entry in self.lower_entries(id):
+            link = self.resolve_lower(entry)
+            target = os.readlink(link)
+            out.append(Path(os.path.normpath(os.path.join(link.parent, target))))
+        return out
+
+    def create_link(self, id: str) -> str:
+        lid = generate_link_id()
+        os.symlink(f"../{id}/diff", self.home / LINK_DIR / lid)
+        fd = os.open(self.home / id / "link", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, lid.encode())
+        finally:
+            os.close(fd)
+        return lid
+
+    def recreate_symlinks(self) -> None:
+        """Make ``l/`` and every layer's ``link`` file agree again (Go ``recreateSymlinks``)."""
+        link_dir = self.home / LINK_DIR
+        link_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        errors: list[str] = []
+        for _ in range(10):
+            progress = False
+            errors = []
+            for entry in os.scandir(self.home):
+                if entry.name == LINK_DIR or not entry.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    name = (Path(entry.path) / "link").read_text().strip("\n")
+                except OSError as exc:
+                    if (Path(entry.path) / "diff").is_dir():
+                        errors.append(f"reading name of symlink for {entry.name!r}: {exc.strerror}")
+                    continue
+                if not os.path.lexists(link_dir / name):
+                    os.symlink(f"../{entry.name}/diff", link_dir / name)
+                    progress = True
+            for link in os.scandir(link_dir):
+                target = os.readlink(link.path)
+                parts = target.split("/")
+                if len(parts) != 3 or parts[0] != ".." or parts[2] != "diff":
+                    os.unlink(link.path)
+                    progress = True
+                    continue
+                link_file = self.home / parts[1] / "link"
+                try:
+                    current = link_file.read_text()
+                except OSError:
+                    current = None
+                if current != link.name:
+                    if not link_file.parent.is_dir():
+                        os.unlink(link.path)  # dangling: its layer is gone
+                    else:
+                        link_file.write_text(link.name)
+                    progress = True
+            if not progress:
+                break
+        if errors:
+            log.warning("recreating overlay links: %s", "; ".join(errors))
