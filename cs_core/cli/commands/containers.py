@@ -1,0 +1,55 @@
+"""containers, container."""
+
+from __future__ import annotations
+
+import contextlib
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, command, describe, emit_json, json_option, out, unstructure
+from cs_core.errors import StorageError
+from cs_core.model import Container
+
+
+@command(cli, "containers", "List containers", options_help="[options [...]]", max_args=0)
+@json_option
+def containers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    found = env.store().containers()
+    if json_output:
+        emit_json([unstructure(c) for c in found])
+        return 0
+    lines: list[str] = []
+    for c in found:
+        lines.append(f"{c.id}\n")
+        lines += [f"\tname: {name}\n" for name in c.names]
+        lines += [f"\tdata: {name}\n" for name in c.big_data_names]
+    out("".join(lines))
+    return 0
+
+
+@command(cli, "container", "Examine a container",
+         options_help="[options [...]] containerNameOrID [...]", min_args=1)
+@json_option
+def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    store = env.store()
+    images = {i.id: i for i in store.images()}
+    matched: list[Container] = []
+    for arg in args:
+        with contextlib.suppress(StorageError):
+            matched.append(store.container(arg))
+    if json_output:
+        emit_json([unstructure(m) for m in matched])
+    else:
+        for m in matched:
+            lines = [f"ID: {m.id}\n"]
+            lines += [f"Name: {name}\n" for name in m.names]
+            lines.append(f"Image: {m.image}\n")
+            if (img := images.get(m.image)) is not None:
+                lines += [f"Image name: {name}\n" for name in img.names]
+            try:
+                lines.append(f"Size: {store.container_size(m.id)}\n")
+            except (StorageError, OSError) as exc:
+                lines.append(f"Size unknown: {describe(exc)}\n")
+            lines.append(f"Layer: {m.layer}\n")
+            lines += [f"Data: {name}\n" for name in m.big_data_names]
+            out("".join(lines))
+    return 0 if len(matched) == len(args) else 1

@@ -1,0 +1,145 @@
+"""create-layer, import-layer, create-image, create-container."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, command, emit_json, json_option, out, unstructure
+from cs_core.cli.progress import progress_reader
+from cs_core.errors import UsageError
+from cs_core.model import IDMap
+
+
+def map_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--hostuidmap", is_flag=True, help="Force host UID map"),
+        click.option("--hostgidmap", is_flag=True, help="Force host GID map"),
+        click.option("--uidmap", default="", help="UID map"),
+        click.option("--gidmap", default="", help="GID map"),
+        click.option("--subuidmap", default="", help="subuid UID map for a user"),
+        click.option("--subgidmap", default="", help="subgid GID map for a group"),
+    ]):
+        func = option(func)
+    return func
+
+
+def id_maps(hostuidmap: bool, hostgidmap: bool, uidmap: str, gidmap: str, subuidmap: str,
+            subgidmap: str) -> tuple[list[IDMap], list[IDMap]]:
+    from cs_core.idmap import maps_from_flags
+
+    if hostuidmap and (uidmap or subuidmap):
+        raise UsageError("host uid map specified along with UID mapping")
+    if hostgidmap and (gidmap or subgidmap):
+        raise UsageError("host gid map specified along with GID mapping")
+    return maps_from_flags([uidmap] if uidmap else [], [gidmap] if gidmap else [],
+                           subuidmap, subgidmap, hostuidmap, hostgidmap)
+
+
+def print_created(record: Any, json_output: bool, name_end: str = "\n") -> None:
+    if json_output:
+        emit_json(unstructure(record))
+        return
+    out(f"{record.id}\n")
+    for name in record.names:
+        out(f"\t{name}{name_end}")
+
+
+def layer_options(maps: dict[str, Any]) -> Any:
+    from cs_core.store import LayerOptions
+
+    uids, gids = id_maps(**maps)
+    return LayerOptions(uid_map=uids, gid_map=gids, host_uid_mapping=maps["hostuidmap"],
+                        host_gid_mapping=maps["hostgidmap"])
+
+
+@command(cli, "create-layer", "Create a new layer", aliases=("createlayer",),
+         options_help="[options [...]] [parentLayerNameOrID]", max_args=1)
+@click.option("--label", "-l", default="", help="Mount Label")
+@click.option("--name", "-n", multiple=True, help="Layer name")
+@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
+@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@json_option
+@map_options
+def create_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, ...], layer_id: str,
+                 readonly: bool, json_output: bool, **maps: Any) -> int:
+    options = layer_options(maps)
+    layer = env.store().create_layer(layer_id or None, args[0] if args else None, list(name),
+                                     label, not readonly, options)
+    print_created(layer, json_output)
+    return 0
+
+
+@command(cli, "import-layer", "Import a new layer", aliases=("importlayer",),
+         options_help="[options [...]] [parentLayerNameOrID]", max_args=1)
+@click.option("--label", "-l", default="", help="Mount Label")
+@click.option("--name", "-n", multiple=True, help="Layer name")
+@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
+@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@json_option
+@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+@map_options
+def import_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, ...], layer_id: str,
+                 readonly: bool, json_output: bool, file: str, **maps: Any) -> int:
+    options = layer_options(maps)
+    with progress_reader(file) as (stream, progress):
+        options.progress = progress
+        layer = env.store().put_layer(layer_id or None, args[0] if args else None, list(name),
+                                      label, not readonly, options, stream)
+    print_created(layer, json_output)
+    return 0
+
+
+def read_metadata(metadata: str, metadata_file: str) -> str:
+    if metadata_file:
+        with open(metadata_file, "rb") as f:
+            return f.read().decode("utf-8", "surrogateescape")
+    return metadata
+
+
+@command(cli, "create-image", "Create a new image using layers", aliases=("createimage",),
+         options_help="[options [...]] topLayerNameOrID", max_args=1)
+@click.option("--name", "-n", multiple=True, help="Image name")
+@click.option("--id", "-i", "image_id", default="", help="Image ID")
+@click.option("--digest", "-d", default="", help="Image Digest")
+@click.option("--metadata", "-m", default="", help="Metadata")
+@click.option("--metadata-file", "-f", default="", help="Metadata File")
+@json_option
+def create_image(env: Env, args: tuple[str, ...], name: tuple[str, ...], image_id: str, digest: str,
+                 metadata: str, metadata_file: str, json_output: bool) -> int:
+    from cs_core.store import ImageOptions
+
+    md = read_metadata(metadata, metadata_file)
+    image = env.store().create_image(image_id or None, list(name), args[0] if args else "", md,
+                                     ImageOptions(digest=digest, metadata=md))
+    print_created(image, json_output)
+    return 0
+
+
+@command(cli, "create-container", "Create a new container from an image",
+         aliases=("createcontainer",), options_help="[options [...]] parentImageNameOrID",
+         min_args=1, max_args=1)
+@click.option("--name", "-n", multiple=True, help="Container name")
+@click.option("--volatile", is_flag=True, help="Mark as volatile")
+@click.option("--id", "-i", "container_id", default="", help="Container ID")
+@click.option("--metadata", "-m", default="", help="Metadata")
+@click.option("--metadata-file", "-f", default="", help="Metadata File")
+@json_option
+@map_options
+def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], volatile: bool,
+                     container_id: str, metadata: str, metadata_file: str, json_output: bool,
+                     **maps: Any) -> int:
+    from cs_core.store import ContainerOptions
+
+    md = read_metadata(metadata, metadata_file)
+    uids, gids = id_maps(**maps)
+    options = ContainerOptions(uid_map=uids, gid_map=gids, host_uid_mapping=maps["hostuidmap"],
+                               host_gid_mapping=maps["hostgidmap"], volatile=volatile)
+    container = env.store().create_container(container_id or None, list(name), args[0], None, md,
+                                             options)
+    # Go prints container names without a newline after each (kept: scripts may rely on it).
+    print_created(container, json_output, name_end="")
+    return 0

@@ -1,0 +1,113 @@
+"""changes, diffsize, diff, applydiff.
+
+Arguments are ``layer [reference]``: the first is the layer to describe (Go's ``to``), the
+optional second the layer to compare against (Go's ``from``; default: the layer's parent).
+"""
+
+from __future__ import annotations
+
+import click
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, binary_stdout, command, emit_json, json_option, out
+from cs_core.cli.progress import make_progress, progress_reader
+from cs_core.errors import NotSupported
+
+_PAIR = "[options [...]] layerNameOrID [referenceLayerNameOrID]"
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q``: double quotes, backslash escapes for quotes and non-printables."""
+    parts = ['"']
+    for ch in text:
+        if ch in '"\\':
+            parts.append("\\" + ch)
+        elif ch == "\n":
+            parts.append("\\n")
+        elif ch == "\t":
+            parts.append("\\t")
+        elif ch == "\r":
+            parts.append("\\r")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # an undecodable byte kept by surrogateescape
+            parts.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch.isprintable():
+            parts.append(ch)
+        elif ord(ch) < 0x10000:
+            parts.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
+        else:
+            parts.append(f"\\U{ord(ch):08x}")
+    parts.append('"')
+    return "".join(parts)
+
+
+def _pair(args: tuple[str, ...]) -> tuple[str | None, str]:
+    return (args[1] if len(args) > 1 else None), args[0]
+
+
+@command(cli, "changes", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
+@json_option
+def changes(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    from_, to = _pair(args)
+    found = env.store().changes(from_, to)
+    if json_output:
+        emit_json([{"Path": c.path, "Kind": c.kind} for c in found])
+    else:
+        out("".join(f"{c.kind_name} {go_quote(c.path)}\n" for c in found))
+    return 0
+
+
+@command(cli, "diffsize", "Compare two layers", aliases=("diff-size",), options_help=_PAIR,
+         min_args=1, max_args=2)
+def diffsize(env: Env, args: tuple[str, ...]) -> int:
+    from_, to = _pair(args)
+    out(f"{env.store().diff_size(from_, to)}\n")
+    return 0
+
+
+@command(cli, "diff", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
+@click.option("--file", "-f", "file", default="", help="Write to file instead of stdout")
+@click.option("--uncompressed", "-u", is_flag=True, help="Use no compression")
+@click.option("--gzip", "-c", "use_gzip", is_flag=True, help="Compress using gzip")
+@click.option("--bzip2", "--bz2", "-b", "use_bzip2", is_flag=True,
+              help="Compress using bzip2 (not currently supported)")
+@click.option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
+def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzip: bool,
+         use_bzip2: bool, use_xz: bool) -> int:
+    from cs_core.archive.compression import Compression
+
+    from_, to = _pair(args)
+    compression: Compression | None = None
+    # Later flags win, as in Go's if-chain.
+    if uncompressed or use_gzip or use_bzip2 or use_xz:
+        compression = Compression.NONE
+        if use_gzip:
+            compression = Compression.GZIP
+        if use_bzip2:
+            compression = Compression.BZIP2
+        if use_xz:
+            compression = Compression.XZ
+    if compression in (Compression.BZIP2, Compression.XZ):
+        assert compression is not None
+        raise NotSupported(f"unsupported compression format {compression.label}")
+    store = env.store()
+    progress = make_progress("wrote")
+    if file:
+        with open(file, "wb") as f:
+            store.diff(from_, to, f, compression, progress=progress)
+    else:
+        stream = binary_stdout()
+        store.diff(from_, to, stream, compression, progress=progress)
+        stream.flush()
+    if progress is not None:
+        progress.finish()
+    return 0
+
+
+@command(cli, "applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
+         options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
+         max_args=1)
+@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+def applydiff(env: Env, args: tuple[str, ...], file: str) -> int:
+    with progress_reader(file) as (stream, progress):
+        env.store().apply_diff(args[0], stream, progress=progress)
+    return 0

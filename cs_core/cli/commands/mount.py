@@ -1,0 +1,88 @@
+"""mount, unmount, mounted."""
+
+from __future__ import annotations
+
+import click
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out
+from cs_core.errors import StorageError
+
+
+@command(cli, "mount", "Mount a layer or container",
+         options_help="[options [...]] LayerOrContainerNameOrID", min_args=1)
+@click.option("--opt", "-o", default="", help="Mount Options")
+@click.option("--label", "-l", default="", help="Mount Label")
+@click.option("--read-only", "--ro", "-r", "read_only", is_flag=True, help="Mount image readonly")
+@json_option
+def mount(env: Env, args: tuple[str, ...], opt: str, label: str, read_only: bool,
+          json_output: bool) -> int:
+    store = env.store()
+    results: list[dict[str, str]] = []
+    for arg in args:
+        point, error = "", ""
+        try:
+            # Newer Go: --read-only mounts the image via MountImage; -o is accepted but unused.
+            point = store.mount_image(arg, mount_label=label) if read_only else store.mount(arg, label)
+        except (StorageError, OSError) as exc:
+            error = describe(exc)
+        results.append({"id": arg, "mountpoint": point, "error": error})
+    if json_output:
+        emit_json(results)
+    else:
+        for r in results:
+            if r["error"]:
+                err(f"{r['error']} while mounting {r['id']}\n")
+            out(f"{r['mountpoint']}\n")
+    return 1 if any(r["error"] for r in results) else 0
+
+
+@command(cli, "unmount", "Unmount an image, layer or container", aliases=("umount",),
+         options_help="LayerOrContainerNameOrID", min_args=1)
+@json_option
+@click.option("--force", "-f", is_flag=True, help="Force the umount")
+def unmount(env: Env, args: tuple[str, ...], json_output: bool, force: bool) -> int:
+    store = env.store()
+    results: list[dict[str, str]] = []
+    for arg in args:
+        error = ""
+        try:
+            if not store.unmount(arg, force):
+                # Printed even in JSON mode, as Go does.
+                out(f"{arg} mountpoint unmounted\n")
+        except (StorageError, OSError) as exc:
+            try:
+                store.unmount_image(arg, force)
+            except (StorageError, OSError):
+                error = describe(exc)
+        results.append({"id": arg, "error": error})
+    if json_output:
+        emit_json(results)
+    else:
+        for r in results:
+            if r["error"]:
+                err(f"{r['error']} while unmounting {r['id']}\n")
+    return 1 if any(r["error"] for r in results) else 0
+
+
+@command(cli, "mounted", "Check if a file system is mounted", options_help="LayerOrContainerNameOrID",
+         min_args=1)
+@json_option
+def mounted(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    store = env.store()
+    results: list[dict[str, str]] = []
+    for arg in args:
+        error = ""
+        try:
+            if store.mounted(arg) > 0:
+                out(f"{arg} mounted\n")
+        except (StorageError, OSError) as exc:
+            error = describe(exc)
+        results.append({"id": arg, "error": error})
+    if json_output:
+        emit_json(results)
+    else:
+        for r in results:
+            if r["error"]:
+                err(f"{r['error']} checking if {r['id']} is mounted\n")
+    return 1 if any(r["error"] for r in results) else 0

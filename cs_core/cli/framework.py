@@ -1,0 +1,153 @@
+"""What every command shares: the command class, the run environment and output helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+import click
+
+from cs_core.errors import StorageError
+
+if TYPE_CHECKING:
+    from cs_core.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UNLIMITED = -1
+
+
+class GoCommand(click.Command):
+    """A click command carrying the Go CLI's metadata: aliases, usage line and argument counts.
+
+    ``max_args`` follows the newer Go CLI: ``UNLIMITED`` (-1) or a count, where 0 means no
+    arguments (1.43 treated 0 as unlimited, so ``layers extra`` was accepted there).
+    """
+
+    def __init__(self, name: str, *, aliases: tuple[str, ...] = (), options_help: str = "",
+                 min_args: int = 0, max_args: int = UNLIMITED, needs_store: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.aliases = aliases
+        self.options_help = options_help
+        self.min_args = min_args
+        self.max_args = max_args
+        self.needs_store = needs_store
+
+
+def command(group: click.Group, name: str, usage: str, *, aliases: tuple[str, ...] = (),
+            options_help: str = "", min_args: int = 0, max_args: int = UNLIMITED,
+            needs_store: bool = True) -> Callable[[F], GoCommand]:
+    """Declare a Go-style command; the callback gets ``(env, args, **flags)``."""
+
+    def decorator(func: F) -> GoCommand:
+        cmd = click.command(
+            name, cls=GoCommand, help=usage, short_help=usage, aliases=aliases,
+            options_help=options_help, min_args=min_args, max_args=max_args,
+            needs_store=needs_store, context_settings={"allow_interspersed_args": False},
+        )(click.argument("args", nargs=-1)(click.pass_obj(func)))
+        assert isinstance(cmd, GoCommand)
+        group.add_command(cmd)
+        return cmd
+
+    return decorator
+
+
+json_option = click.option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
+
+
+class InitError(Exception):
+    """The store could not be opened (Go: ``error initializing: <err>`` on stdout, exit 1)."""
+
+
+class Env:
+    """Global flag values and the lazily opened store (the click context object)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.debug = bool(values.get("debug"))
+        self._store: Store | None = None
+
+    def store(self) -> Store:
+        if self._store is None:
+            from cs_core.config import resolve_cli_options
+            from cs_core.store import open_store
+
+            v = self.values
+            try:
+                options = resolve_cli_options(
+                    v.get("graph") or None, v.get("run") or None, v.get("storage_driver") or None,
+                    list(v.get("storage_opt") or ()), v.get("image_store") or None,
+                    bool(v.get("transient_store")),
+                )
+                self._store = open_store(options)
+            except (StorageError, OSError) as exc:
+                raise InitError(describe(exc)) from exc
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error, worded like Go's for OS errors (``open /x: no such file ...``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[0].lower() + exc.strerror[1:]
+        if exc.filename is not None:
+            return f"{_os_op(exc)} {exc.filename}: {reason}"
+        return reason
+    return str(exc)
+
+
+def _os_op(exc: OSError) -> str:
+    # Python does not record the failing syscall; "open" is what Go says for nearly every
+    # path the CLI touches (input and output files).
+    return "open"
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def err(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def emit_json(value: Any) -> None:
+    """One Go-encoder document: compact JSON and a newline."""
+    from cs_core.codec import go_json_dumps
+
+    out(go_json_dumps(value) + "\n")
+
+
+def unstructure(value: Any) -> Any:
+    from cs_core.codec import converter
+
+    return converter.unstructure(value)
+
+
+def binary_stdout() -> BinaryIO:
+    sys.stdout.flush()
+    return sys.stdout.buffer
+
+
+def binary_stdin() -> BinaryIO:
+    return sys.stdin.buffer
+
+
+def read_input(path: str) -> bytes:
+    """The contents of ``path``, or of stdin when ``path`` is empty."""
+    if path:
+        with open(path, "rb") as f:
+            return f.read()
+    return binary_stdin().read()
+
+
+def go_list(values: Any) -> str:
+    """Go's ``%v`` of a slice: ``[a b c]``."""
+    return "[" + " ".join(str(v) for v in values) + "]"

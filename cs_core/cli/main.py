@@ -1,0 +1,253 @@
+"""Entry point: Go-style argument parsing and dispatch to the click-declared commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from cs_core.cli import commands
+from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION, cli
+from cs_core.cli.framework import UNLIMITED, Env, GoCommand, InitError, describe, err, go_list, out
+from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
+from cs_core.errors import StorageError
+
+# The Go CLI lists commands in registration order: its source files' alphabetical order.
+ORDER = [
+    "check", "config", "container", "list-container-data", "get-container-data",
+    "get-container-data-size", "get-container-data-digest", "set-container-data",
+    "get-container-dir", "get-container-run-dir", "container-parent-owners", "containers", "copy",
+    "create-layer", "import-layer", "create-image", "create-container", "create-storage-layer",
+    "dedup", "delete", "delete-layer", "delete-image", "delete-container", "changes", "diffsize",
+    "diff", "applydiff", "applydiff-using-staging-dir", "exists", "gc", "image", "list-image-data",
+    "get-image-data", "get-image-data-size", "get-image-data-digest", "set-image-data",
+    "get-image-dir", "get-image-run-dir", "images", "images-by-digest", "layer",
+    "layer-parent-owners", "list-layer-data", "get-layer-data", "set-layer-data", "layers",
+    "storage-layers", "metadata", "set-metadata", "mount", "unmount", "mounted", "get-names",
+    "add-names", "set-names", "remove-names", "plugins", "shutdown", "status", "unshare", "version",
+    "wipe",
+]
+
+_plugins_loaded = False
+
+
+def load_plugin_commands() -> None:
+    """Let installed plugins add commands (after the built-ins, and only when needed)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from cs_core.drivers.plugins import default_registry
+
+    registry = default_registry()
+    registry.load_all()
+    builtin = set(cli.commands)
+    try:
+        registry.call("cs_register_commands", cli=cli)
+    except Exception as exc:  # a broken plugin must not break the CLI
+        err(f"warning: a plugin failed to add commands: {describe(exc)}\n")
+    for name in builtin:  # built-ins win over plugins that try to shadow them
+        cli.commands[name] = commands.BUILTIN[name]
+
+
+def ordered_commands() -> list[click.Command]:
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(cli.commands.values(), key=lambda c: (rank.get(c.name or "", len(ORDER)), c.name))
+
+
+def find_command(name: str) -> click.Command | None:
+    for cmd in cli.commands.values():
+        if cmd.name == name or (isinstance(cmd, GoCommand) and name in cmd.aliases):
+            return cmd
+    return None
+
+
+ROOT_FLAGS = ("graph", "run", "storage_driver", "storage_opt")
+
+
+def config_defaults() -> dict[str, Any] | None:
+    """storage.conf's roots, driver and options, which Go shows as the flags' defaults when
+    none of them was given before the command name."""
+    from cs_core.config import StoreOptions
+
+    try:
+        opts = StoreOptions.load_default()
+    except Exception:
+        return None  # Go ignores this error here; opening the store reports it
+    return {"graph": opts.graph_root, "run": opts.run_root, "storage_driver": opts.driver_name,
+            "storage_opt": list(opts.driver_options)}
+
+
+def global_flags() -> list[Flag]:
+    return [Flag.from_option(o) for o in GLOBAL_OPTIONS]
+
+
+def command_flags(cmd: click.Command) -> list[Flag]:
+    return [Flag.from_option(p) for p in cmd.params if isinstance(p, click.Option)]
+
+
+def top_usage(fs: FlagSet, to_stdout: bool) -> None:
+    load_plugin_commands()
+    text = "Usage: containers-storage command [options [...]]\n\nCommands:\n\n"
+    for cmd in ordered_commands():
+        text += f"  {cmd.name:<30}{cmd.short_help or cmd.help or ''}\n"
+    out(text + "\nOptions:\n")
+    (out if to_stdout else err)(fs.format_defaults())
+
+
+def command_usage(name: str, cmd: click.Command, fs: FlagSet) -> None:
+    options_help = cmd.options_help if isinstance(cmd, GoCommand) else "[options [...]]"
+    out(f"Usage: containers-storage {name} {options_help}\n\n{cmd.help or ''}\n\nOptions:\n")
+    err(fs.format_defaults())
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.DEBUG if debug else logging.ERROR,
+        format='level=%(levelname)s msg="%(message)s"',
+    )
+
+
+def run(argv: Sequence[str]) -> int:
+    help_flag = Flag.from_option(HELP_OPTION)
+    if not argv:
+        # Go prints this usage before defining --help, so --help is not listed.
+        top_usage(FlagSet(PROG, global_flags()), False)
+        return 1
+    top = FlagSet(PROG, [*global_flags(), help_flag])
+    try:
+        rest = top.parse(argv)
+    except HelpRequested as exc:
+        top_usage(top, False)
+        out(f"{exc} while parsing arguments (1)\n")
+        top_usage(top, False)
+        return 1
+    except FlagError as exc:
+        err("".join(top.errors))
+        out(f"{exc} while parsing arguments (1)\n")
+        top_usage(top, False)
+        return 1
+    if top.values.get("help"):
+        top_usage(top, True)
+        return 0
+    if not rest:
+        top_usage(top, False)
+        return 1
+    name, args = rest[0], rest[1:]
+    cmd = find_command(name)
+    if cmd is None:
+        load_plugin_commands()
+        cmd = find_command(name)
+    if cmd is None:
+        out(f"{name}: unrecognized command.\n")
+        return 1
+    values = dict(top.values)
+    values.pop("help", None)
+    defaults = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    if defaults:
+        values.update(defaults)
+    if not isinstance(cmd, GoCommand):
+        return run_click_command(name, cmd, args, values)
+
+    own = command_flags(cmd)
+    fs = FlagSet(name, [*global_flags(), *own], values)
+    try:
+        args = fs.parse(args)
+    except HelpRequested:
+        command_usage(name, cmd, fs)
+        return 125
+    except FlagError:
+        err("".join(fs.errors))
+        return 125
+    if cmd.min_args and len(args) < cmd.min_args:
+        out(f"{name}: more arguments required.\n")
+        command_usage(name, cmd, fs)
+        return 1
+    if cmd.max_args != UNLIMITED and len(args) > cmd.max_args:
+        out(f"{name}: too many arguments ({go_list(args)}).\n")
+        command_usage(name, cmd, fs)
+        return 1
+    final = {f.dest: fs.values[f.dest] for f in global_flags()}
+    if defaults and all(final[k] == defaults[k] for k in ROOT_FLAGS):
+        # Nothing overrode storage.conf: let the resolver use all of it, not just four keys.
+        final.update({k: type(defaults[k])() for k in ROOT_FLAGS})
+    env = Env(final)
+    kwargs = {f.dest: fs.values[f.dest] for f in own}
+    return invoke(env, name, cmd, lambda ctx: ctx.invoke(cmd.callback or _nothing, args=args, **kwargs))
+
+
+def _nothing(*_: Any, **__: Any) -> int:
+    return 0
+
+
+def run_click_command(name: str, cmd: click.Command, args: list[str], values: dict[str, Any]) -> int:
+    """A plugin's plain click command: click parses its arguments."""
+    env = Env(values)
+
+    def call(_: click.Context) -> Any:
+        try:
+            return cmd.main(args=args, prog_name=f"{PROG} {name}", standalone_mode=False, obj=env)
+        except click.UsageError as exc:
+            exc.show()
+            return 125
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+
+    return invoke(env, name, cmd, call)
+
+
+def invoke(env: Env, name: str, cmd: click.Command, call: Any) -> int:
+    setup_logging(env.debug)
+    logging.debug("Root: %s", env.values.get("graph"))
+    logging.debug("Run Root: %s", env.values.get("run"))
+    logging.debug("Driver Name: %s", env.values.get("storage_driver"))
+    logging.debug("Driver Options: %s", go_list(env.values.get("storage_opt") or ()))
+    try:
+        ctx = click.Context(cmd, obj=env, info_name=name)
+        with ctx:
+            if isinstance(cmd, GoCommand) and cmd.needs_store:
+                env.store()
+            result = call(ctx)
+        return int(result or 0)
+    except InitError as exc:
+        out(f"error initializing: {exc}\n")
+        return 1
+    except StorageError as exc:
+        err(f"{exc}\n")
+        return exc.exit_code
+    except OSError as exc:
+        err(f"{describe(exc)}\n")
+        return 1
+    except KeyboardInterrupt:
+        err("interrupted\n")
+        return 130
+    except Exception as exc:
+        if env.debug:
+            err(traceback.format_exc())
+        else:
+            err(f"{name}: internal error: {type(exc).__name__}: {exc} (run with --debug for details)\n")
+        return 1
+    finally:
+        try:
+            env.close()
+        except Exception as exc:
+            err(f"{describe(exc)}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): exit quietly as Go's CLI would on SIGPIPE.
+        code = 141
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
