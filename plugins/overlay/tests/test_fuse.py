@@ -1,0 +1,66 @@
+"""overlay with ``mount_program=fuse-overlayfs``: same layout, FUSE mounts, AUFS whiteouts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.drivers.base import CreateOpts, MountOpts
+from cs_core.testing import requires_command
+from cs_overlay import mounting
+from cs_overlay.driver import OverlayDriver
+from cs_overlay.testing import layer_id
+
+
+@pytest.fixture
+def fuse_driver(make_driver: Callable[..., OverlayDriver]) -> OverlayDriver:
+    requires_command("fuse-overlayfs", "fusermount3")
+    prog = shutil.which("fuse-overlayfs")
+    assert prog
+    return make_driver(f"overlay.mount_program={prog}")
+
+
+def test_fuse_mount_put(fuse_driver: OverlayDriver) -> None:
+    d = fuse_driver
+    assert d.whiteout_format is WhiteoutFormat.AUFS
+    assert (d.home / ".has-mount-program").read_text() == "true"
+    assert ("Native Overlay Diff", "false") in d.status()
+    d.create(layer_id(1), None, CreateOpts())
+    (d.home / layer_id(1) / "diff" / "base").write_text("1")
+    (d.home / layer_id(1) / "diff" / "gone").write_text("1")
+    d.create(layer_id(2), layer_id(1), CreateOpts())
+    # FUSE helpers read AUFS whiteouts literally from diff/
+    (d.home / layer_id(2) / "diff" / ".wh.gone").write_text("")
+    d.create_read_write(layer_id(3), layer_id(2), CreateOpts())
+    merged = d.get(layer_id(3), MountOpts())
+    try:
+        assert mounting.mountinfo_targets()[str(merged)].startswith("fuse")
+        assert d.is_mounted(layer_id(3), str(merged))
+        assert sorted(os.listdir(merged)) == ["base"]
+        (merged / "new").write_text("3")
+        os.unlink(merged / "base")
+    finally:
+        d.put(layer_id(3))
+    assert not d.is_mounted(layer_id(3), str(merged)) and merged.is_dir()
+    assert (d.home / layer_id(3) / "diff" / "new").read_text() == "3"
+    ro = d.get(layer_id(2), MountOpts(options=("ro",)))
+    try:
+        assert sorted(os.listdir(ro)) == ["base"]
+    finally:
+        d.put(layer_id(2))
+
+
+def test_force_mask_accepted_with_mount_program(make_driver: Callable[..., OverlayDriver]) -> None:
+    requires_command("fuse-overlayfs", "fusermount3")
+    d = make_driver(f"overlay.mount_program={shutil.which('fuse-overlayfs')}", "overlay.force_mask=0700")
+    d.create(layer_id(1), None, CreateOpts())
+    assert os.stat(d.home / layer_id(1) / "diff").st_mode & 0o7777 == 0o700
+    merged = d.get(layer_id(1), MountOpts())
+    try:
+        (merged / "f").write_text("x")
+    finally:
+        d.put(layer_id(1))
