@@ -1,0 +1,262 @@
+"""Sniff, decompress and compress layer streams (gzip, zstd, bzip2, xz or plain).
+
+Go's numbering of compression kinds is what ``layers.json`` records, so the enum keeps it.
+Decoder failures (junk, truncation) surface as :class:`cs_core.errors.UnsafeArchive` so callers
+see one error type for every malformed input.
+"""
+
+from __future__ import annotations
+
+import bz2
+import enum
+import hashlib
+import io
+import lzma
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import zstandard
+from isal import igzip, igzip_threaded
+
+from cs_core.errors import UnsafeArchive
+
+#: Go reads this many bytes before deciding; we only need the longest magic.
+SNIFF_BYTES = 10
+
+
+class Compression(enum.IntEnum):
+    """Compression kinds, numbered as Go's ``archive.Compression``."""
+
+    NONE = 0
+    BZIP2 = 1
+    GZIP = 2
+    XZ = 3
+    ZSTD = 4
+
+    @property
+    def label(self) -> str:
+        return ("uncompressed", "bzip2", "gzip", "xz", "zstd")[self.value]
+
+
+_MAGIC: tuple[tuple[Compression, bytes], ...] = (
+    (Compression.BZIP2, b"BZh"),
+    (Compression.GZIP, b"\x1f\x8b\x08"),
+    (Compression.XZ, b"\xfd7zXZ\x00"),
+    (Compression.ZSTD, b"\x28\xb5\x2f\xfd"),
+)
+
+
+def detect_compression(head: bytes) -> Compression:
+    """The compression whose magic number ``head`` starts with (NONE if none matches)."""
+    for kind, magic in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return Compression.NONE
+
+
+def _readinto(stream: Any, view: memoryview) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        n = readinto(view)
+        return n or 0
+    data = stream.read(len(view))
+    n = len(data)
+    view[:n] = data
+    return n
+
+
+class _PrefixedReader(io.RawIOBase):
+    """Replays sniffed bytes, then reads on from the underlying stream."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return _readinto(self._stream, view)
+
+
+class _GuardedReader(io.RawIOBase):
+    """Turns decoder exceptions into UnsafeArchive with the kind of stream in the message."""
+
+    def __init__(self, inner: Any, kind: Compression) -> None:
+        self._inner = inner
+        self._kind = kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            return _readinto(self._inner, memoryview(b).cast("B"))
+        except UnsafeArchive:
+            raise
+        except (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError) as exc:
+            raise UnsafeArchive(f"reading {self._kind.label} stream: {exc}") from None
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._inner.close()
+            except Exception:
+                pass
+        super().close()
+
+
+def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
+    if kind == Compression.GZIP:
+        # A decoding thread overlaps inflate with extraction on a second core.
+        return igzip_threaded.open(raw, "rb", threads=1)
+    if kind == Compression.ZSTD:
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+    if kind == Compression.BZIP2:
+        return bz2.BZ2File(raw, "rb")
+    if kind == Compression.XZ:
+        return lzma.LZMAFile(raw, "rb")
+    return raw
+
+
+def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
+    """Sniff ``stream``'s first bytes (without losing them) and return a decoded reader."""
+    head = bytearray()
+    while len(head) < SNIFF_BYTES:
+        chunk = stream.read(SNIFF_BYTES - len(head))
+        if not chunk:
+            break
+        head += chunk
+    kind = detect_compression(bytes(head))
+    raw = _PrefixedReader(bytes(head), stream)
+    if kind == Compression.NONE:
+        return kind, raw  # type: ignore[return-value]
+    try:
+        decoder = _open_decoder(kind, raw)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        raise UnsafeArchive(f"reading {kind.label} stream: {exc}") from None
+    return kind, _GuardedReader(decoder, kind)  # type: ignore[return-value]
+
+
+class DigestReader(io.RawIOBase):
+    """Passes reads through while hashing them: ``digest`` is ``sha256:<hex>``, ``size`` bytes."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = _readinto(self._stream, view)
+        if n:
+            self._hash.update(view[:n])
+            self.size += n
+        return n
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+class _CodecWriter(io.RawIOBase):
+    """A writer over a one-shot compressor object (``compress``/``flush``); keeps ``out`` open."""
+
+    def __init__(self, out: BinaryIO, compressor: Any) -> None:
+        self._out = out
+        self._compressor = compressor
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = self._compressor.compress(b)
+        if data:
+            self._out.write(data)
+        return len(memoryview(b))
+
+    def close(self) -> None:
+        if not self.closed:
+            tail = self._compressor.flush()
+            if tail:
+                self._out.write(tail)
+            self._out.flush()
+        super().close()
+
+
+class _PlainWriter(io.RawIOBase):
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._out.write(b)
+        return len(memoryview(b))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._out.flush()
+        super().close()
+
+
+class _ZstdWriter(io.RawIOBase):
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._writer = zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._writer.write(b)
+        return len(memoryview(b))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._writer.close()
+            self._out.flush()
+        super().close()
+
+
+class _GzipWriter(io.RawIOBase):
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._writer = igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=2, mtime=0)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._writer.write(b)
+        return len(memoryview(b))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._writer.close()  # does not close a fileobj it was handed
+            self._out.flush()
+        super().close()
+
+
+_WRITERS: dict[Compression, Callable[[BinaryIO], io.RawIOBase]] = {
+    Compression.NONE: _PlainWriter,
+    Compression.GZIP: _GzipWriter,
+    Compression.ZSTD: _ZstdWriter,
+    Compression.BZIP2: lambda out: _CodecWriter(out, bz2.BZ2Compressor(9)),
+    Compression.XZ: lambda out: _CodecWriter(out, lzma.LZMACompressor(format=lzma.FORMAT_XZ)),
+}
+
+
+def compress_stream(out: BinaryIO, compression: Compression) -> BinaryIO:
+    """A writer compressing into ``out``; ``close()`` finishes the stream and leaves ``out`` open."""
+    return io.BufferedWriter(_WRITERS[Compression(compression)](out), 1 << 20)  # type: ignore[return-value]

@@ -1,0 +1,523 @@
+"""A streaming tar parser that also keeps the raw header and padding bytes tar-split needs.
+
+It reads with one large reusable buffer (``readinto``), never builds ``tarfile`` objects, and
+follows Go's ``archive/tar`` reader (as forked by vbatts/tar-split with raw accounting) in what
+it accepts and in which bytes belong to the "segment" before each entry: padding of the previous
+entry's data, the header block, PAX and GNU long-name/link headers with their data and padding,
+and old-GNU sparse extension blocks. File data (and, as in Go, the in-data sparse map of GNU
+sparse 1.0) is not part of any segment.
+
+Malformed or hostile input raises :class:`cs_core.errors.UnsafeArchive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cs_core.errors import UnsafeArchive
+
+BLOCK = 512
+#: Largest PAX or GNU long-name payload accepted (Go's ``maxSpecialFileSize``).
+MAX_SPECIAL = 1 << 20
+#: Largest number of sparse fragments accepted in one entry.
+MAX_SPARSE_ENTRIES = 1 << 18
+_BUFSIZE = 1 << 20
+_ZERO_BLOCK = bytes(BLOCK)
+_INT64_MAX = (1 << 63) - 1
+
+# Type flags.
+REG = ord("0")
+REGA = 0
+LINK = ord("1")
+SYMLINK = ord("2")
+CHAR = ord("3")
+BLOCKDEV = ord("4")
+DIR = ord("5")
+FIFO = ord("6")
+CONT = ord("7")
+XHEADER = ord("x")
+XGLOBAL = ord("g")
+GNU_SPARSE = ord("S")
+GNU_LONGNAME = ord("L")
+GNU_LONGLINK = ord("K")
+_HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
+
+
+def _bad(why: str) -> UnsafeArchive:
+    return UnsafeArchive(f"invalid tar header: {why}")
+
+
+def _cstr(b: bytes) -> bytes:
+    i = b.find(0)
+    return b if i < 0 else b[:i]
+
+
+def _numeric(b: bytes, field: str) -> int:
+    """Go's ``parser.parseNumeric``: octal text or base-256 binary."""
+    if b and b[0] & 0x80:
+        inv = 0xFF if b[0] & 0x40 else 0
+        x = 0
+        for i, c in enumerate(b):
+            c ^= inv
+            if i == 0:
+                c &= 0x7F
+            if x >> 56:
+                raise _bad(f"{field} overflows")
+            x = (x << 8) | c
+        if x >> 63:
+            raise _bad(f"{field} overflows")
+        return ~x if inv == 0xFF else x
+    s = _cstr(b.strip(b" \x00"))
+    if not s:
+        return 0
+    try:
+        value = int(s, 8)
+    except ValueError:
+        raise _bad(f"bad {field} field {s!r}") from None
+    if value > 0xFFFFFFFFFFFFFFFF:
+        raise _bad(f"{field} overflows")
+    return value if value <= _INT64_MAX else value - (1 << 64)
+
+
+def _checksum_ok(blk: bytes | memoryview) -> bool:
+    b = bytes(blk)
+    try:
+        stored = _numeric(b[148:156], "checksum")
+    except UnsafeArchive:
+        return False
+    unsigned = sum(b[:148]) + 8 * 32 + sum(b[156:])
+    if stored == unsigned:
+        return True
+    signed = sum((c - 256 if c > 127 else c) for c in b[:148]) + 8 * 32
+    signed += sum((c - 256 if c > 127 else c) for c in b[156:])
+    return stored == signed
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _pax_time_ns(v: str) -> int:
+    """Go's ``parsePAXTime``: seconds with up to 9 fractional digits (more are truncated)."""
+    sec, dot, frac = v.partition(".")
+    neg = sec.startswith("-")
+    digits = sec[1:] if neg else sec
+    if not digits.isdigit() or (dot and not (frac.isdigit())):
+        raise _bad(f"bad PAX time {v!r}")
+    ns = int(digits) * 1_000_000_000 + int((frac + "000000000")[:9]) if dot else int(digits) * 10**9
+    return -ns if neg else ns
+
+
+def parse_pax(data: bytes) -> dict[str, bytes]:
+    """PAX extended header records; GNU sparse 0.0 offset/numbytes pairs become ``GNU.sparse.map``."""
+    records: dict[str, bytes] = {}
+    sparse: list[bytes] = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        sp = data.find(b" ", pos, pos + 20)
+        if sp < 0:
+            raise _bad("malformed PAX record")
+        try:
+            length = int(data[pos:sp])
+        except ValueError:
+            raise _bad("malformed PAX record length") from None
+        end = pos + length
+        if length < 5 or end > n or data[end - 1] != 0x0A:
+            raise _bad("malformed PAX record")
+        rec = data[sp + 1:end - 1]
+        eq = rec.find(b"=")
+        if eq <= 0:
+            raise _bad("malformed PAX record")
+        key = rec[:eq].decode("utf-8", "surrogateescape")
+        value = rec[eq + 1:]
+        if "\x00" in key or (key in ("path", "linkpath", "uname", "gname") and b"\x00" in value):
+            raise _bad(f"NUL in PAX record {key!r}")
+        if key in ("GNU.sparse.offset", "GNU.sparse.numbytes"):
+            want = "GNU.sparse.offset" if len(sparse) % 2 == 0 else "GNU.sparse.numbytes"
+            if key != want or b"," in value:
+                raise _bad("bad GNU sparse PAX records")
+            sparse.append(value)
+        else:
+            records[key] = value
+        pos = end
+    if sparse:
+        records["GNU.sparse.map"] = b",".join(sparse)
+    return records
+
+
+class TarHeader:
+    """One real entry (meta headers already merged in), as Go's ``tar.Header`` sees it."""
+
+    __slots__ = (
+        "atime_ns", "devmajor", "devminor", "gid", "linkname", "mode", "mtime_ns", "name", "name_bytes",
+        "pax", "physical_size", "size", "sparse", "typeflag", "uid", "xattrs",
+    )
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.name_bytes = b""
+        self.linkname = ""
+        self.typeflag = REG
+        self.mode = 0
+        self.uid = 0
+        self.gid = 0
+        self.size = 0
+        self.physical_size = 0
+        self.mtime_ns = 0
+        self.atime_ns: int | None = None
+        self.devmajor = 0
+        self.devminor = 0
+        self.xattrs: dict[str, bytes] = {}
+        self.pax: dict[str, bytes] = {}
+        self.sparse: list[tuple[int, int]] | None = None
+
+
+class TarReader:
+    """Pull parser: ``next()`` gives headers, ``chunks()`` the current entry's data."""
+
+    def __init__(self, stream: Any, raw_accounting: bool = False) -> None:
+        self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
+        self._buf = bytearray(_BUFSIZE)
+        self._mv = memoryview(self._buf)
+        self._pos = 0
+        self._end = 0
+        self._eof = False
+        self.consumed = 0
+        self._raw: bytearray | None = bytearray() if raw_accounting else None
+        self._remaining = 0  # physical data bytes of the current entry not yet read
+        self._pad = 0
+
+    # -- buffer -----------------------------------------------------------------------------
+
+    def _read_some(self) -> int:
+        """Append stream data after ``_end`` (compacting first); 0 at EOF."""
+        if self._eof:
+            return 0
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        elif self._end == _BUFSIZE:
+            keep = self._end - self._pos
+            self._buf[:keep] = self._buf[self._pos:self._end]
+            self._pos, self._end = 0, keep
+        view = self._mv[self._end:]
+        if self._readinto is not None:
+            n = self._readinto(view) or 0
+        else:
+            data = self._stream.read(len(view))
+            n = len(data)
+            view[:n] = data
+        if n == 0:
+            self._eof = True
+        self._end += n
+        self.consumed += n
+        return n
+
+    def _take(self, n: int, *, exact: bool = True) -> bytes:
+        """Up to ``n`` bytes (exactly ``n`` unless EOF comes first and ``exact`` is false)."""
+        while self._end - self._pos < n:
+            if not self._read_some():
+                if exact:
+                    raise UnsafeArchive("unexpected end of tar stream")
+                break
+        m = min(n, self._end - self._pos)
+        out = bytes(self._mv[self._pos:self._pos + m])
+        self._pos += m
+        return out
+
+    def _account(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._raw += data
+
+    def take_raw(self) -> bytes:
+        """The raw bytes (headers, padding) read since the last call."""
+        if self._raw is None:
+            return b""
+        out = bytes(self._raw)
+        self._raw.clear()
+        return out
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def _skip_data(self) -> None:
+        while self._remaining:
+            avail = self._end - self._pos
+            if not avail and not self._read_some():
+                raise UnsafeArchive("unexpected end of tar stream")
+            avail = min(self._end - self._pos, self._remaining)
+            self._account(bytes(self._mv[self._pos:self._pos + avail]))
+            self._pos += avail
+            self._remaining -= avail
+
+    def _read_special(self, size: int, what: str) -> bytes:
+        if size > MAX_SPECIAL:
+            raise _bad(f"{what} of {size} bytes is too large")
+        data = self._take(size)
+        self._account(data)
+        self._pad = -size % BLOCK
+        return data
+
+    def next(self) -> TarHeader | None:
+        """The next entry, or None at the end of the archive."""
+        self._skip_data()
+        pax: dict[str, bytes] = {}
+        long_name: bytes | None = None
+        long_link: bytes | None = None
+        while True:
+            if self._pad:
+                pad = self._take(self._pad, exact=False)
+                self._account(pad)
+                if len(pad) < self._pad:
+                    raise UnsafeArchive("unexpected end of tar stream")
+                self._pad = 0
+            blk = self._take(BLOCK, exact=False)
+            self._account(blk)
+            if not blk:
+                return None  # Go accepts a stream that simply stops at a header boundary
+            if len(blk) < BLOCK:
+                raise UnsafeArchive("unexpected end of tar stream")
+            if blk == _ZERO_BLOCK:
+                blk2 = self._take(BLOCK, exact=False)
+                self._account(blk2)
+                if not blk2 or blk2 == _ZERO_BLOCK:
+                    return None
+                if len(blk2) < BLOCK:
+                    raise UnsafeArchive("unexpected end of tar stream")
+                raise _bad("zero block followed by data")
+            hdr, fmt = self._parse_block(blk)
+            size = hdr.size
+            if size < 0:
+                raise _bad("negative size")
+            tf = hdr.typeflag
+            if tf in (XHEADER, XGLOBAL):
+                records = parse_pax(self._read_special(size, "PAX header"))
+                if tf == XGLOBAL:
+                    g = TarHeader()
+                    g.name, g.name_bytes, g.typeflag = hdr.name, hdr.name_bytes, XGLOBAL
+                    g.pax = records
+                    return g
+                pax = records
+                continue
+            if tf in (GNU_LONGNAME, GNU_LONGLINK):
+                value = _cstr(self._read_special(size, "GNU long name"))
+                if tf == GNU_LONGNAME:
+                    long_name = value
+                else:
+                    long_link = value
+                continue
+            self._merge(hdr, pax)
+            if long_name is not None:
+                hdr.name_bytes = long_name
+            if long_link is not None:
+                hdr.linkname = _decode(long_link)
+            if tf == REGA:
+                hdr.typeflag = DIR if hdr.name_bytes.endswith(b"/") else REG
+            hdr.name = _decode(hdr.name_bytes)
+            if hdr.size < 0:
+                raise _bad("negative size")
+            physical = 0 if hdr.typeflag in _HEADER_ONLY else hdr.size
+            self._remaining = physical
+            self._pad = -physical % BLOCK
+            if hdr.typeflag == GNU_SPARSE:
+                if fmt != "gnu":
+                    raise _bad("sparse entry outside GNU format")
+                hdr.sparse = self._old_gnu_sparse(hdr, blk)
+            else:
+                hdr.sparse = self._pax_sparse(hdr)
+            if hdr.sparse is not None:
+                self._validate_sparse(hdr)
+            hdr.physical_size = self._remaining
+            return hdr
+
+    def _parse_block(self, blk: bytes) -> tuple[TarHeader, str]:
+        if not _checksum_ok(blk):
+            raise _bad("checksum mismatch")
+        magic, version = blk[257:263], blk[263:265]
+        if magic == b"ustar\x00" and version == b"00":
+            fmt = "ustar"
+        elif magic == b"ustar " and version == b" \x00":
+            fmt = "gnu"
+        elif magic == b"ustar\x00" and blk[508:512] == b"tar\x00":
+            fmt = "star"
+        else:
+            fmt = "v7"
+        h = TarHeader()
+        h.typeflag = blk[156]
+        h.name_bytes = _cstr(blk[0:100])
+        h.linkname = _decode(_cstr(blk[157:257]))
+        h.size = _numeric(blk[124:136], "size")
+        h.mode = _numeric(blk[100:108], "mode")
+        h.uid = _numeric(blk[108:116], "uid")
+        h.gid = _numeric(blk[116:124], "gid")
+        h.mtime_ns = _numeric(blk[136:148], "mtime") * 1_000_000_000
+        if fmt != "v7":
+            h.devmajor = _numeric(blk[329:337], "devmajor")
+            h.devminor = _numeric(blk[337:345], "devminor")
+            prefix = b""
+            if fmt == "ustar":
+                prefix = _cstr(blk[345:500])
+            elif fmt == "star":
+                prefix = _cstr(blk[345:476])
+                h.atime_ns = _numeric(blk[476:488], "atime") * 1_000_000_000
+            elif blk[345]:
+                try:
+                    h.atime_ns = _numeric(blk[345:357], "atime") * 1_000_000_000
+                except UnsafeArchive:
+                    h.atime_ns = None
+            if prefix:
+                h.name_bytes = prefix + b"/" + h.name_bytes
+        return h, fmt
+
+    @staticmethod
+    def _merge(h: TarHeader, pax: dict[str, bytes]) -> None:
+        for key, raw in pax.items():
+            if not raw:
+                continue
+            try:
+                if key == "path":
+                    h.name_bytes = raw
+                elif key == "linkpath":
+                    h.linkname = _decode(raw)
+                elif key == "uid":
+                    h.uid = int(raw)
+                elif key == "gid":
+                    h.gid = int(raw)
+                elif key == "mtime":
+                    h.mtime_ns = _pax_time_ns(raw.decode())
+                elif key == "atime":
+                    h.atime_ns = _pax_time_ns(raw.decode())
+                elif key == "size":
+                    h.size = int(raw)
+                elif key.startswith("SCHILY.xattr."):
+                    h.xattrs[key[len("SCHILY.xattr."):]] = raw
+            except (ValueError, UnicodeDecodeError):
+                raise _bad(f"bad PAX record {key!r}") from None
+        if h.uid < 0 or h.gid < 0:
+            raise _bad("negative uid or gid")
+        h.pax = pax
+
+    def _old_gnu_sparse(self, h: TarHeader, blk: bytes) -> list[tuple[int, int]]:
+        h.size = _numeric(blk[483:495], "realsize")
+        entries: list[tuple[int, int]] = []
+        area, count, ext_flag = blk[386:482], 4, blk[482]
+        while True:
+            for i in range(count):
+                off = area[i * 24:i * 24 + 12]
+                if off[0] == 0:
+                    break
+                entries.append((_numeric(off, "sparse offset"), _numeric(area[i * 24 + 12:i * 24 + 24],
+                                                                       "sparse length")))
+                if len(entries) > MAX_SPARSE_ENTRIES:
+                    raise _bad("too many sparse fragments")
+            if not ext_flag:
+                return entries
+            ext = self._take(BLOCK)
+            self._account(ext)
+            area, count, ext_flag = ext[:504], 21, ext[504]
+
+    def _pax_sparse(self, h: TarHeader) -> list[tuple[int, int]] | None:
+        pax = h.pax
+        major, minor = pax.get("GNU.sparse.major"), pax.get("GNU.sparse.minor")
+        if major == b"0" and minor in (b"0", b"1"):
+            v1 = False
+        elif major == b"1" and minor == b"0":
+            v1 = True
+        elif major or minor:
+            return None
+        elif pax.get("GNU.sparse.map"):
+            v1 = False
+        else:
+            return None
+        if name := pax.get("GNU.sparse.name"):
+            h.name_bytes = name
+            h.name = _decode(name)
+        size = pax.get("GNU.sparse.size") or pax.get("GNU.sparse.realsize")
+        if size:
+            try:
+                h.size = int(size)
+            except ValueError:
+                raise _bad("bad GNU sparse size") from None
+        if v1:
+            return self._sparse_map_1x0()
+        try:
+            count = int(pax.get("GNU.sparse.numblocks", b""))
+        except ValueError:
+            raise _bad("bad GNU sparse numblocks") from None
+        fields = pax.get("GNU.sparse.map", b"").split(b",")
+        if fields == [b""]:
+            fields = []
+        if count < 0 or count > MAX_SPARSE_ENTRIES or len(fields) != 2 * count:
+            raise _bad("bad GNU sparse map")
+        try:
+            return [(int(fields[i]), int(fields[i + 1])) for i in range(0, len(fields), 2)]
+        except ValueError:
+            raise _bad("bad GNU sparse map") from None
+
+    def _sparse_map_1x0(self) -> list[tuple[int, int]]:
+        # Read from the entry's data, as Go does; these blocks are in no tar-split segment.
+        buf = bytearray()
+        tokens: list[bytes] = []
+        start = 0
+
+        def want(n: int) -> None:
+            nonlocal start
+            while len(tokens) < n:
+                nl = buf.find(b"\n", start)
+                if nl >= 0:
+                    tokens.append(bytes(buf[start:nl]))
+                    start = nl + 1
+                    continue
+                if self._remaining < BLOCK or len(buf) > MAX_SPECIAL:
+                    raise _bad("bad GNU sparse 1.0 map")
+                buf.extend(self._take(BLOCK))
+                self._remaining -= BLOCK
+
+        want(1)
+        try:
+            count = int(tokens[0])
+        except ValueError:
+            raise _bad("bad GNU sparse 1.0 map") from None
+        if count < 0 or count > MAX_SPARSE_ENTRIES:
+            raise _bad("bad GNU sparse 1.0 map")
+        want(1 + 2 * count)
+        try:
+            return [(int(tokens[1 + 2 * i]), int(tokens[2 + 2 * i])) for i in range(count)]
+        except ValueError:
+            raise _bad("bad GNU sparse 1.0 map") from None
+
+    def _validate_sparse(self, h: TarHeader) -> None:
+        if h.typeflag in _HEADER_ONLY or h.size < 0:
+            raise _bad("bad sparse entry")
+        prev_end = 0
+        total = 0
+        for off, length in h.sparse or ():
+            if off < 0 or length < 0 or off > _INT64_MAX - length or off + length > h.size or prev_end > off:
+                raise _bad("bad sparse map")
+            prev_end = off + length
+            total += length
+        if total != self._remaining:
+            raise _bad("sparse map does not match the data size")
+
+    # -- data -------------------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[memoryview]:
+        """The current entry's physical data, in buffer-sized views valid until the next step."""
+        while self._remaining:
+            if self._pos == self._end and not self._read_some():
+                raise UnsafeArchive("unexpected end of tar stream")
+            n = min(self._end - self._pos, self._remaining)
+            view = self._mv[self._pos:self._pos + n]
+            self._pos += n
+            self._remaining -= n
+            yield view
+
+    def drain(self) -> Iterator[bytes]:
+        """Everything after the end-of-archive marker, in chunks of at most 1 MiB."""
+        while True:
+            if self._pos == self._end and not self._read_some():
+                return
+            data = bytes(self._mv[self._pos:self._end])
+            self._pos = self._end
+            yield data
