@@ -5,7 +5,17 @@ from __future__ import annotations
 import contextlib
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, json_option, out, unstructure
+from cs_core.cli.framework import (
+    Env,
+    command,
+    describe,
+    emit_json,
+    err,
+    go_list,
+    json_option,
+    out,
+    unstructure,
+)
 from cs_core.errors import StorageError
 from cs_core.model import Container
 
@@ -52,4 +62,28 @@ def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
             lines.append(f"Layer: {m.layer}\n")
             lines += [f"Data: {name}\n" for name in m.big_data_names]
             out("".join(lines))
+    return 0 if len(matched) == len(args) else 1
+
+
+@command(cli, "container-parent-owners",
+         "Compute the set of unmapped parent UIDs and GIDs of the container",
+         options_help="[options [...]] containerNameOrID [...]", min_args=1)
+@json_option
+def container_parent_owners(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    store = env.store()
+    matched: list[Container] = []
+    for arg in args:
+        with contextlib.suppress(StorageError):
+            matched.append(store.container(arg))
+    for m in matched:
+        try:
+            uids, gids = store.container_parent_owners(m.id)
+        except StorageError as exc:
+            err(f"ContainerParentOwner: {exc}\n")
+            return 1
+        if json_output:
+            emit_json({"ID": m.id, "UIDs": uids or None, "GIDs": gids or None})
+        else:
+            # Unlike the layer variant, Go prints both lists even when empty.
+            out(f"ID: {m.id}\nUIDs: {go_list(uids)}\nGIDs: {go_list(gids)}\n")
     return 0 if len(matched) == len(args) else 1

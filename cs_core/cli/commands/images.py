@@ -47,7 +47,8 @@ def image_lines(images: list[Image], quiet: bool) -> str:
 def images(env: Env, args: tuple[str, ...], json_output: bool, quiet: bool) -> int:
     found = env.store().images()
     if json_output:
-        emit_json([unstructure(i) for i in found])
+        # Go's Store.Images returns a nil slice for an empty store, which encodes as null.
+        emit_json([unstructure(i) for i in found] if found else None)
     else:
         out(image_lines(found, quiet))
     return 0

@@ -7,7 +7,7 @@ import contextlib
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, emit_json, json_option, out, unstructure
+from cs_core.cli.framework import Env, command, emit_json, err, go_list, json_option, out, unstructure
 from cs_core.cli.tree import TreeNode, render_tree
 from cs_core.errors import StorageError
 from cs_core.model import Container, Image, Layer
@@ -107,3 +107,30 @@ def storage_layers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     else:
         out("".join(f"{i}\n" for i in ids))
     return 0
+
+
+@command(cli, "layer-parent-owners", "Compute the set of unmapped parent UIDs and GIDs of the layer",
+         options_help="[options [...]] layerNameOrID [...]", min_args=1)
+@json_option
+def layer_parent_owners(env: Env, args: tuple[str, ...], json_output: bool) -> int:
+    store = env.store()
+    matched: list[Layer] = []
+    for arg in args:
+        with contextlib.suppress(StorageError):
+            matched.append(store.layer(arg))
+    for m in matched:
+        try:
+            uids, gids = store.layer_parent_owners(m.id)
+        except StorageError as exc:
+            err(f"LayerParentOwner: {exc}\n")
+            return 1
+        if json_output:
+            # Go encodes a nil slice as null.
+            emit_json({"ID": m.id, "UIDs": uids or None, "GIDs": gids or None})
+        else:
+            out(f"ID: {m.id}\n")
+            if uids:
+                out(f"UIDs: {go_list(uids)}\n")
+            if gids:
+                out(f"GIDs: {go_list(gids)}\n")
+    return 0 if len(matched) == len(args) else 1

@@ -1,0 +1,175 @@
+"""copy: files or directories into a layer, possibly from another layer (Go ``CopyWithTar``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from typing import TYPE_CHECKING
+
+import click
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, command, describe, err, json_option
+from cs_core.errors import StorageError
+from cs_core.model import IDMap
+
+if TYPE_CHECKING:
+    from cs_core.store import Store
+
+_MAX_LINKS = 40
+
+
+def resolve_in_root(root: str, rel: str) -> str:
+    """``root/rel`` with every symlink resolved as if ``root`` were ``/``.
+
+    A layer's own symlinks (``/etc -> /tmp/..``) must not send a copy outside the layer, so
+    each component is looked up by hand instead of trusting the host's resolution.
+    """
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(40, "too many levels of symbolic links", candidate)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+class Owners:
+    """Maps a source file's host owner to the owner its copy gets."""
+
+    def __init__(self, chown: tuple[int, int] | None, src_uids: list[IDMap], src_gids: list[IDMap],
+                 dst_uids: list[IDMap], dst_gids: list[IDMap]) -> None:
+        self.chown = chown
+        self.src = (src_uids, src_gids)
+        self.dst = (dst_uids, dst_gids)
+
+    def __call__(self, uid: int, gid: int) -> tuple[int, int]:
+        if self.chown is not None:
+            return self.chown
+        from cs_core.idmap import to_container, to_host
+
+        if self.src[0]:
+            uid = to_container(uid, self.src[0])
+        if self.src[1]:
+            gid = to_container(gid, self.src[1])
+        if self.dst[0]:
+            uid = to_host(uid, self.dst[0])
+        if self.dst[1]:
+            gid = to_host(gid, self.dst[1])
+        return uid, gid
+
+
+def _copy_entry(src: str, dst: str, owners: Owners) -> None:
+    st = os.lstat(src)
+    if stat.S_ISDIR(st.st_mode):
+        os.makedirs(dst, exist_ok=True)
+        for name in sorted(os.listdir(src)):
+            _copy_entry(os.path.join(src, name), os.path.join(dst, name), owners)
+        shutil.copystat(src, dst, follow_symlinks=False)
+    elif stat.S_ISLNK(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst)
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst)
+        os.mknod(dst, st.st_mode, st.st_rdev)
+        shutil.copystat(src, dst, follow_symlinks=False)
+    uid, gid = owners(st.st_uid, st.st_gid)
+    os.lchown(dst, uid, gid)
+
+
+def copy_with_tar(source: str, target: str, owners: Owners) -> None:
+    """Go's ``CopyWithTar``: a directory's contents merge into ``target``; a file lands at
+    ``target``, or inside it when ``target`` is a directory or ends with ``/``."""
+    st = os.stat(source)
+    if stat.S_ISDIR(st.st_mode):
+        os.makedirs(target, exist_ok=True)
+        for name in sorted(os.listdir(source)):
+            _copy_entry(os.path.join(source, name), os.path.join(target, name), owners)
+        return
+    if target.endswith("/") or os.path.isdir(target):
+        target = os.path.join(target, os.path.basename(source))
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    _copy_entry(source, target, owners)
+
+
+def parse_chown(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    uid_text, _, gid_text = text.partition(":")
+    gid_text = gid_text or uid_text
+    values = []
+    for part, what in ((uid_text, "UID"), (gid_text, "GID")):
+        if not part.isdigit() or int(part) >= 2**32:
+            raise StorageError(f'error "{part}" as a numeric {what}: strconv.ParseUint: parsing '
+                               f'"{part}": invalid syntax')
+        values.append(int(part))
+    return values[0], values[1]
+
+
+@command(cli, "copy", "Copy files or directories into a layer, possibly from another layer",
+         options_help="[options [...]] [sourceLayerNameOrID:]/path [...] targetLayerNameOrID:/path",
+         min_args=2)
+@click.option("--chown", "-o", default="", help="Set owner on new copies")
+@json_option
+def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
+    owner = parse_chown(chown)
+    store = env.store()
+    with contextlib.ExitStack() as stack:
+
+        def locate(spec: str) -> tuple[str, list[IDMap], list[IDMap]]:
+            if ":" not in spec:
+                return spec, [], []
+            ref, path = spec.split(":", 1)
+            try:
+                layer = store.layer(ref)
+            except StorageError as exc:
+                raise StorageError(f'error finding layer "{ref}": {exc}') from exc
+            try:
+                mountpoint = store.mount(layer.id, layer.mount_label)
+            except (StorageError, OSError) as exc:
+                raise StorageError(f'error mounting layer "{layer.id}": {describe(exc)}') from exc
+            stack.callback(_quiet_unmount, store, layer.id)
+            resolved = resolve_in_root(mountpoint, path)
+            if path.endswith("/"):
+                resolved += "/"
+            return resolved, list(layer.uid_map), list(layer.gid_map)
+
+        target, dst_uids, dst_gids = locate(args[-1])
+        for spec in args[:-1]:
+            source, src_uids, src_gids = locate(spec)
+            try:
+                copy_with_tar(source, target, Owners(owner, src_uids, src_gids, dst_uids, dst_gids))
+            except OSError as exc:
+                err(f'error copying "{source}" to "{target}": {describe(exc)}\n')
+                return 1
+    return 0
+
+
+def _quiet_unmount(store: Store, layer_id: str) -> None:
+    with contextlib.suppress(Exception):
+        store.unmount(layer_id, False)
