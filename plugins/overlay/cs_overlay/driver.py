@@ -10,7 +10,9 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+import attrs
 
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers.base import (
@@ -28,6 +30,9 @@ from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSuppor
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
 from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
 from cs_overlay.quota import Quota, QuotaControl
+
+if TYPE_CHECKING:
+    from cs_core.archive.apply import ApplyOptions
 
 log = logging.getLogger(__name__)
 
@@ -450,24 +455,29 @@ class OverlayDriver(GraphDriver):
 
     # -- content -----------------------------------------------------------------------------
 
-    def _tar_options(self, opts: ApplyDiffOpts) -> object:
+    def _tar_options(self, opts: ApplyDiffOpts) -> ApplyOptions:
         from cs_core.archive.apply import ApplyOptions
 
+        force_mask = self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask
         return ApplyOptions(
             whiteout_format=self.whiteout_format,
+            opaque_xattr="user.overlay.opaque" if os.geteuid() != 0 else "trusted.overlay.opaque",
             uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
-            force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask,
+            force_mask=force_mask,
+            progress=opts.progress if callable(opts.progress) else None,
         )
 
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         if not self.is_parent(id, parent):
-            return super().apply_diff(id, parent, stream, opts)
+            # Not on its real parent: Go lets the naive driver apply through a mount.
+            return super().apply_diff(id, parent, stream, attrs.evolve(
+                opts, ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
+                force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask))
         from cs_core.archive.apply import apply_tar
 
-        result: ApplyResult = apply_tar(stream, self.dir(id) / "diff", self._tar_options(opts),
-                                        tar_split=opts.tar_split)
-        return result
+        return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
+                         tar_split=opts.tar_split)  # type: ignore[arg-type]
 
     def _native_ok(self, id: str, parent: str | None) -> bool:
         return not self.use_naive_diff() and self.is_parent(id, parent)
@@ -494,17 +504,13 @@ class OverlayDriver(GraphDriver):
     def diff_size(self, id: str, parent: str | None) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
             return super().diff_size(id, parent)
-        from cs_core.drivers import naive
-
-        return naive.disk_usage(self.dir(id) / "diff")
+        return directory_size(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:
         return DiffDirGetter([self.dir(id) / "diff", *self.layout.lower_diff_dirs(id)])
 
     def read_write_disk_usage(self, id: str) -> int:
-        from cs_core.drivers import naive
-
-        return naive.disk_usage(self.dir(id) / "diff")
+        return directory_size(self.dir(id) / "diff")
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
@@ -529,6 +535,27 @@ class OverlayDriver(GraphDriver):
         shutil.rmtree(work, ignore_errors=True)
         self._mkdir(work, DEFAULT_PERMS, uid, gid)
         self._mkdir(diff, perms, uid, gid)
+
+
+def directory_size(root: Path) -> int:
+    """Go ``directory.Size``: bytes of every non-directory, hard links counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack_ = [str(root)]
+    while stack_:
+        with os.scandir(stack_.pop()) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    stack_.append(entry.path)
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_size
+    return total
 
 
 def attrs_evolve(spec: mounting.OverlayMount, lowers: list[str | int]) -> mounting.OverlayMount:

@@ -7,13 +7,13 @@ import shutil
 from collections.abc import Callable
 
 import pytest
+from cs_overlay import mounting
+from cs_overlay.driver import OverlayDriver
+from cs_overlay.testing import layer_id
 
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers.base import CreateOpts, MountOpts
 from cs_core.testing import requires_command
-from cs_overlay import mounting
-from cs_overlay.driver import OverlayDriver
-from cs_overlay.testing import layer_id
 
 
 @pytest.fixture

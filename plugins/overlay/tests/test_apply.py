@@ -1,0 +1,90 @@
+"""apply_diff writes overlay's native whiteouts straight into the layer's diff/."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+
+from cs_overlay.driver import OverlayDriver
+from cs_overlay.testing import layer_id
+
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, MountOpts
+
+
+def make_tar(entries: list[tuple[str, bytes | None]]) -> io.BytesIO:
+    """``(name, data)``; data None makes a directory."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                info.mode = 0o644
+                tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+BASE = [("etc/", None), ("etc/os", b"base"), ("gone", b"g"), ("dir/", None), ("dir/old", b"o"),
+        ("keep", b"k")]
+CHILD = [("etc/", None), ("etc/os", b"child"), (".wh.gone", b""), ("dir/", None),
+         ("dir/.wh..wh..opq", b""), ("dir/new", b"n")]
+
+
+def apply_chain(d: OverlayDriver) -> tuple[str, str]:
+    base, child = layer_id(1), layer_id(2)
+    d.create(base, None, CreateOpts())
+    res = d.apply_diff(base, None, make_tar(BASE), ApplyDiffOpts())
+    assert res.size > 0 and res.uids == (0,)
+    d.create(child, base, CreateOpts())
+    d.apply_diff(child, base, make_tar(CHILD), ApplyDiffOpts())
+    return base, child
+
+
+def test_apply_native_whiteouts(driver: OverlayDriver) -> None:
+    _, child = apply_chain(driver)
+    diff = driver.home / child / "diff"
+    st = os.lstat(diff / "gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(diff / "dir", "trusted.overlay.opaque") == b"y"
+    assert not (diff / ".wh.gone").exists() and not (diff / "dir" / ".wh..wh..opq").exists()
+    merged = driver.get(child, MountOpts(options=("ro",)))
+    try:
+        assert sorted(os.listdir(merged)) == ["dir", "etc", "keep"]
+        assert os.listdir(merged / "dir") == ["new"]
+        assert (merged / "etc" / "os").read_text() == "child"
+    finally:
+        driver.put(child)
+
+
+def test_apply_with_mount_program_keeps_aufs_whiteouts(make_driver: Callable[..., OverlayDriver]) -> None:
+    from cs_core.testing import requires_command
+
+    requires_command("fuse-overlayfs", "fusermount3")
+    import shutil
+
+    d = make_driver(f"overlay.mount_program={shutil.which('fuse-overlayfs')}")
+    _, child = apply_chain(d)
+    diff = d.home / child / "diff"
+    assert (diff / ".wh.gone").is_file() and (diff / "dir" / ".wh..wh..opq").is_file()
+    merged = d.get(child, MountOpts(options=("ro",)))
+    try:
+        assert sorted(os.listdir(merged)) == ["dir", "etc", "keep"]
+        assert os.listdir(merged / "dir") == ["new"]
+    finally:
+        d.put(child)
+
+
+def test_climbing_names_stay_inside_the_layer(driver: OverlayDriver) -> None:
+    driver.create(layer_id(1), None, CreateOpts())
+    driver.apply_diff(layer_id(1), None, make_tar([("../../escape", b"x")]), ApplyDiffOpts())
+    assert not (driver.home / "escape").exists() and not (driver.home / layer_id(1) / "escape").exists()
+    assert (driver.home / layer_id(1) / "diff" / "escape").read_bytes() == b"x"
