@@ -407,7 +407,7 @@ class OverlayDriver(GraphDriver):
                           "mount API taking layers as file descriptors (6.13 or later)")
         inner_opts = [o for o in spec.options if o not in ("volatile", "ro")
                       and not o.startswith("context=")]
-        scratch = d / "stack"
+        scratch = self._scratch_dir(d)
         lowers, fds = stack.nested_lowers(str_lowers, scratch, inner_opts,
                                           userxattr="userxattr" in spec.options)
         try:
@@ -448,7 +448,11 @@ class OverlayDriver(GraphDriver):
                     break
         if not unmounted:
             mounting.unmount(str(merged))
-        shutil.rmtree(d / "stack", ignore_errors=True)
+        shutil.rmtree(self._scratch_dir(d), ignore_errors=True)
+
+    def _scratch_dir(self, d: Path) -> Path:
+        """Where a deep stack's whiteout summaries live: never inside a read-only store."""
+        return d / "stack" if d.parent == self.home else self.run_home / d.name / "stack"
 
     def is_mounted(self, id: str, path: str) -> bool:
         return mounting.is_mountpoint(path, ("overlay", "fuse.", "fuse"))
