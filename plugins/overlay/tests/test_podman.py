@@ -1,0 +1,105 @@
+"""podman runs an image that cs_core stored: layers by applydiff, an OCI manifest and config."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from cs_overlay.testing import unmount_all_under
+
+from cs_core.store import ImageOptions, open_store
+from cs_core.testing import require_privileged, requires_command
+
+
+def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname, info.mtime = kind, mode, link, 1_700_000_000
+    return info
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def store_busybox_image(root: Path, run: Path) -> str:
+    busybox = Path(shutil.which("busybox", path="/bin:/usr/bin") or "/bin/busybox").read_bytes()
+    base = _tar([(_info(d, tarfile.DIRTYPE, 0o755), None) for d in ("bin", "etc", "tmp")] + [
+        (_info("bin/busybox", mode=0o755), busybox),
+        (_info("bin/sh", tarfile.SYMTYPE, 0o777, "busybox"), None),
+        (_info("etc/gone"), b"deleted by the next layer\n"),
+    ])
+    top = _tar([(_info("etc/greeting"), b"hello from cs_core\n"), (_info("etc/.wh.gone"), b"")])
+    store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+    try:
+        l1 = store.put_layer(diff=io.BytesIO(base))
+        l2 = store.put_layer(parent=l1.id, diff=io.BytesIO(top))
+        config = json.dumps({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/sh", "-c", "cat /etc/greeting; ls /etc"], "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [_digest(base), _digest(top)]},
+        }).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": _digest(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": _digest(t),
+                        "size": len(t)} for t in (base, top)],
+        }).encode()
+        image = store.create_image(id=_digest(config)[7:], names=["localhost/cs-busybox:latest"],
+                                   layer=l2.id, options=ImageOptions(digest=_digest(manifest)))
+        # the keys containers/image's storage transport writes and podman reads
+        store.set_image_big_data(image.id, _digest(config), config)
+        store.set_image_big_data(image.id, "manifest-" + _digest(manifest), manifest)
+        store.set_image_big_data(image.id, "manifest", manifest)
+        return image.id
+    finally:
+        store.shutdown(force=True)
+
+
+def test_podman_runs_image_stored_by_cs_core(tmp_path: Path) -> None:
+    require_privileged()
+    requires_command("podman", "runc")
+    # podman refuses run roots longer than 50 characters
+    short = Path(tempfile.mkdtemp(prefix="cs-podman-", dir="/tmp"))
+    root, run = tmp_path / "root", short / "run"
+    try:
+        image_id = store_busybox_image(root, run)
+        podman = ["podman", "--root", str(root), "--runroot", str(run), "--storage-driver", "overlay"]
+        listed = subprocess.run([*podman, "images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+        assert f"{image_id[:12]} localhost/cs-busybox:latest" in listed
+        # nproc: this VM lacks CAP_SYS_RESOURCE, so podman's default (raise to max) fails
+        proc = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--network", "none",
+                               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                               "localhost/cs-busybox:latest"],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0] == "hello from cs_core"
+        assert "gone" not in proc.stdout.split() and "greeting" in proc.stdout.split()
+        # the store is still ours after podman used it
+        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+        try:
+            assert [i.id for i in store.images()] == [image_id]
+            assert store.containers() == []
+        finally:
+            store.shutdown(force=True)
+    finally:
+        unmount_all_under(tmp_path)
+        unmount_all_under(short)
+        shutil.rmtree(short, ignore_errors=True)
