@@ -1,0 +1,392 @@
+"""What a layer changes, and the tar that says so.
+
+``changes_dirs`` follows Go's ``archive.ChangesDirs`` (compare two full trees), ``overlay_changes``
+Go's ``archive.OverlayChanges`` (read an overlay upper dir against its lowers), and the export
+functions Go's ``ExportChanges`` / ``TarWithOptions`` (with the overlay whiteout converter).
+Change paths are absolute inside the layer (``/etc/passwd``), as Go prints them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from cs_core.archive import tarreader as tr
+from cs_core.archive.idmap import to_container
+from cs_core.archive.tarwriter import TarEntryOut, encode_header, entry_from_stat, write_end
+from cs_core.archive.whiteouts import WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, WhiteoutFormat
+from cs_core.errors import InvalidMappings
+from cs_core.model import Change, IDMap
+
+_COPY = 1 << 20
+_XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+def _getxattr(path: str, key: str) -> bytes | None:
+    try:
+        return os.getxattr(path, key, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _XATTR_ERRORS:
+            return None
+        raise
+
+
+def _user_xattrs(path: str) -> dict[str, bytes]:
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _XATTR_ERRORS:
+            return {}
+        raise
+    out: dict[str, bytes] = {}
+    for key in keys:
+        if key.startswith("user."):
+            value = _getxattr(path, key)
+            if value is not None:
+                out[key] = value
+    return out
+
+
+class _Info:
+    __slots__ = ("cap", "children", "st", "xattrs")
+
+    def __init__(self, path: str | None, st: os.stat_result | None) -> None:
+        self.st = st
+        self.children: dict[str, _Info] = {}
+        if path is not None and st is not None:
+            self.cap = _getxattr(path, "security.capability")
+            self.xattrs = _user_xattrs(path)
+        else:
+            self.cap = None
+            self.xattrs = {}
+
+    @property
+    def is_dir(self) -> bool:
+        return self.st is None or stat.S_ISDIR(self.st.st_mode)
+
+
+def _names(path: str) -> dict[str, int]:
+    with os.scandir(path) as it:
+        return {e.name: e.inode() for e in it}
+
+
+def _collect(new: str, old: str, rel: str, ni: _Info, oi: _Info,
+             nst: os.stat_result | None, ost: os.stat_result | None) -> None:
+    """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode."""
+    n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
+    o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
+    if not n_dir and not o_dir:
+        return
+    same_dev = nst is not None and ost is not None and nst.st_dev == ost.st_dev
+    nn = _names(os.path.join(new, rel)) if n_dir else {}
+    on = _names(os.path.join(old, rel)) if o_dir else {}
+    for name in sorted(nn.keys() | on.keys()):
+        if name in nn and name in on and nn[name] == on[name] and same_dev:
+            continue
+        crel = f"{rel}/{name}" if rel else name
+        cn = co = None
+        if name in nn:
+            try:
+                cn = os.lstat(os.path.join(new, crel))
+            except FileNotFoundError:
+                cn = None
+        if name in on:
+            try:
+                co = os.lstat(os.path.join(old, crel))
+            except FileNotFoundError:
+                co = None
+        if cn is not None:
+            ni.children[name] = child_n = _Info(os.path.join(new, crel), cn)
+        else:
+            child_n = _Info(None, None)
+        if co is not None:
+            oi.children[name] = child_o = _Info(os.path.join(old, crel), co)
+        else:
+            child_o = _Info(None, None)
+        _collect(new, old, crel, child_n, child_o, cn, co)
+
+
+def _same_time(a: int, b: int) -> bool:
+    return a == b or (a // 1_000_000_000 == b // 1_000_000_000 and (a % 1_000_000_000 == 0 or b % 1_000_000_000 == 0))
+
+
+def _owner(st: os.stat_result, maps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> tuple[int, int]:
+    try:
+        return to_container(st.st_uid, maps[0]), to_container(st.st_gid, maps[1])
+    except InvalidMappings:
+        return st.st_uid, st.st_gid
+
+
+def _stat_different(o: os.stat_result, n: os.stat_result, omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+                    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> bool:
+    if o.st_mode != n.st_mode or _owner(o, omaps) != _owner(n, nmaps) or o.st_rdev != n.st_rdev:
+        return True
+    if not stat.S_ISDIR(o.st_mode):
+        return not _same_time(o.st_mtime_ns, n.st_mtime_ns) or o.st_size != n.st_size
+    return False
+
+
+def _add_changes(info: _Info, old: _Info | None, path: str, out: list[Change], added: bool,
+                 omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+                 nmaps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> None:
+    at_entry = len(out)
+    if old is None:
+        out.append(Change(path, Change.ADD))
+        added = True
+    old_children = dict(old.children) if old is not None and info.is_dir else {}
+    for name, child in info.children.items():
+        cpath = f"{path.rstrip('/')}/{name}"
+        ochild = old_children.pop(name, None)
+        child_added = False
+        if ochild is not None:
+            assert child.st is not None and ochild.st is not None
+            if (_stat_different(ochild.st, child.st, omaps, nmaps) or ochild.cap != child.cap
+                    or ochild.xattrs != child.xattrs):
+                out.append(Change(cpath, Change.MODIFY))
+                child_added = True
+        _add_changes(child, ochild, cpath, out, child_added, omaps, nmaps)
+    for name in old_children:
+        out.append(Change(f"{path.rstrip('/')}/{name}", Change.DELETE))
+    if len(out) > at_entry and info.is_dir and not added and path != "/":
+        out.insert(at_entry, Change(path, Change.MODIFY))
+
+
+def changes_dirs(new: Path, old: Path | None, new_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
+                 old_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ())) -> list[Change]:
+    """Compare two full trees (Go ``ChangesDirs``); owners compared as container IDs. Sorted by path."""
+    new_s = os.fspath(new)
+    if old is None:
+        nst = os.lstat(new_s)
+        ni, oi = _Info(None, None), _Info(None, None)
+        _collect(new_s, new_s, "", ni, oi, nst, None)
+    else:
+        old_s = os.fspath(old)
+        ni, oi = _Info(None, None), _Info(None, None)
+        _collect(new_s, old_s, "", ni, oi, os.lstat(new_s), os.lstat(old_s))
+    out: list[Change] = []
+    _add_changes(ni, oi, "/", out, False, old_maps, new_maps)
+    return sorted(out, key=lambda c: c.path)
+
+
+# -- overlay -----------------------------------------------------------------------------------
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _stat_follow(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _lower_has_whiteout(layer: str, rel: str) -> bool:
+    st = _stat_follow(os.path.join(layer, rel))
+    return st is not None and _is_whiteout(st)
+
+
+def _opaque_deleted(lowers: Sequence[str], upper: str, rel: str, st: os.stat_result, opaque_xattr: str) -> bool:
+    if not stat.S_ISDIR(st.st_mode) or _getxattr(os.path.join(upper, rel), opaque_xattr) != b"y" or not lowers:
+        return False
+    for layer in lowers:
+        lst = _stat_follow(os.path.join(layer, rel))
+        if lst is not None:
+            return not _is_whiteout(lst)
+        parts = rel.split("/")[:-1]
+        while parts:
+            pst = _stat_follow(os.path.join(layer, "/".join(parts)))
+            if pst is not None and _is_whiteout(pst):
+                return False
+            parts.pop()
+    return False
+
+
+def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """Lexical pre-order walk (Go ``filepath.Walk``), paths relative to ``root``; never follows links."""
+    for name in sorted(os.listdir(os.path.join(root, rel))):
+        crel = f"{rel}/{name}" if rel else name
+        try:
+            st = os.lstat(os.path.join(root, crel))
+        except FileNotFoundError:
+            continue
+        yield crel, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, crel)
+
+
+def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> list[Change]:
+    """Go ``OverlayChanges``: char device 0/0 = deleted; opaque dir over a lower = deleted (and re-added)."""
+    up = os.fspath(upper)
+    low = [os.fspath(x) for x in lowers]
+    out: list[Change] = []
+    changed_dirs: set[str] = set()
+    for rel, st in _walk(up):
+        path = "/" + rel
+        if _is_whiteout(st) or _opaque_deleted(low, up, rel, st, opaque_xattr):
+            kind = Change.DELETE
+        else:
+            kind = Change.ADD
+            skip = False
+            for layer in low:
+                if _lower_has_whiteout(layer, rel) or any(
+                        _lower_has_whiteout(layer, "/".join(rel.split("/")[:i]))
+                        for i in range(rel.count("/"), 0, -1)):
+                    break
+                lst = _stat_follow(os.path.join(layer, rel))
+                if lst is not None:
+                    if stat.S_ISDIR(lst.st_mode) and stat.S_ISDIR(st.st_mode) and lst.st_size == st.st_size \
+                            and lst.st_mode == st.st_mode and _same_time(st.st_mtime_ns, lst.st_mtime_ns):
+                        skip = True
+                    kind = Change.MODIFY
+                    break
+            if skip:
+                continue
+        if stat.S_ISDIR(st.st_mode):
+            changed_dirs.add(path)
+        if kind in (Change.ADD, Change.DELETE):
+            tail: list[Change] = []
+            parent = os.path.dirname(path)
+            while parent != "/":
+                if parent not in changed_dirs:
+                    tail.insert(0, Change(parent, Change.MODIFY))
+                    changed_dirs.add(parent)
+                parent = os.path.dirname(parent)
+            out.extend(tail)
+        out.append(Change(path, kind))
+    return sorted(out, key=lambda c: c.path)
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+class _Appender:
+    """Go's ``tarAppender``: headers from lstat, hardlinks by inode, xattrs, ID mapping."""
+
+    def __init__(self, out: BinaryIO, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap],
+                 convert: Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None] | None = None) -> None:
+        self.out = out
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        self.seen: dict[tuple[int, int], str] = {}
+        self.convert = convert
+        self.buf = bytearray(_COPY)
+
+    def add(self, path: str, name: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISSOCK(st.st_mode):
+            return
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        e = entry_from_stat(name, st, link)
+        for key in ("security.capability", "security.ima"):
+            value = _getxattr(path, key)
+            if value is not None:
+                e.xattrs[key] = value
+        e.xattrs.update(_user_xattrs(path))
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            first = self.seen.get((st.st_dev, st.st_ino))
+            if first is not None:
+                e.typeflag, e.linkname, e.size = tr.LINK, first, 0
+            else:
+                self.seen[(st.st_dev, st.st_ino)] = e.name
+        if (self.uid_map or self.gid_map) and not os.path.basename(e.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
+            e.uid = to_container(st.st_uid, self.uid_map)
+            e.gid = to_container(st.st_gid, self.gid_map)
+        extra = self.convert(e, path, st) if self.convert is not None else None
+        if extra is not None:
+            self.out.write(encode_header(e))
+            e = extra
+        self.out.write(encode_header(e))
+        if e.typeflag == tr.REG and e.size > 0:
+            self._copy(path, e.size)
+
+    def _copy(self, path: str, size: int) -> None:
+        view = memoryview(self.buf)
+        left = size
+        with open(path, "rb", buffering=0) as fh:
+            while left > 0:
+                n = fh.readinto(view[:min(left, _COPY)])
+                if not n:
+                    break
+                self.out.write(view[:n])
+                left -= n
+        if left > 0:  # the file shrank while we read it: keep the stream well-formed
+            while left > 0:
+                step = min(left, _COPY)
+                self.out.write(bytes(step))
+                left -= step
+        self.out.write(bytes(-size % tr.BLOCK))
+
+    def whiteout(self, name: str, mtime: int) -> None:
+        self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime)))
+
+
+def export_changes(root: Path, changes: Sequence[Change], out: BinaryIO, uid_map: Sequence[IDMap] = (),
+                   gid_map: Sequence[IDMap] = ()) -> None:
+    """A tar of ``changes`` read from ``root``; deletions become ``.wh.<name>`` entries (Go ``ExportChanges``)."""
+    import time
+
+    app = _Appender(out, uid_map, gid_map)
+    now = int(time.time())
+    base = os.fspath(root)
+    for change in sorted(changes, key=lambda c: c.path):
+        if change.kind == Change.DELETE:
+            d, _, b = change.path.rpartition("/")
+            app.whiteout(f"{d}/{WHITEOUT_PREFIX}{b}"[1:], now)
+        else:
+            app.add(os.path.join(base, change.path.lstrip("/")), change.path[1:])
+    write_end(out)
+
+
+def _overlay_converter(lowers: Sequence[str], opaque_xattr: str
+                       ) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
+    def convert(e: TarEntryOut, path: str, st: os.stat_result) -> TarEntryOut | None:
+        if stat.S_ISCHR(st.st_mode) and e.devmajor == 0 and e.devminor == 0:
+            d, _, b = e.name.rpartition("/")
+            e.name = f"{d}/{WHITEOUT_PREFIX}{b}" if d else WHITEOUT_PREFIX + b
+            e.mode, e.typeflag, e.size = 0, tr.REG, 0
+        if stat.S_ISDIR(st.st_mode) and _getxattr(path, opaque_xattr) == b"y":
+            e.xattrs.pop(opaque_xattr, None)
+            rel = e.name.rstrip("/")
+            for layer in lowers:
+                lst = _stat_follow(os.path.join(layer, rel))
+                if lst is not None:
+                    if _is_whiteout(lst):
+                        return None
+                    return TarEntryOut(f"{rel}/{WHITEOUT_OPAQUE_DIR}", tr.REG, mode=e.mode & 0o777, uid=e.uid,
+                                       gid=e.gid)
+                parts = rel.split("/")[:-1]
+                while parts:
+                    pst = _stat_follow(os.path.join(layer, "/".join(parts)))
+                    if pst is not None and _is_whiteout(pst):
+                        return None
+                    parts.pop()
+        return None
+
+    return convert
+
+
+def export_tree(root: Path, out: BinaryIO, *, whiteout_format: WhiteoutFormat = WhiteoutFormat.DELETE,
+                opaque_xattr: str = "trusted.overlay.opaque", lowers: Sequence[Path] = (),
+                uid_map: Sequence[IDMap] = (), gid_map: Sequence[IDMap] = ()) -> None:
+    """A tar of the whole tree under ``root`` in lexical order (Go ``TarWithOptions``).
+
+    With OVERLAY, char devices 0/0 become ``.wh.<name>`` and opaque directories that exist in a
+    lower layer get a ``.wh..wh..opq`` entry: overlay's native diff.
+    """
+    convert = None
+    if whiteout_format == WhiteoutFormat.OVERLAY:
+        convert = _overlay_converter([os.fspath(x) for x in lowers], opaque_xattr)
+    app = _Appender(out, uid_map, gid_map, convert)
+    base = os.fspath(root)
+    for rel, _st in _walk(base):
+        app.add(os.path.join(base, rel), rel)
+    write_end(out)

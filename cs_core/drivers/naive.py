@@ -1,0 +1,276 @@
+"""Diff, changes, apply and ID re-mapping for drivers without native ones (Go ``NaiveDiffDriver``).
+
+Everything here works on mounted trees: the driver's ``get``/``put`` are the only driver calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import os
+import stat
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
+from cs_core.archive.changes import changes_dirs, export_changes, export_tree
+from cs_core.archive.idmap import to_container, to_host
+from cs_core.archive.saferoot import openat2
+from cs_core.drivers.base import ApplyDiffOpts, FileGetter, MountOpts
+from cs_core.errors import InvalidMappings, UnsafeArchive
+from cs_core.model import ApplyResult, Change, IDMap
+
+if TYPE_CHECKING:
+    from cs_core.drivers.base import GraphDriver
+
+_F_SETPIPE_SZ = 1031
+_OVERFLOW_ID = 65534
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes in the files under ``path`` (hardlinks counted once), as Go's ``directory.Usage``."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + dirnames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+    return total
+
+
+def _opaque_xattr(driver: GraphDriver) -> str:
+    return str(getattr(driver, "opaque_xattr", "trusted.overlay.opaque"))
+
+
+def apply_diff(driver: GraphDriver, id: str, parent: str | None, stream: BinaryIO,
+               opts: ApplyDiffOpts) -> ApplyResult:
+    """Mount layer ``id`` read-write and extract ``stream`` into it (whiteouts in the driver's format)."""
+    root = driver.get(id, MountOpts(mount_label=opts.mount_label))
+    try:
+        options = ApplyOptions(
+            whiteout_format=driver.whiteout_format, opaque_xattr=_opaque_xattr(driver),
+            uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
+            ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
+            progress=opts.progress if callable(opts.progress) else None,
+        )
+        return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+    finally:
+        driver.put(id)
+
+
+class _PipeStream(io.RawIOBase):
+    """The read end of a pipe filled by a producer thread; errors surface on read, cleanup on close."""
+
+    def __init__(self, produce: Callable[[BinaryIO], None], cleanup: Callable[[], None]) -> None:
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(wfd, _F_SETPIPE_SZ, 1 << 20)
+        self._reader = open(rfd, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._error: BaseException | None = None
+        self._cleanup = cleanup
+        self._thread = threading.Thread(target=self._run, args=(produce, wfd), daemon=True)
+        self._thread.start()
+
+    def _run(self, produce: Callable[[BinaryIO], None], wfd: int) -> None:
+        try:
+            with open(wfd, "wb", buffering=1 << 20) as out:
+                produce(out)  # type: ignore[arg-type]
+        except BrokenPipeError:
+            pass  # the consumer stopped reading
+        except BaseException as exc:  # handed to the reading thread
+            self._error = exc
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._reader.readinto(b) or 0
+        if n == 0:
+            self._thread.join()
+            if self._error is not None:
+                err, self._error = self._error, None
+                raise err
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+            self._thread.join()
+            self._cleanup()
+        super().close()
+
+
+def diff(driver: GraphDriver, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
+         gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+    """An uncompressed tar of what ``id`` changes against ``parent``, streamed (bounded memory)."""
+    layer_fs = driver.get(id, MountOpts())
+    try:
+        if parent is None:
+            def produce(out: BinaryIO) -> None:
+                export_tree(layer_fs, out, uid_map=uid_map, gid_map=gid_map)
+
+            return _PipeStream(produce, lambda: driver.put(id))  # type: ignore[return-value]
+        parent_fs = driver.get(parent, MountOpts(options=("ro",)))
+    except BaseException:
+        driver.put(id)
+        raise
+    try:
+        found = changes_dirs(layer_fs, parent_fs, (uid_map, gid_map), (uid_map, gid_map))
+    except BaseException:
+        driver.put(parent)
+        driver.put(id)
+        raise
+
+    def produce_changes(out: BinaryIO) -> None:
+        export_changes(layer_fs, found, out, uid_map, gid_map)
+
+    def cleanup() -> None:
+        try:
+            driver.put(id)
+        finally:
+            driver.put(parent)  # type: ignore[arg-type]
+
+    return _PipeStream(produce_changes, cleanup)  # type: ignore[return-value]
+
+
+def changes(driver: GraphDriver, id: str, parent: str | None) -> list[Change]:
+    """Paths ``id`` adds, modifies or deletes against ``parent`` (Go ``ChangesDirs``), sorted."""
+    layer_fs = driver.get(id, MountOpts())
+    try:
+        if parent is None:
+            return changes_dirs(layer_fs, None)
+        parent_fs = driver.get(parent, MountOpts(options=("ro",)))
+        try:
+            return changes_dirs(layer_fs, parent_fs)
+        finally:
+            driver.put(parent)
+    finally:
+        driver.put(id)
+
+
+def changes_size(root: Path, found: Sequence[Change]) -> int:
+    """Sum of sizes of added/modified non-directories, hardlinks once (Go ``ChangesSize``)."""
+    total = 0
+    seen: set[int] = set()
+    for change in found:
+        if change.kind == Change.DELETE:
+            continue
+        try:
+            st = os.lstat(os.path.join(root, change.path.lstrip("/")))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if st.st_nlink > 1:
+            if st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+        total += st.st_size
+    return total
+
+
+def diff_size(driver: GraphDriver, id: str, parent: str | None) -> int:
+    found = changes(driver, id, parent)
+    layer_fs = driver.get(id, MountOpts())
+    try:
+        return changes_size(layer_fs, found)
+    finally:
+        driver.put(id)
+
+
+class MountedFileGetter(FileGetter):
+    """Opens files of layer ``id`` through a read-only mount, resolving names inside it."""
+
+    def __init__(self, driver: GraphDriver, id: str) -> None:
+        self._driver = driver
+        self._id = id
+        root = driver.get(id, MountOpts(options=("ro",)))
+        self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open(self, path: str) -> BinaryIO:
+        rel = clean_member_name(path)
+        if not rel:
+            raise UnsafeArchive(f"{path!r} is not a file")
+        fd = openat2(self._fd, rel, os.O_RDONLY | os.O_NOFOLLOW)
+        return open(fd, "rb", buffering=0)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._driver.put(self._id)
+
+
+def _map_pair(uid: int, gid: int, to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
+              to_hst: tuple[Sequence[IDMap], Sequence[IDMap]], path: str) -> tuple[int, int]:
+    if to_ctr[0] or to_ctr[1]:
+        try:
+            uid, gid = to_container(uid, to_ctr[0]), to_container(gid, to_ctr[1])
+        except InvalidMappings as exc:
+            if uid != 0 or gid != 0:
+                raise InvalidMappings(f"mapping host ID pair for {path!r} to container: {exc.detail}") from None
+    if to_hst[0] or to_hst[1]:
+        root_uid = _try_host(0, to_hst[0])
+        root_gid = _try_host(0, to_hst[1])
+        uid = root_uid if uid == 0 else _try_host(uid, to_hst[0])
+        gid = root_gid if gid == 0 else _try_host(gid, to_hst[1])
+    return uid, gid
+
+
+def _try_host(cid: int, maps: Sequence[IDMap]) -> int:
+    try:
+        return to_host(cid, maps)
+    except InvalidMappings:
+        return _OVERFLOW_ID
+
+
+def update_layer_id_map(driver: GraphDriver, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
+                        to_host: tuple[Sequence[IDMap], Sequence[IDMap]], mount_label: str = "") -> None:
+    """Re-own every file of layer ``id`` from one mapping to another (Go's chown-by-maps walk)."""
+    root = driver.get(id, MountOpts(mount_label=mount_label))
+    try:
+        _chown_tree(str(root), to_container, to_host)
+    finally:
+        driver.put(id)
+
+
+def _chown_tree(root: str, to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
+                to_hst: tuple[Sequence[IDMap], Sequence[IDMap]]) -> None:
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue  # another name of an inode already re-owned
+            seen.add(key)
+            uid, gid = _map_pair(st.st_uid, st.st_gid, to_ctr, to_hst, path)
+            if (uid, gid) == (st.st_uid, st.st_gid):
+                continue
+            cap = None
+            with contextlib.suppress(OSError):
+                cap = os.getxattr(path, "security.capability", follow_symlinks=False)
+            os.chown(path, uid, gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+            if cap is not None:
+                try:
+                    os.setxattr(path, "security.capability", cap, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                        raise
