@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 
@@ -486,24 +488,32 @@ class OverlayDriver(GraphDriver):
     def _native_ok(self, id: str, parent: str | None) -> bool:
         return not self.use_naive_diff() and self.is_parent(id, parent)
 
+    def _opaque_xattr(self) -> str:
+        return "user.overlay.opaque" if os.geteuid() != 0 else "trusted.overlay.opaque"
+
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
              gid_map: Sequence[IDMap] = ()) -> BinaryIO:
         if not self._native_ok(id, parent):
             return super().diff(id, parent, uid_map, gid_map)
         from cs_core.archive.changes import export_tree
 
-        stream: BinaryIO = export_tree(self.dir(id) / "diff", whiteout_format=self.whiteout_format,
-                                       lowers=self.layout.lower_diff_dirs(id),
-                                       uid_map=tuple(uid_map), gid_map=tuple(gid_map))
-        return stream
+        root = self.dir(id) / "diff"
+        lowers = self.layout.lower_diff_dirs(id)
+
+        def produce(out: BinaryIO) -> None:
+            export_tree(root, out, whiteout_format=self.whiteout_format,
+                        opaque_xattr=self._opaque_xattr(), lowers=lowers,
+                        uid_map=tuple(uid_map), gid_map=tuple(gid_map))
+
+        return streaming(produce)
 
     def changes(self, id: str, parent: str | None) -> list[Change]:
         if not self._native_ok(id, parent):
             return super().changes(id, parent)
         from cs_core.archive.changes import overlay_changes
 
-        result: list[Change] = overlay_changes(self.layout.lower_diff_dirs(id), self.dir(id) / "diff")
-        return result
+        return overlay_changes(self.dir(id) / "diff", self.layout.lower_diff_dirs(id),
+                               self._opaque_xattr())
 
     def diff_size(self, id: str, parent: str | None) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
@@ -539,6 +549,51 @@ class OverlayDriver(GraphDriver):
         shutil.rmtree(work, ignore_errors=True)
         self._mkdir(work, DEFAULT_PERMS, uid, gid)
         self._mkdir(diff, perms, uid, gid)
+
+
+class _PipeReader(io.RawIOBase):
+    """The read end of a producer thread's pipe; re-raises the producer's error at EOF."""
+
+    def __init__(self, fd: int, thread: threading.Thread, errors: list[BaseException]) -> None:
+        self._file = os.fdopen(fd, "rb", buffering=0)
+        self._thread = thread
+        self._errors = errors
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = self._file.readinto(buf)
+        if not n:
+            self._thread.join()
+            if self._errors:
+                raise self._errors[0]
+        return n or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()  # a producer still writing gets EPIPE and stops
+            self._thread.join()
+        super().close()
+
+
+def streaming(produce: Callable[[BinaryIO], None]) -> BinaryIO:
+    """Run ``produce(out)`` in a thread and hand back the reading end, as Go's io.Pipe."""
+    rfd, wfd = os.pipe()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with os.fdopen(wfd, "wb", buffering=1 << 16) as out:
+                produce(out)
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="overlay-diff", daemon=True)
+    thread.start()
+    return io.BufferedReader(_PipeReader(rfd, thread, errors), 1 << 16)  # type: ignore[return-value]
 
 
 def directory_size(root: Path) -> int:

@@ -133,3 +133,29 @@ def test_deletes_leave_no_orphans(stores: tuple[GoCLI, Store]) -> None:
     assert os.listdir(home / "l") == []
     assert sorted(p for p in os.listdir(home) if len(p) == 64) == []
     assert go.out("layers").strip() == ""
+
+
+def test_native_diff_and_changes_match_go(stores: tuple[GoCLI, Store]) -> None:
+    go, store = stores
+    base = go.out("create-layer").strip().splitlines()[-1]
+    go_write(go, base, {"a/f": "f", "keep": "k", "x": "x"})
+    child = go.out("create-layer", base).strip().splitlines()[-1]
+    go_write(go, child, {"x": "y"}, delete=("keep", "a"))
+    go_write(go, child, {"a/g": "g"})  # recreated directory: opaque over the lower one
+    driver = store.driver
+    assert ("Native Overlay Diff", "true") in driver.status()
+    ours = driver.diff(child, base).read()
+    assert ours == go.run("diff", child).stdout
+    changes = [f'{c.kind_name} "{c.path}"' for c in driver.changes(child, base)]
+    assert changes == go.out("changes", child).strip().splitlines()
+    assert changes == ['Delete "/a"', 'Add "/a/g"', 'Delete "/keep"', 'Modify "/x"']
+    # and the other way round: a layer we wrote, diffed by Go
+    store.layers()
+    top = store.create_layer(parent=child, writeable=True)
+    merged = Path(store.mount(top.id))
+    try:
+        (merged / "x").unlink()
+        (merged / "new").write_text("n")
+    finally:
+        store.unmount(top.id)
+    assert driver.diff(top.id, child).read() == go.run("diff", top.id).stdout
