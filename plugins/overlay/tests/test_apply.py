@@ -119,3 +119,14 @@ def test_diff_stream_reports_producer_errors(driver: OverlayDriver) -> None:
     shutil.rmtree(driver.home / child / "diff")
     with pytest.raises(OSError), driver.diff(child, base) as stream:
         stream.read()
+
+
+def test_diff_against_other_than_parent_falls_back_to_naive(driver: OverlayDriver) -> None:
+    _, child = apply_chain(driver)
+    with driver.diff(child, None) as stream, tarfile.open(fileobj=io.BytesIO(stream.read())) as tf:
+        names = sorted(tf.getnames())
+    # the whole merged tree, with no whiteouts: "gone" and "dir/old" are simply absent
+    assert names == ["dir", "dir/new", "etc", "etc/os", "keep"]
+    assert {c.kind_name for c in driver.changes(child, None)} == {"Add"}
+    merged = driver.home / child / "merged"
+    assert not driver.is_mounted(child, str(merged))  # the naive diff unmounted what it mounted
