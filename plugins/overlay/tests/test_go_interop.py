@@ -159,3 +159,48 @@ def test_native_diff_and_changes_match_go(stores: tuple[GoCLI, Store]) -> None:
     finally:
         store.unmount(top.id)
     assert driver.diff(top.id, child).read() == go.run("diff", top.id).stdout
+
+
+def test_images_and_containers_both_ways(stores: tuple[GoCLI, Store]) -> None:
+    go, store = stores
+    home = store.graph_root / "overlay"
+    # Go's image and container, used by us
+    go_layer = go.out("create-layer").strip().splitlines()[-1]
+    go_write(go, go_layer, {"bin/tool": "go"})
+    go.run("create-image", "-n", "go-image", go_layer)
+    go_ctr = go.out("create-container", "go-image").strip().splitlines()[-1]
+    go_write(go, go_ctr, {"run/state": "go-ctr"})
+    store.images()
+    ctr = store.container(go_ctr)
+    assert [i.names for i in store.images()] == [["go-image"]]
+    merged = Path(store.mount(go_ctr))
+    try:
+        assert tree(merged) == {"bin": ("dir", "0o755"), "bin/tool": ("file", "go"),
+                                "run": ("dir", "0o755"), "run/state": ("file", "go-ctr")}
+        (merged / "run" / "ours").write_text("x")
+    finally:
+        store.unmount(go_ctr)
+    assert go_tree(go, go_ctr)["run/ours"] == ("file", "x")
+    # our image and container, used by Go
+    img = store.create_image(names=["our-image"], layer=go_layer)
+    our_ctr = store.create_container(image=img.id)
+    merged = Path(store.mount(our_ctr.id))
+    try:
+        (merged / "mine").write_text("m")
+    finally:
+        store.unmount(our_ctr.id)
+    assert "our-image" in go.out("images")
+    assert our_ctr.id in go.out("containers")
+    assert go_tree(go, our_ctr.id)["mine"] == ("file", "m")
+    # each deletes the other's
+    go.run("delete-container", our_ctr.id)
+    store.containers()
+    store.delete_container(ctr.id)
+    go.run("delete-image", img.id)
+    store.images()
+    store.delete_image("go-image")
+    store.layers()
+    assert go.out("containers").strip() == "" and go.out("images").strip() == ""
+    assert store.layers() == []
+    assert os.listdir(home / "l") == []
+    assert [p for p in os.listdir(home) if len(p) == 64] == []
