@@ -115,13 +115,16 @@ def _data_commands(kind: str) -> None:
     @command(cli, f"get-{kind}-dir", f"Find the {what} associated data directory",
              aliases=(f"get{kind}dir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_dir(env: Env, args: tuple[str, ...]) -> int:
-        out(f"{getattr(env.store(), f'{kind}_directory')(args[0])}\n")
+        # Resolve names first: the store's image_directory takes an ID, as Go's does.
+        ident = _resolve(env, kind, args[0])
+        out(f"{getattr(env.store(), f'{kind}_directory')(ident)}\n")
         return 0
 
     @command(cli, f"get-{kind}-run-dir", f"Find the {what} associated runtime directory",
              aliases=(f"get{kind}rundir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_run_dir(env: Env, args: tuple[str, ...]) -> int:
-        out(f"{getattr(env.store(), f'{kind}_run_directory')(args[0])}\n")
+        ident = _resolve(env, kind, args[0])
+        out(f"{getattr(env.store(), f'{kind}_run_directory')(ident)}\n")
         return 0
 
 
