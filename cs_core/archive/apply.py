@@ -71,10 +71,11 @@ def clean_member_name(name: str) -> str:
     """The entry's path relative to the root ("" for the root itself); rejects escapes."""
     if "\x00" in name:
         raise UnsafeArchive(f"NUL byte in entry name {name!r}")
-    cleaned = posixpath.normpath("/" + name).lstrip("/")
-    if cleaned == ".":
-        return ""
-    return cleaned
+    cleaned = posixpath.normpath(name) if name else "."
+    if cleaned == ".." or cleaned.startswith("../"):
+        raise UnsafeArchive(f"{name!r} is outside of the layer")
+    cleaned = cleaned.lstrip("/")  # absolute names are relative to the layer root, as in Go
+    return "" if cleaned == "." else cleaned
 
 
 def _zero_crc(n: int, crc: int | None) -> int | None:
@@ -309,8 +310,11 @@ class _Applier:
             self.xattrs(hdr, f"/proc/self/fd/{pfd}/{base}")
 
     def hardlink(self, hdr: tr.TarHeader, pfd: int, base: str) -> None:
-        target = clean_member_name(hdr.linkname)
-        if not target or target == ".." or target.startswith("../"):
+        try:
+            target = clean_member_name(hdr.linkname)
+        except UnsafeArchive:
+            target = ""
+        if not target:
             raise UnsafeArchive(f"invalid hardlink {hdr.name!r} -> {hdr.linkname!r}")
         tparent, _, tbase = target.rpartition("/")
         try:
