@@ -65,21 +65,30 @@ class OverlayDriver(GraphDriver):
 
     # -- construction ------------------------------------------------------------------------
 
+    @staticmethod
+    def _native_impossible(config: DriverConfig) -> str:
+        """Why native overlay cannot be used without even trying a mount ("" if it might)."""
+        magic = fsinfo.home_magic(config.home)
+        if magic in fsinfo.INCOMPATIBLE:
+            return (f"'overlay' is not supported over {fsinfo.fs_name(magic)}, a mount_program is "
+                    "required: backing file system is unsupported for this graph driver")
+        if os.geteuid() != 0:
+            return "kernel overlay needs root; configure overlay.mount_program"
+        with contextlib.suppress(OSError):
+            if (config.home / ".has-mount-program").read_text().strip() == "true":
+                return "this store was populated through a mount program"
+        return ""
+
     @classmethod
     def probe(cls, config: DriverConfig) -> None:
         opts = parse_options(config.options)
-        magic = fsinfo.home_magic(config.home)
-        backing = fsinfo.fs_name(magic)
         if opts.mount_program:
             return
-        if opts.force_mask is not None:
+        reason = cls._native_impossible(config)
+        if reason and not shutil.which("fuse-overlayfs"):
+            raise OverlayNotSupported(reason)
+        if not reason and opts.force_mask is not None:
             raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
-        if magic in fsinfo.INCOMPATIBLE:
-            raise OverlayNotSupported(
-                f"'overlay' is not supported over {backing}, a mount_program is required: "
-                "backing file system is unsupported for this graph driver")
-        if os.geteuid() != 0:
-            raise OverlayNotSupported("kernel overlay needs root here; configure mount_program")
 
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
@@ -90,13 +99,29 @@ class OverlayDriver(GraphDriver):
         (self.home / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
         self.run_home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.layout = Layout(self.home, list(self.opts.image_stores))
+        self.supports_d_type = True
+        self.using_metacopy = False
+        if not self.opts.mount_program:
+            # As Go: when native overlay is out of the question here, fuse-overlayfs on PATH
+            # takes over silently.
+            reason = self._native_impossible(config)
+            if not reason:
+                ok, reason = features.check(self.run_home, "overlay",
+                                            lambda: features.supports_overlay(self.home, self.backing_fs))
+                reason = "" if ok else (reason or "kernel does not support overlay fs")
+            if reason:
+                prog = shutil.which("fuse-overlayfs")
+                if not prog:
+                    raise OverlayNotSupported(reason)
+                log.info("overlay: using fuse-overlayfs: %s", reason)
+                self.opts.mount_program = prog
         if self.opts.mount_program:
-            self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE helpers keep .wh. files literally
-            self.supports_d_type = True
-            self.using_metacopy = False
+            self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE keeps .wh. files
             (self.home / ".has-mount-program").write_text("true")
+            os.chmod(self.home / ".has-mount-program", 0o600)
         else:
-            self.supports_d_type = features.require_overlay(self.home, self.run_home, self.backing_fs)
+            if self.opts.force_mask is not None:
+                raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
             flag = self.home / ".has-mount-program"
             if not flag.exists():
                 flag.write_text("false")

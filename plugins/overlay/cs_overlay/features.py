@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cs_overlay import fsinfo, syscalls
-from cs_overlay.errors import OverlayNotSupported
 from cs_overlay.mounting import parse_options
 
 
@@ -149,11 +148,3 @@ def does_volatile(home: Path) -> bool:
             return False
         syscalls.umount(str(td / "merged"), 0)
         return True
-
-
-def require_overlay(home: Path, run_home: Path, backing: str) -> bool:
-    """Raise OverlayNotSupported unless native overlay works here; returns d_type support."""
-    ok, text = check(run_home, "overlay", lambda: supports_overlay(home, backing))
-    if not ok:
-        raise OverlayNotSupported(text or "kernel does not support overlay fs")
-    return True

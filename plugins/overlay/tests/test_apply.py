@@ -83,11 +83,15 @@ def test_apply_with_mount_program_keeps_aufs_whiteouts(make_driver: Callable[...
         d.put(child)
 
 
-def test_climbing_names_stay_inside_the_layer(driver: OverlayDriver) -> None:
+def test_climbing_names_never_leave_the_layer(driver: OverlayDriver) -> None:
+    from cs_core.errors import StorageError
+
     driver.create(layer_id(1), None, CreateOpts())
-    driver.apply_diff(layer_id(1), None, make_tar([("../../escape", b"x")]), ApplyDiffOpts())
+    try:  # the tar engine may refuse the entry or clamp it to the root; it must not escape
+        driver.apply_diff(layer_id(1), None, make_tar([("../../escape", b"x")]), ApplyDiffOpts())
+    except StorageError as exc:
+        assert "outside" in str(exc)
     assert not (driver.home / "escape").exists() and not (driver.home / layer_id(1) / "escape").exists()
-    assert (driver.home / layer_id(1) / "diff" / "escape").read_bytes() == b"x"
 
 
 def test_native_diff_round_trip(driver: OverlayDriver) -> None:

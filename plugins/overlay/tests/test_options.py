@@ -14,7 +14,7 @@ from cs_overlay.driver import OverlayDriver
 from cs_overlay.options import parse_options, ram_in_bytes
 from cs_overlay.testing import layer_id, unmount_all_under
 
-from cs_core.drivers.base import CreateOpts, DriverConfig
+from cs_core.drivers.base import CreateOpts, DriverConfig, MountOpts
 from cs_core.errors import NotSupported, StorageError
 
 
@@ -97,8 +97,9 @@ def test_force_mask_needs_mount_program(make_driver: Callable[..., OverlayDriver
         make_driver("overlay.force_mask=0700")
 
 
-def test_refuses_overlay_backing_filesystem(tmp_path: Path) -> None:
-    from cs_core.testing import require_privileged
+def test_overlay_backing_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused without a mount program; as Go, fuse-overlayfs on PATH takes over silently."""
+    from cs_core.testing import require_privileged, requires_command
 
     require_privileged()
     for d in ("lower", "upper", "work", "merged"):
@@ -110,11 +111,27 @@ def test_refuses_overlay_backing_filesystem(tmp_path: Path) -> None:
         graph = tmp_path / "merged" / "graph"
         cfg = DriverConfig(home=graph / "overlay", run_home=tmp_path / "run" / "overlay",
                            graph_root=graph, run_root=tmp_path / "run")
-        with pytest.raises(NotSupported, match="'overlay' is not supported over overlayfs, a mount_program "
-                                               "is required"):
-            OverlayDriver.probe(cfg)
-        with pytest.raises(NotSupported):
-            OverlayDriver(cfg)
-        assert not os.path.exists(graph / "overlay")
+        with monkeypatch.context() as m:
+            m.setenv("PATH", "/nonexistent")
+            with pytest.raises(NotSupported, match="'overlay' is not supported over overlayfs, a "
+                                                   "mount_program is required"):
+                OverlayDriver.probe(cfg)
+            with pytest.raises(NotSupported):
+                OverlayDriver(cfg)
+            assert not os.path.exists(graph / "overlay")
+        requires_command("fuse-overlayfs", "fusermount3")
+        d = OverlayDriver(cfg)
+        try:
+            assert d.opts.mount_program.endswith("fuse-overlayfs")
+            assert (d.home / ".has-mount-program").read_text() == "true"
+            d.create(layer_id(1), None, CreateOpts())
+            merged = d.get(layer_id(1), MountOpts())
+            try:
+                (merged / "f").write_text("x")
+            finally:
+                d.put(layer_id(1))
+            assert (d.home / layer_id(1) / "diff" / "f").read_text() == "x"
+        finally:
+            d.cleanup()
     finally:
         unmount_all_under(tmp_path)
