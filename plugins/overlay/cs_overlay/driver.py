@@ -546,7 +546,16 @@ class OverlayDriver(GraphDriver):
         return directory_size(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:
-        return DiffDirGetter([self.dir(id) / "diff", *self.layout.lower_diff_dirs(id)])
+        # Unlike Go, include diff1.. (left by update_layer_id_map) of the layer and its lowers:
+        # they hold files of the layer's tree too.
+        dirs: list[Path] = []
+        for top in (self.dir(id) / "diff", *self.layout.lower_diff_dirs(id)):
+            dirs.append(top)
+            n = 1
+            while (top.parent / diff_suffix("diff", n)).is_dir():
+                dirs.append(top.parent / diff_suffix("diff", n))
+                n += 1
+        return DiffDirGetter(dirs)
 
     def read_write_disk_usage(self, id: str) -> int:
         return directory_size(self.dir(id) / "diff")
