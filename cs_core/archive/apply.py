@@ -247,7 +247,7 @@ class _Applier:
         if tf in (tr.REG, tr.GNU_SPARSE):
             crc = self.regular(hdr, pfd, base)
         elif tf == tr.DIR:
-            self.directory(hdr, pfd, base, exists=st is not None, rel=rel)
+            self.directory(hdr, pfd, base, exists=st is not None and stat.S_ISDIR(st.st_mode), rel=rel)
         elif tf == tr.SYMLINK:
             self.symlink(hdr, pfd, base, rel)
         elif tf == tr.LINK:
