@@ -1,9 +1,14 @@
-"""Fixtures for the core tests: a vfs store in a temporary directory and the Go CLI."""
+"""Fixtures for the core tests: stores in temporary directories and the Go CLI.
+
+The driver is vfs unless ``CS_TEST_DRIVER`` names another; every store a test opens is shut
+down afterwards, so drivers that mount (overlay's private home mount) leave nothing behind.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +18,43 @@ from cs_core.testing.gocli import GoCLI
 
 
 @pytest.fixture
+def driver_name() -> str:
+    return os.environ.get("CS_TEST_DRIVER", "vfs")
+
+
+@pytest.fixture
 def store_roots(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "graph", tmp_path / "run"
 
 
 @pytest.fixture
-def vfs_store(store_roots: tuple[Path, Path]) -> Iterator[Store]:
-    graph, run = store_roots
-    store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
-    yield store
-    store.close()
+def make_store(store_roots: tuple[Path, Path], driver_name: str) -> Iterator[Callable[[], Store]]:
+    """Open (another handle on) the test's store; all handles are shut down at teardown."""
+    opened: list[Store] = []
+
+    def make() -> Store:
+        graph, run = store_roots
+        store = open_store(graph_root=str(graph), run_root=str(run), driver_name=driver_name)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in reversed(opened):
+        store.shutdown(force=True)
 
 
 @pytest.fixture
-def go_cli(store_roots: tuple[Path, Path]) -> GoCLI:
+def vfs_store(make_store: Callable[[], Store]) -> Store:
+    return make_store()
+
+
+@pytest.fixture
+def go_cli(store_roots: tuple[Path, Path], driver_name: str) -> Iterator[GoCLI]:
     from cs_core.testing import requires_command
 
     if shutil.which("containers-storage", path="/usr/bin:/usr/local/bin") is None:
         requires_command("/usr/bin/containers-storage")
     graph, run = store_roots
-    return GoCLI(graph, run)
+    cli = GoCLI(graph, run, driver_name)
+    yield cli
+    cli.run("shutdown", "-f", check=False)

@@ -7,12 +7,13 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cs_core import errors
-from cs_core.store import ImageOptions, Store, open_store
+from cs_core.store import ImageOptions, Store
 
 
 def make_tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
@@ -46,7 +47,7 @@ def test_layer_image_container_lifecycle(vfs_store: Store) -> None:
     s.delete_container("ctr")
     assert s.delete_image("img:1") == [base.id]
     assert s.layers() == [] and s.images() == [] and s.containers() == []
-    assert list((s.graph_root / "vfs" / "dir").iterdir()) == []
+    assert s.driver.list_layers() == []
 
 
 def test_delete_layer_checks_use_resolved_ids(vfs_store: Store) -> None:
@@ -98,7 +99,8 @@ def test_big_data_sizes_digests_and_image_digest(vfs_store: Store) -> None:
     assert s.image_big_data("i", "Config Blob/1") == b"cfg"
     assert s.image_big_data_size("i", "manifest") == len(manifest)
     assert s.image_big_data_digest("i", "manifest") == digest
-    assert (s.graph_root / "vfs-images" / img.id / "=Q29uZmlnIEJsb2IvMQ==").read_bytes() == b"cfg"
+    images_dir = s.graph_root / f"{s.driver_name}-images"
+    assert (images_dir / img.id / "=Q29uZmlnIEJsb2IvMQ==").read_bytes() == b"cfg"
     c = s.create_container(image="i")
     s.set_container_big_data(c.id, "state", b"12345")
     assert s.container_big_data_size(c.id, "state") == 5
@@ -133,40 +135,43 @@ def test_failed_apply_leaves_no_layer(vfs_store: Store) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any clear error; the point is what's left
         s.put_layer(names=["bad"], diff=io.BytesIO(b"this is not a tar stream at all" * 100))
     assert s.layers() == []
-    assert list((s.graph_root / "vfs" / "dir").iterdir()) == []
+    assert s.driver.list_layers() == []
     assert not list((s.graph_root / "vfs-layers").glob("*.tar-split.gz"))
 
 
-def test_mount_counts_are_shared_through_mountpoints_json(vfs_store: Store) -> None:
+def test_mount_counts_are_shared_through_mountpoints_json(
+    vfs_store: Store, make_store: Callable[[], Store]
+) -> None:
     s = vfs_store
     layer = s.create_layer()
     p1 = s.mount(layer.id)
     p2 = s.mount(layer.id)
     assert p1 == p2 and s.mounted(layer.id) == 2
-    data = json.loads((s.run_root / "vfs-layers" / "mountpoints.json").read_text())
+    mounts_json = s.run_root / f"{s.driver_name}-layers" / "mountpoints.json"
+    data = json.loads(mounts_json.read_text())
     assert data == [{"id": layer.id, "path": p1, "count": 2}]
-    other = open_store(graph_root=str(s.graph_root), run_root=str(s.run_root), driver_name="vfs")
+    other = make_store()
     assert other.mounted(layer.id) == 2
     assert other.unmount(layer.id) is True
     assert s.mounted(layer.id) == 1
     assert s.unmount(layer.id) is False
-    assert json.loads((s.run_root / "vfs-layers" / "mountpoints.json").read_text()) == []
+    assert json.loads(mounts_json.read_text()) == []
 
 
-def test_incomplete_layer_is_cleaned_on_next_write_load(store_roots: tuple[Path, Path]) -> None:
-    graph, run = store_roots
-    s = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+def test_incomplete_layer_is_cleaned_on_next_write_load(make_store: Callable[[], Store]) -> None:
+    s = make_store()
+    graph = s.graph_root
     keep = s.create_layer(names=["keep"])
     doomed = s.create_layer(names=["doomed"])
-    path = graph / "vfs-layers" / "layers.json"
+    path = graph / f"{s.driver_name}-layers" / "layers.json"
     records = json.loads(path.read_text())
     for r in records:
         if r["id"] == doomed.id:
             r["flags"] = {"incomplete": True}
     path.write_text(json.dumps(records))
-    fresh = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+    fresh = make_store()
     assert [x.id for x in fresh.layers()] == [keep.id]
-    assert not (graph / "vfs" / "dir" / doomed.id).exists()
+    assert not fresh.driver.exists(doomed.id)
 
 
 def test_generic_lookup_order_and_delete(vfs_store: Store) -> None:
