@@ -1,6 +1,6 @@
 """Fixtures for the core tests: stores in temporary directories and the Go CLI.
 
-The driver is vfs unless ``CS_TEST_DRIVER`` names another; every store a test opens is shut
+Store tests run on vfs and overlay unless ``CS_TEST_DRIVER`` names one; every store a test opens is shut
 down afterwards, so drivers that mount (overlay's private home mount) leave nothing behind.
 """
 
@@ -17,9 +17,19 @@ from cs_core.store import Store, open_store
 from cs_core.testing.gocli import GoCLI
 
 
-@pytest.fixture
-def driver_name() -> str:
-    return os.environ.get("CS_TEST_DRIVER", "vfs")
+def _drivers() -> list[str]:
+    chosen = os.environ.get("CS_TEST_DRIVER")
+    return [chosen] if chosen else ["vfs", "overlay"]
+
+
+@pytest.fixture(params=_drivers())
+def driver_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name != "vfs":
+        from cs_core.testing import require_privileged
+
+        require_privileged(f"the {name} driver needs root")
+    return name
 
 
 @pytest.fixture

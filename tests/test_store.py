@@ -69,7 +69,8 @@ def test_duplicate_names_and_ids(vfs_store: Store) -> None:
     with pytest.raises(errors.DuplicateName):
         s.create_layer(names=["n"])
     img = s.create_image(names=["taken"])
-    with pytest.raises(errors.DuplicateName, match=f'image name "taken" is already associated with image "{img.id}"'):
+    expected = f'image name "taken" is already associated with image "{img.id}"'
+    with pytest.raises(errors.DuplicateName, match=expected):
         s.create_image(names=["taken"])
 
 
