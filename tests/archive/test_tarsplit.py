@@ -1,0 +1,132 @@
+"""tar-split: what we record reassembles to the identical tar, and is byte-identical to Go's record."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cs_core.archive.tarsplit import TarSplitWriter, go_json_string, iter_tar_split, reassemble
+from cs_core.errors import UnsafeArchive
+from cs_core.testing import requires_command
+
+from .conftest import apply_bytes, make_tar, member
+
+
+def _source_tree(src: Path) -> None:
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "conf").write_text("a=b\n")
+    (src / "bin").mkdir()
+    (src / "bin" / "tool").write_bytes(os.urandom(70_000))
+    os.chmod(src / "bin" / "tool", 0o4755)
+    os.symlink("../etc/conf", src / "bin" / "link")
+    os.link(src / "etc" / "conf", src / "etc" / "hard")
+    (src / "empty").write_bytes(b"")
+    long_dir = src / ("L" * 90) / ("M" * 90)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("n" * 110)).write_text("long")
+    (src / "ünïcödé <&>").write_text("u")
+    os.setxattr(src / "etc" / "conf", "user.k", b"v")
+
+
+def _reassembled(root: Path, split: bytes) -> bytes:
+    out = io.BytesIO()
+    reassemble(io.BytesIO(split), lambda name: open(root / name.lstrip("/"), "rb"), out)  # noqa: SIM115
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax", "ustar", "posix"])
+def test_gnu_tar_round_trip(tmp_path: Path, fmt: str) -> None:
+    requires_command("tar")
+    src = tmp_path / "src"
+    _source_tree(src)
+    if fmt == "ustar":
+        shutil.rmtree(src / ("L" * 90))
+        (src / "ünïcödé <&>").unlink()
+    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
+                   check=True)
+    tar = (tmp_path / "x.tar").read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    result, split = apply_bytes(out, tar, split=True)
+    assert result.size == len(tar)
+    assert hashlib.sha256(_reassembled(out, split)).digest() == hashlib.sha256(tar).digest()
+
+
+def test_python_tarfile_round_trip_with_trailing_junk(tmp_path: Path) -> None:
+    tar = make_tar(member("a", data=b"x" * 1000), member("d", tarfile.DIRTYPE), member("d/b", data=b"y"),
+                   fmt=tarfile.GNU_FORMAT) + b"trailing junk after the end" * 50000
+    _, split = apply_bytes(tmp_path, tar, split=True)
+    assert _reassembled(tmp_path, split) == tar
+
+
+def test_stream_without_end_marker(tmp_path: Path) -> None:
+    tar = make_tar(member("a", data=b"x" * 1000))
+    cut = tar[:1536]  # header + data + padding, no zero blocks
+    _, split = apply_bytes(tmp_path, cut, split=True)
+    assert _reassembled(tmp_path, split) == cut
+
+
+def test_checksum_mismatch_is_reported(tmp_path: Path) -> None:
+    _, split = apply_bytes(tmp_path, make_tar(member("f", data=b"original")), split=True)
+    (tmp_path / "f").write_bytes(b"tampered")
+    with pytest.raises(UnsafeArchive, match='file integrity checksum failed for "f"'):
+        _reassembled(tmp_path, split)
+
+
+def test_duplicate_paths_rejected_when_reading() -> None:
+    ts = io.BytesIO()
+    w = TarSplitWriter(ts)
+    w.add_file(b"a", 0, None)
+    data = ts.getvalue() + ts.getvalue()
+    with pytest.raises(UnsafeArchive, match="duplicates"):
+        list(iter_tar_split(io.BytesIO(data)))
+
+
+def test_non_utf8_names_use_name_raw(tmp_path: Path) -> None:
+    info, data = member("x", data=b"1")
+    tar = make_tar((info, data), fmt=tarfile.GNU_FORMAT).replace(b"x\x00\x00\x00", b"\xff\xfe\x00\x00", 1)
+    # Fix the checksum after patching the name.
+    blk = bytearray(tar[:512])
+    blk[148:156] = b" " * 8
+    blk[148:155] = f"{sum(blk):06o}\x00".encode()
+    tar = bytes(blk) + tar[512:]
+    _, split = apply_bytes(tmp_path, tar, split=True)
+    assert b'"name_raw":"//4="' in split
+    assert _reassembled(tmp_path, split) == tar
+
+
+def test_go_json_escaping() -> None:
+    assert go_json_string('a<b>&"\\\n\x01\u2028é') == '"a\\u003cb\\u003e\\u0026\\"\\\\\\n\\u0001\\u2028é"'
+
+
+def _go_tar_split(tmp_path: Path, tar_path: Path) -> bytes:
+    graph, run = tmp_path / "g", tmp_path / "r"
+    subprocess.run(["/usr/bin/containers-storage", "-g", str(graph), "-R", str(run), "-s", "vfs", "import-layer",
+                    "-f", str(tar_path)], check=True, capture_output=True)
+    [ts] = list((graph / "vfs-layers").glob("*.tar-split.gz"))
+    return gzip.decompress(ts.read_bytes())
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("fmt", ["gnu", "pax"])
+def test_tar_split_is_byte_identical_to_go(tmp_path: Path, fmt: str) -> None:
+    requires_command("/usr/bin/containers-storage", "tar")
+    from cs_core.testing import require_privileged
+
+    require_privileged("the Go CLI's vfs store chowns files")
+    src = tmp_path / "src"
+    _source_tree(src)
+    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
+                   check=True)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    _, split = apply_bytes(ours, (tmp_path / "x.tar").read_bytes(), split=True)
+    assert split == _go_tar_split(tmp_path, tmp_path / "x.tar")
