@@ -84,12 +84,51 @@ class OverlayMount:
         return ",".join(parts + data)
 
 
+def _probe_new_api() -> bool:
+    """Whether overlay takes ``lowerdir+`` through fsconfig (kernel 6.8+): try it on "/"."""
+    try:
+        fd = syscalls.fsopen("overlay")
+    except OSError:
+        return False
+    try:
+        syscalls.fsconfig_string(fd, "lowerdir+", "/")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _probe_fd_lowers() -> bool:
+    """Whether overlay takes lower layers as file descriptors (kernel 6.13+)."""
+    fd = syscalls.fsopen("overlay")
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    try:
+        syscalls.fsconfig_fd(fd, "lowerdir+", root)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(root)
+        os.close(fd)
+
+
 def new_api_usable() -> bool:
-    return syscalls.has_new_mount_api() and _new_api is not False
+    global _new_api
+    if not syscalls.has_new_mount_api():
+        return False
+    if _new_api is None:
+        _new_api = _probe_new_api()
+    return _new_api
 
 
 def fd_lowers_usable() -> bool:
-    return new_api_usable() and _fd_lowers is not False
+    global _fd_lowers
+    if not new_api_usable():
+        return False
+    if _fd_lowers is None:
+        _fd_lowers = _probe_fd_lowers()
+    return _fd_lowers
 
 
 def _attrs_from_flags(flags: int) -> int:
@@ -100,31 +139,24 @@ def _attrs_from_flags(flags: int) -> int:
     return out
 
 
+def _set_path(fd: int, key: str, path: str | int, opened: list[int]) -> None:
+    if isinstance(path, int):
+        syscalls.fsconfig_fd(fd, key, path)
+    elif len(os.fsencode(path)) > _FSCONFIG_MAX:
+        pfd = os.open(path, os.O_PATH | os.O_DIRECTORY)
+        opened.append(pfd)
+        syscalls.fsconfig_fd(fd, key, pfd)
+    else:
+        syscalls.fsconfig_string(fd, key, path)
+
+
 def _configure(fd: int, spec: OverlayMount, opened: list[int]) -> None:
-    global _new_api, _fd_lowers
     syscalls.fsconfig_string(fd, "source", "overlay")
-    for i, lower in enumerate(spec.lowers):
-        try:
-            if isinstance(lower, int):
-                syscalls.fsconfig_fd(fd, "lowerdir+", lower)
-                _fd_lowers = True
-            elif len(os.fsencode(lower)) > _FSCONFIG_MAX:
-                pfd = os.open(lower, os.O_PATH | os.O_DIRECTORY)
-                opened.append(pfd)
-                syscalls.fsconfig_fd(fd, "lowerdir+", pfd)
-                _fd_lowers = True
-            else:
-                syscalls.fsconfig_string(fd, "lowerdir+", lower)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL and i == 0 and _new_api is None:
-                _new_api = False  # kernel without lowerdir+ (< 6.8)
-            if exc.errno == errno.EINVAL and not isinstance(lower, str):
-                _fd_lowers = False
-            raise
-        _new_api = True
+    for lower in spec.lowers:
+        _set_path(fd, "lowerdir+", lower, opened)
     if spec.upper is not None:
-        syscalls.fsconfig_string(fd, "upperdir", spec.upper)
-        syscalls.fsconfig_string(fd, "workdir", spec.work or "")
+        _set_path(fd, "upperdir", spec.upper, opened)
+        _set_path(fd, "workdir", spec.work or "", opened)
     _, data = parse_options(spec.options)
     for opt in data:
         key, sep, value = opt.partition("=")
@@ -132,6 +164,11 @@ def _configure(fd: int, spec: OverlayMount, opened: list[int]) -> None:
             syscalls.fsconfig_string(fd, key, value.strip('"') if key.endswith("context") else value)
         else:
             syscalls.fsconfig_flag(fd, key)
+
+
+def _needs_fds(spec: OverlayMount) -> bool:
+    paths = [*spec.lowers, spec.upper or "", spec.work or ""]
+    return any(isinstance(p, str) and len(os.fsencode(p)) > _FSCONFIG_MAX for p in paths)
 
 
 def fsmount_overlay(spec: OverlayMount) -> int:
@@ -151,18 +188,15 @@ def fsmount_overlay(spec: OverlayMount) -> int:
 
 def mount_overlay(spec: OverlayMount, target: str, home: Path) -> None:
     """Mount ``spec`` on ``target``; raise OSError with the kernel's reason on failure."""
-    if new_api_usable():
+    # fsconfig copies at most 256 bytes of a path; longer ones go as fds (6.13+) or, failing
+    # that, through the legacy call with paths relative to the home.
+    if new_api_usable() and (fd_lowers_usable() or not _needs_fds(spec)):
+        mfd = fsmount_overlay(spec)
         try:
-            mfd = fsmount_overlay(spec)
-        except OSError:
-            if _new_api is not False:
-                raise
-        else:
-            try:
-                syscalls.move_mount(mfd, target)
-            finally:
-                os.close(mfd)
-            return
+            syscalls.move_mount(mfd, target)
+        finally:
+            os.close(mfd)
+        return
     legacy_mount(spec, target, home)
 
 

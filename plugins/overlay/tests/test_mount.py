@@ -150,3 +150,23 @@ def test_diff_getter_reads_without_mounting(driver: OverlayDriver) -> None:
     with pytest.raises(FileNotFoundError):
         getter.open("nothing")
     getter.close()
+
+
+def test_home_with_paths_longer_than_fsconfig_takes(tmp_path: Path, store_dirs: object) -> None:
+    from cs_core.drivers.base import DriverConfig
+
+    deep = tmp_path / ("d" * 120) / ("e" * 120)  # upperdir alone is > 256 bytes
+    cfg = DriverConfig(home=deep / "overlay", run_home=tmp_path / "run2" / "overlay", graph_root=deep,
+                       run_root=tmp_path / "run2", options=("overlay.skip_mount_home=true",))
+    d = OverlayDriver(cfg)
+    d.create(layer_id(1), None, CreateOpts())
+    (d.home / layer_id(1) / "diff" / "f").write_text("1")
+    d.create_read_write(layer_id(2), layer_id(1), CreateOpts())
+    assert len(str(d.home / layer_id(2) / "diff")) > 256
+    merged = d.get(layer_id(2), MountOpts())
+    try:
+        assert os.listdir(merged) == ["f"]
+        (merged / "g").write_text("2")
+    finally:
+        d.put(layer_id(2))
+    assert (d.home / layer_id(2) / "diff" / "g").read_text() == "2"
