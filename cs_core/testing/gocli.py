@@ -17,7 +17,9 @@ class GoCLI:
         assert exe is not None
         self.base = [exe, "-g", str(graph), "-R", str(run), "-s", driver]
 
-    def run(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *args: str, input: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         proc = subprocess.run([*self.base, *args], input=input, capture_output=True, timeout=120)
         if check and proc.returncode != 0:
             raise AssertionError(f"Go CLI {args} failed: {proc.stderr.decode()}{proc.stdout.decode()}")
@@ -27,4 +29,6 @@ class GoCLI:
         return self.run(*args).stdout.decode()
 
     def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
+        # Go's flag parser stops at the first positional argument: --json goes right after
+        # the command name.
+        return json.loads(self.run(args[0], "--json", *args[1:]).stdout)

@@ -1,4 +1,4 @@
-"""Interop with the Go CLI on one vfs store, both directions, and concurrently."""
+"""Interop with the Go CLI on one store (vfs and overlay), both directions, and concurrently."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cs_core.store import ContainerOptions, ImageOptions, Store, open_store
+from cs_core.store import ContainerOptions, ImageOptions, Store
 from cs_core.testing.gocli import GoCLI
 
 pytestmark = pytest.mark.interop
@@ -32,10 +33,10 @@ def test_go_reads_what_we_wrote(vfs_store: Store, go_cli: GoCLI) -> None:
                                    options=ContainerOptions(big_data={"state": b"running"}))
 
     # Go lists exactly our records (its --json is the record JSON).
-    layers_file = _records(s.graph_root / "vfs-layers" / "layers.json")
+    layers_file = _records(s.graph_root / f"{s.driver_name}-layers" / "layers.json")
     assert sorted(x["id"] for x in go_cli.json("layers")) == sorted(x["id"] for x in layers_file)
-    assert go_cli.json("images") == _records(s.graph_root / "vfs-images" / "images.json")
-    assert go_cli.json("containers") == _records(s.graph_root / "vfs-containers" / "containers.json")
+    assert go_cli.json("images") == _records(s.graph_root / f"{s.driver_name}-images" / "images.json")
+    assert go_cli.json("containers") == _records(s.graph_root / f"{s.driver_name}-containers" / "containers.json")
     assert go_cli.out("get-image-data", "py/img:1", "Weird Key/1") == "w"
     assert go_cli.out("get-container-data", "py-ctr", "state") == "running"
     assert go_cli.out("metadata", "-q", "py/img:1").strip() == "image-meta"
@@ -54,7 +55,7 @@ def test_go_reads_what_we_wrote(vfs_store: Store, go_cli: GoCLI) -> None:
     assert s.containers() == []
 
 
-def test_we_read_what_go_wrote(store_roots: tuple[Path, Path], go_cli: GoCLI, tmp_path: Path) -> None:
+def test_we_read_what_go_wrote(make_store: Callable[[], Store], go_cli: GoCLI, tmp_path: Path) -> None:
     layer = go_cli.out("create-layer", "-n", "golayer").split()[0]
     mnt = go_cli.out("mount", layer).strip()
     (Path(mnt) / "data").write_text("from go\n")
@@ -64,8 +65,7 @@ def test_we_read_what_go_wrote(store_roots: tuple[Path, Path], go_cli: GoCLI, tm
     go_cli.run("set-image-data", "-f", str(tmp_path / "manifest"), image, "manifest")
     ctr = go_cli.out("create-container", "-n", "goctr", image).split()[0]
 
-    graph, run = store_roots
-    s = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+    s = make_store()
     assert s.layer("golayer").id == layer
     img = s.image("go/img")
     assert img.id == image and img.metadata == "gometa"
@@ -85,17 +85,20 @@ def test_we_read_what_go_wrote(store_roots: tuple[Path, Path], go_cli: GoCLI, tm
     go_cli.run("unmount", "goctr")
     s.delete_container("goctr")
     s.delete_image("go/img")
-    assert go_cli.json("layers") == []
-    assert go_cli.json("images") == []
+    # Go prints null for an empty list.
+    assert not go_cli.json("layers")
+    assert not go_cli.json("images")
 
 
-def test_concurrent_creates_with_go_lose_nothing(store_roots: tuple[Path, Path], go_cli: GoCLI) -> None:
+def test_concurrent_creates_with_go_lose_nothing(
+    store_roots: tuple[Path, Path], go_cli: GoCLI, make_store: Callable[[], Store], driver_name: str
+) -> None:
     graph, run = store_roots
     go_cli.run("layers")  # initialise the store
     count = 25
     code = textwrap.dedent(f"""
         from cs_core.store import open_store
-        s = open_store(graph_root={str(graph)!r}, run_root={str(run)!r}, driver_name="vfs")
+        s = open_store(graph_root={str(graph)!r}, run_root={str(run)!r}, driver_name={driver_name!r})
         for i in range({count}):
             l = s.create_layer(names=[f"py-{{i}}"])
             s.create_image(names=[f"py-img-{{i}}"], layer=l.id)
@@ -109,6 +112,6 @@ def test_concurrent_creates_with_go_lose_nothing(store_roots: tuple[Path, Path],
     assert py.returncode == 0, err.decode()
     names = {n for layer in go_cli.json("layers") for n in layer.get("names", [])}
     assert names == {f"py-{i}" for i in range(count)} | {f"go-{i}" for i in range(count)}
-    s = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+    s = make_store()
     assert len(s.images()) == 2 * count
     assert len(s.layers()) == 2 * count
