@@ -1,0 +1,272 @@
+"""The btrfs graph driver: one subvolume per layer, children are snapshots of their parent.
+
+On-disk layout is Go's (``<home>/subvolumes/<id>``, ``<home>/quotas/<id>`` holding the layer's
+size limit in decimal bytes), so Go and cs_core can share a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+from cs_btrfs import fs, ioctl, subvol
+from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
+from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
+from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.atomic import remove_tree
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
+from cs_core.model import ApplyResult, IDMap
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERMS = 0o555
+#: What the Go 1.43 binary reports: the btrfs-progs headers it was built against (Debian 12).
+BUILD_VERSION = "Btrfs v6.2"
+LIBRARY_VERSION = 102
+
+
+def _root_id(maps: Sequence[IDMap]) -> int:
+    for m in maps:
+        if m.container_id <= 0 < m.container_id + m.size:
+            return m.host_id - m.container_id
+    return 0
+
+
+def _os_error(what: str, exc: OSError) -> BtrfsError:
+    return BtrfsError(f"{what}: {exc.strerror or exc}")
+
+
+class BtrfsDriver(GraphDriver):
+    name: ClassVar[str] = "btrfs"
+    whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
+    priority: ClassVar[int] = 20
+
+    @classmethod
+    def probe(cls, config: DriverConfig) -> None:
+        try:
+            magic = fs.fs_magic(config.home)
+        except OSError as exc:
+            raise BtrfsNotSupported(f"{config.home}: {exc.strerror}") from None
+        if magic != fs.BTRFS_SUPER_MAGIC:
+            raise BtrfsNotSupported(
+                f'"{config.home}" is not on a btrfs filesystem: prerequisites for driver not satisfied '
+                "(wrong filesystem?)")
+
+    def __init__(self, config: DriverConfig) -> None:
+        super().__init__(config)
+        self.probe(config)
+        self.options: BtrfsOptions = parse_options(config.options)
+        self.root_uid = _root_id(config.uid_map)
+        self.root_gid = _root_id(config.gid_map)
+        self._mkdir(self.home)
+        self._private = False
+        try:
+            fs.make_private(str(self.home))
+            self._private = True
+        except OSError as exc:
+            # Without CAP_SYS_ADMIN nothing can be mounted here, so nothing can leak either.
+            if exc.errno != errno.EPERM or os.geteuid() == 0:
+                raise _os_error(f"making {self.home} a private mount", exc) from None
+        self._quota: bool | None = None
+        if self.options.user_disk_quota:
+            self._enable_quota()
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def subvolumes(self) -> Path:
+        return self.home / "subvolumes"
+
+    @property
+    def quotas(self) -> Path:
+        return self.home / "quotas"
+
+    def layer_dir(self, id: str) -> Path:
+        return self.subvolumes / id
+
+    def _mkdir(self, path: Path) -> None:
+        if not path.is_dir():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.root_uid or self.root_gid:
+                os.chown(path, self.root_uid, self.root_gid)
+
+    # -- quotas ------------------------------------------------------------------------------
+
+    def quota_enabled(self) -> bool:
+        """Whether qgroups are on for the filesystem (checked once, like Go's sync.Once)."""
+        if self._quota is None:
+            with ioctl.open_dir(self.home) as fd:
+                self._quota = ioctl.quota_enabled(fd)
+        return self._quota
+
+    def _enable_quota(self) -> None:
+        if self.quota_enabled():
+            return
+        try:
+            with ioctl.open_dir(self.home) as fd:
+                ioctl.quota_enable(fd)
+        except OSError as exc:
+            raise BtrfsError(f"failed to enable btrfs quota for {self.home}: {exc.strerror}") from None
+        self._quota = True
+
+    def _limit(self, path: Path, size: int) -> None:
+        try:
+            with ioctl.open_dir(path) as fd:
+                ioctl.qgroup_limit(fd, size)
+        except OSError as exc:
+            raise BtrfsError(f"failed to limit qgroup for {path}: {exc.strerror}") from None
+
+    def _check_size(self, size: int) -> None:
+        if size <= 0:
+            raise BtrfsConfigError(f"btrfs: invalid storage size: {human_size(size)}")
+        if self.options.min_space > 0 and size < self.options.min_space:
+            raise BtrfsConfigError(
+                f"btrfs: storage size cannot be less than {human_size(self.options.min_space)}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        self._create(id, parent, opts, default_size=0)
+
+    def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        self._create(id, parent, opts, default_size=self.options.size)
+
+    def _create(self, id: str, parent: str | None, opts: CreateOpts, default_size: int) -> None:
+        # Validate before anything exists on disk, so a bad size leaves nothing behind.
+        size = parse_storage_opt(opts.storage_opt) if "size" in opts.storage_opt else default_size
+        if size or "size" in opts.storage_opt:
+            self._check_size(size)
+        uid, gid = _root_id(opts.uid_map) or self.root_uid, _root_id(opts.gid_map) or self.root_gid
+        self._mkdir(self.subvolumes)
+        target = self.layer_dir(id)
+        try:
+            if not parent:
+                ioctl.subvol_create(self.subvolumes, id)
+                os.chmod(target, DEFAULT_PERMS)
+            else:
+                source = self.layer_dir(parent)
+                if not source.is_dir():
+                    raise BtrfsError(f"stat {source}: no such file or directory")
+                ioctl.snapshot(source, self.subvolumes, id)
+        except OSError as exc:
+            what = "create btrfs subvolume" if not parent else "create btrfs snapshot"
+            raise _os_error(f"failed to {what} {target}", exc) from None
+        try:
+            if size:
+                self._enable_quota()
+                self._limit(target, size)
+                self._mkdir(self.quotas)
+                (self.quotas / id).write_bytes(str(size).encode())
+                os.chmod(self.quotas / id, 0o644)
+            if uid or gid:
+                os.chown(target, uid, gid)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.remove(id)
+            raise
+
+    def remove(self, id: str) -> None:
+        target = self.layer_dir(id)
+        if not os.path.lexists(target):
+            with contextlib.suppress(FileNotFoundError):
+                (self.quotas / id).unlink()
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (self.quotas / id).unlink()
+        quota = self.quota_enabled()
+        try:
+            if ioctl.is_subvolume(target):
+                subvol.delete(str(self.subvolumes), id, quota=quota)
+        except OSError as exc:
+            # As Go: without quotas a failed destroy falls back to unlinking (an unprivileged
+            # user may rmdir an empty subvolume it owns on kernels >= 4.18).
+            if quota:
+                raise _os_error(f"failed to destroy btrfs snapshot {self.subvolumes} for {id}", exc) from None
+            log.debug("btrfs destroy of %s failed, removing files: %s", target, exc)
+        remove_tree(target)
+
+    def get(self, id: str, opts: MountOpts) -> Path:
+        target = self.layer_dir(id)
+        if not os.path.exists(target):
+            raise BtrfsError(f"stat {target}: no such file or directory")
+        if len(opts.options) > 1 or (opts.options and opts.options[0] != "ro"):
+            raise BtrfsConfigError("btrfs driver does not support mount options")
+        if not target.is_dir():
+            raise BtrfsError(f"{target}: not a directory")
+        try:
+            size = int((self.quotas / id).read_bytes())
+        except (OSError, ValueError):
+            size = -1
+        # Go re-applies the stored limit on every mount (e.g. after quotas were toggled off).
+        if size >= 0 and size >= self.options.min_space:
+            self._enable_quota()
+            self._limit(target, size)
+        return target
+
+    def put(self, id: str) -> None:
+        """Nothing to undo: ``get`` mounts nothing."""
+
+    def exists(self, id: str) -> bool:
+        return os.path.exists(self.layer_dir(id))
+
+    def list_layers(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.subvolumes) if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+
+    def status(self) -> list[tuple[str, str]]:
+        return [("Build Version", BUILD_VERSION), ("Library Version", str(LIBRARY_VERSION))]
+
+    def cleanup(self) -> None:
+        if self._private and fs.is_mountpoint(str(self.home)):
+            with contextlib.suppress(OSError):
+                fs.unmount(str(self.home))
+        self._private = False
+
+    def is_mounted(self, id: str, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def read_write_disk_usage(self, id: str) -> int:
+        return directory_size(self.layer_dir(id))
+
+    # -- content -----------------------------------------------------------------------------
+
+    def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
+        # The subvolume is the layer's whole tree, already holding the parent's files: applying
+        # in place is what Go's naive driver does through Get.
+        from cs_core.archive.apply import ApplyOptions, apply_tar
+
+        options = ApplyOptions(
+            whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
+            ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
+            progress=opts.progress if callable(opts.progress) else None)
+        return apply_tar(self.get(id, MountOpts()), stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+
+
+def directory_size(root: Path) -> int:
+    """Go ``directory.Size``: sizes of non-directories, each inode counted once."""
+    seen: set[int] = set()
+    total = 0
+    stack = [str(root)]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except FileNotFoundError:
+            continue
+        with it:
+            for e in it:
+                st = e.stat(follow_symlinks=False)
+                if st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    total += st.st_size
+    return total

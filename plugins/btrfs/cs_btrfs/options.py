@@ -1,0 +1,78 @@
+"""Driver options (``btrfs.min_space``, ``btrfs.size``) and Go's size parsing/printing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from cs_btrfs.errors import BtrfsConfigError
+
+_SIZE_RE = re.compile(r"^(\d+(\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+
+
+@attrs.frozen
+class BtrfsOptions:
+    min_space: int = 0
+    #: Default quota of container layers (Go 1.43 rejects this key; we honour it, see README).
+    size: int = 0
+
+    @property
+    def user_disk_quota(self) -> bool:
+        return self.min_space > 0 or self.size > 0
+
+
+def ram_in_bytes(value: str) -> int:
+    """Go ``units.RAMInBytes``: ``10M``, ``1.5g``, ``512KiB`` (binary multiples)."""
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise BtrfsConfigError(f"invalid size: '{value}'")
+    try:
+        size = float(m.group(1))
+    except ValueError:
+        raise BtrfsConfigError(f"invalid size: '{value}'") from None
+    return int(size * _BINARY.get((m.group(3) or "").lower(), 1))
+
+
+def human_size(size: float) -> str:
+    """Go ``units.HumanSize``: four significant digits, decimal units (``10.49MB``)."""
+    i = 0
+    while size >= 1000 and i < len(_DECIMAL_UNITS) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.4g}{_DECIMAL_UNITS[i]}"
+
+
+def parse_options(options: Iterable[str]) -> BtrfsOptions:
+    """Parse driver options as Go's ``parseOptions`` does (``btrfs.`` prefix, lower-cased keys)."""
+    min_space = 0
+    size = 0
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise BtrfsConfigError(f"unable to parse key/value option: {option}")
+        key = key.strip().lower()
+        value = value.strip()
+        if key == "btrfs.min_space":
+            min_space = ram_in_bytes(value)
+        elif key == "btrfs.size":
+            size = ram_in_bytes(value)
+        elif key == "btrfs.mountopt":
+            raise BtrfsConfigError("btrfs driver does not support mount options")
+        else:
+            raise BtrfsConfigError(f"unknown option {key}")
+    return BtrfsOptions(min_space=min_space, size=size)
+
+
+def parse_storage_opt(storage_opt: Mapping[str, str]) -> int:
+    """The per-layer ``size`` of a create's storage options (Go ``parseStorageOpt``)."""
+    size = 0
+    for key, value in storage_opt.items():
+        if key.lower() == "size":
+            size = ram_in_bytes(value)
+        else:
+            raise BtrfsConfigError(f"unknown option {key.lower()}")
+    return size
