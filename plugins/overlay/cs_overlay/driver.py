@@ -189,7 +189,7 @@ class OverlayDriver(GraphDriver):
             ("Supports d_type", b(self.supports_d_type)),
             ("Native Overlay Diff", b(not self.use_naive_diff())),
             ("Using metacopy", b(self.using_metacopy)),
-            ("Supports shifting", b(bool(self.opts.mount_program))),
+            ("Supports shifting", b(self.supports_shifting((), ()))),
             ("Supports volatile", b(self.supports_volatile())),
         ]
 
@@ -197,8 +197,9 @@ class OverlayDriver(GraphDriver):
         return list(self.opts.image_stores)
 
     def supports_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
-        return bool(self.opts.mount_program) and os.environ.get(
-            "_CONTAINERS_OVERLAY_DISABLE_IDMAP") != "yes"
+        # The store re-owns layers itself (update_layer_id_map) and never asks to shift at
+        # mount time, so mapping again here would map twice.
+        return False
 
     # -- layers ------------------------------------------------------------------------------
 
@@ -415,7 +416,7 @@ class OverlayDriver(GraphDriver):
             spec = mounting.OverlayMount(lowers=[str(diff), *lowers], options=options)
         try:
             if self.opts.mount_program:
-                self._mount_program(spec, merged, opts)
+                self._mount_program(spec, merged)
             else:
                 self._mount_kernel(spec, merged, d)
         except OSError as exc:
@@ -443,12 +444,8 @@ class OverlayDriver(GraphDriver):
             for fd in fds:
                 os.close(fd)
 
-    def _mount_program(self, spec: mounting.OverlayMount, merged: Path, opts: MountOpts) -> None:
+    def _mount_program(self, spec: mounting.OverlayMount, merged: Path) -> None:
         data = spec.data_string()
-        uid_map = opts.uid_map or self.config.uid_map
-        gid_map = opts.gid_map or self.config.gid_map
-        if uid_map and not opts.disable_shifting:
-            data += "," + _mapping_option("uid", uid_map) + "," + _mapping_option("gid", gid_map)
         if self.opts.force_mask is not None:
             data += ",xattr_permissions=2"
         proc = subprocess.run([self.opts.mount_program, "-o", data, str(merged)], cwd=self.home,
@@ -653,13 +650,3 @@ def directory_size(root: Path) -> int:
 
 def attrs_evolve(spec: mounting.OverlayMount, lowers: list[str | int]) -> mounting.OverlayMount:
     return mounting.OverlayMount(lowers=lowers, upper=spec.upper, work=spec.work, options=spec.options)
-
-
-def _mapping_option(kind: str, maps: Sequence[IDMap]) -> str:
-    if len(maps) == 1 and maps[0].size == 1:
-        return f"squash_to_{kind}={maps[0].host_id}"
-    return f"{kind}mapping=" + ":".join(f"{m.container_id}:{m.host_id}:{m.size}" for m in maps)
-
-
-
-
