@@ -213,10 +213,13 @@ class OverlayDriver(GraphDriver):
         return self.dir(id).exists()
 
     def list_layers(self) -> list[str]:
+        # Any directory with a link file or a diff/ is a layer (IDs given with --id need not be
+        # 64 hex digits); probes' scratch dirs (compat*, *-check*) have neither.
         out = []
         for entry in os.scandir(self.home):
-            if entry.is_dir(follow_symlinks=False) and len(entry.name) == 64 and \
-                    os.path.exists(os.path.join(entry.path, "link")):
+            if entry.name != LINK_DIR and entry.is_dir(follow_symlinks=False) and (
+                    os.path.lexists(os.path.join(entry.path, "link"))
+                    or os.path.isdir(os.path.join(entry.path, "diff"))):
                 out.append(entry.name)
         return out
 
