@@ -101,6 +101,12 @@ class OverlayDriver(GraphDriver):
         self.layout = Layout(self.home, list(self.opts.image_stores))
         self.supports_d_type = True
         self.using_metacopy = False
+        flag = self.home / ".has-mount-program"
+        if not self.opts.mount_program and not flag.exists() and os.geteuid() == 0:
+            # A store from before the flag file existed: look for signs of fuse-overlayfs once.
+            detected = features.mount_program_indicators(self.home)
+            flag.write_text("true" if detected else "false")
+            os.chmod(flag, 0o600)
         if not self.opts.mount_program:
             # As Go: when native overlay is out of the question here, fuse-overlayfs on PATH
             # takes over silently.
@@ -117,16 +123,11 @@ class OverlayDriver(GraphDriver):
                 self.opts.mount_program = prog
         if self.opts.mount_program:
             self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE keeps .wh. files
-            (self.home / ".has-mount-program").write_text("true")
-            os.chmod(self.home / ".has-mount-program", 0o600)
+            flag.write_text("true")
+            os.chmod(flag, 0o600)
         else:
             if self.opts.force_mask is not None:
                 raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
-            flag = self.home / ".has-mount-program"
-            if not flag.exists():
-                flag.write_text("false")
-            with contextlib.suppress(OSError):
-                os.chmod(flag, 0o600)
             self.using_metacopy, _ = features.check(
                 self.run_home, f"metacopy({self.opts.mount_options})",
                 lambda: (features.does_metacopy(self.home, self.opts.mount_options), ""))

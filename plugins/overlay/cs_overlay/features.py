@@ -148,3 +148,23 @@ def does_volatile(home: Path) -> bool:
             return False
         syscalls.umount(str(td / "merged"), 0)
         return True
+
+
+def mount_program_indicators(home: Path) -> bool:
+    """Whether a store populated through fuse-overlayfs lives here (Go's scan, run once).
+
+    AUFS-style ``.wh.`` files or fuse-overlayfs/containers xattrs on directories mean the layers
+    were never meant for kernel overlay.
+    """
+    for dirpath, dirnames, filenames in os.walk(home):
+        for name in dirnames + filenames:
+            if name.startswith(".wh."):
+                return True
+        for name in dirnames:
+            try:
+                names = os.listxattr(os.path.join(dirpath, name), follow_symlinks=False)
+            except OSError:
+                continue
+            if any(x.startswith(("user.fuseoverlayfs.", "user.containers.")) for x in names):
+                return True
+    return False

@@ -64,3 +64,16 @@ def test_force_mask_accepted_with_mount_program(make_driver: Callable[..., Overl
         (merged / "f").write_text("x")
     finally:
         d.put(layer_id(1))
+
+
+def test_store_populated_by_fuse_overlayfs_keeps_using_it(make_driver: Callable[..., OverlayDriver],
+                                                          store_dirs: tuple[object, object]) -> None:
+    requires_command("fuse-overlayfs", "fusermount3")
+    first = make_driver("overlay.skip_mount_home=true")
+    first.create(layer_id(1), None, CreateOpts())
+    (first.home / layer_id(1) / "diff" / ".wh.deleted").write_text("")
+    (first.home / ".has-mount-program").unlink()  # a store older than the flag file
+    again = make_driver("overlay.skip_mount_home=true")
+    assert (again.home / ".has-mount-program").read_text() == "true"
+    assert again.opts.mount_program == shutil.which("fuse-overlayfs")
+    assert again.whiteout_format is WhiteoutFormat.AUFS
