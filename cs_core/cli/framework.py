@@ -57,6 +57,13 @@ def command(group: click.Group, name: str, usage: str, *, aliases: tuple[str, ..
 json_option = click.option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
 
 
+class CommandError(StorageError):
+    """A failure worded entirely by the command (no library message appended)."""
+
+    def __str__(self) -> str:
+        return self.detail or ""
+
+
 class InitError(Exception):
     """The store could not be opened (Go: ``error initializing: <err>`` on stdout, exit 1)."""
 

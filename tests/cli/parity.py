@@ -153,6 +153,8 @@ class Twin:
 
     command: list[str]
     root: Path
+    # Go's messages quote argv[0]; run it as plain "containers-storage" whatever its path.
+    executable: str | None = None
 
     def __attrs_post_init__(self) -> None:
         (self.root / "out").mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,8 @@ class Twin:
                 "-s", driver, *shlex.split(text)]
         if step == "":
             args = list(self.command)
-        proc = subprocess.run(args, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(args, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                              executable=self.executable)
         return Result(step, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                       proc.stderr.decode("utf-8", "replace"))
 
@@ -195,7 +198,14 @@ _HEAD_ONLY_LINES = re.compile(
 )
 
 
-def normalise(text: str, root: Path, ids: dict[str, str]) -> str:
+# Go prints these from a map, so its line order is random; compare them sorted.
+_MAP_ORDERED = {"exists", "delete", "delete-layer", "deletelayer", "delete-image", "deleteimage",
+                "delete-container", "deletecontainer"}
+
+
+def normalise(text: str, root: Path, ids: dict[str, str], unordered: bool = False) -> str:
+    if unordered:
+        text = "".join(sorted(text.splitlines(keepends=True)))
     text = text.replace(str(root / "g"), "<G>").replace(str(root / "r"), "<R>")
     text = text.replace(str(root / "out"), "<OUT>")
     text = _TIME.sub(r'"\1":"<TIME>"', text)
@@ -228,9 +238,10 @@ def compare(go: Twin, ours: Twin, files: Path, driver: str,
         a, b = go.run(step, files, driver), ours.run(step, files, driver)
         if a.rc != b.rc:
             diffs.append(Difference(step, "exit code", str(a.rc), str(b.rc)))
+        unordered = step.split(" ", 1)[0] in _MAP_ORDERED
         for what in ("out", "err"):
-            x = normalise(getattr(a, what), go.root, go_ids)
-            y = normalise(getattr(b, what), ours.root, our_ids)
+            x = normalise(getattr(a, what), go.root, go_ids, unordered)
+            y = normalise(getattr(b, what), ours.root, our_ids, unordered)
             if x != y:
                 diffs.append(Difference(step, what, x, y))
     return diffs
@@ -245,7 +256,7 @@ if __name__ == "__main__":
 
     drv = sys.argv[1] if len(sys.argv) > 1 else "vfs"
     with tempfile.TemporaryDirectory(dir=os.environ.get("PARITY_TMP")) as tmp:
-        found = compare(Twin(["containers-storage"], Path(tmp) / "go"),
+        found = compare(Twin(["containers-storage"], Path(tmp) / "go", "/usr/bin/containers-storage"),
                         Twin(our_command(), Path(tmp) / "py"), Path(tmp) / "files", drv)
         for d in found:
             print(f"=== {d.step!r}: {d.what}\n--- go\n{d.go}\n--- ours\n{d.ours}")

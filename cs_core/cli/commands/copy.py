@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, err, json_option
+from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option
 from cs_core.errors import StorageError
 from cs_core.model import IDMap
 
@@ -125,7 +125,7 @@ def parse_chown(text: str) -> tuple[int, int] | None:
     values = []
     for part, what in ((uid_text, "UID"), (gid_text, "GID")):
         if not part.isdigit() or int(part) >= 2**32:
-            raise StorageError(f'error "{part}" as a numeric {what}: strconv.ParseUint: parsing '
+            raise CommandError(f'error "{part}" as a numeric {what}: strconv.ParseUint: parsing '
                                f'"{part}": invalid syntax')
         values.append(int(part))
     return values[0], values[1]
@@ -148,11 +148,11 @@ def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
             try:
                 layer = store.layer(ref)
             except StorageError as exc:
-                raise StorageError(f'error finding layer "{ref}": {exc}') from exc
+                raise CommandError(f'error finding layer "{ref}": {exc}') from exc
             try:
                 mountpoint = store.mount(layer.id, layer.mount_label)
             except (StorageError, OSError) as exc:
-                raise StorageError(f'error mounting layer "{layer.id}": {describe(exc)}') from exc
+                raise CommandError(f'error mounting layer "{layer.id}": {describe(exc)}') from exc
             stack.callback(_quiet_unmount, store, layer.id)
             resolved = resolve_in_root(mountpoint, path)
             if path.endswith("/"):

@@ -9,9 +9,16 @@ from __future__ import annotations
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, binary_stdout, command, emit_json, json_option, out
+from cs_core.cli.framework import (
+    CommandError,
+    Env,
+    binary_stdout,
+    command,
+    emit_json,
+    json_option,
+    out,
+)
 from cs_core.cli.progress import make_progress, progress_reader
-from cs_core.errors import NotSupported
 
 _PAIR = "[options [...]] layerNameOrID [referenceLayerNameOrID]"
 
@@ -87,8 +94,9 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
         if use_xz:
             compression = Compression.XZ
     if compression in (Compression.BZIP2, Compression.XZ):
-        assert compression is not None
-        raise NotSupported(f"unsupported compression format {compression.label}")
+        # Go's text names the archive extension.
+        ext = "tar.bz2" if compression == Compression.BZIP2 else "tar.xz"
+        raise CommandError(f"unsupported compression format {ext}")
     store = env.store()
     progress = make_progress("wrote")
     if file:
