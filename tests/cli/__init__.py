@@ -1,0 +1,1 @@
+"""CLI tests (a package so test modules can share the parity script and fixtures)."""
