@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
+
 from cs_core.cli import mkdocs
 from cs_core.cli.main import ordered_commands
 
@@ -20,7 +22,9 @@ def test_every_command_has_a_page_with_its_flags(tmp_path: Path) -> None:
         page = (tmp_path / f"containers-storage-{cmd.name}.md").read_text()
         assert f"**{cmd.name}**" in page
         for param in cmd.params:
-            for opt in getattr(param, "opts", []):
+            if not isinstance(param, click.Option):
+                continue
+            for opt in param.opts:
                 assert f"**{opt}**" in page, (cmd.name, opt)
     index = (tmp_path / "containers-storage.md").read_text()
     assert "(also createlayer)" in index and "**--storage-opt** *value* (repeatable)" in index
