@@ -406,7 +406,7 @@ class OverlayDriver(GraphDriver):
         if perms is None:
             perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
         diff = d / "diff"
-        if not diff.exists():
+        if not diff.exists() and not in_additional:
             self._mkdir(diff, perms, *self._root_ids(CreateOpts()))
         merged = (self.run_home / id / "merged") if in_additional else d / "merged"
         merged.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -424,9 +424,11 @@ class OverlayDriver(GraphDriver):
             else:
                 self._mount_kernel(spec, merged, d)
         except OSError as exc:
+            data = spec.data_string()
+            if len(data) > 400:
+                data = data[:400] + f"... ({len(spec.lowers)} lowers)"
             raise OverlayError(
-                f"creating overlay mount to {merged}, mount_data={spec.data_string()[:300]!r}: "
-                f"{exc.strerror or exc}") from None
+                f"creating overlay mount to {merged}, mount_data={data!r}: {exc.strerror or exc}") from None
         return merged
 
     def _mount_kernel(self, spec: mounting.OverlayMount, merged: Path, d: Path) -> None:

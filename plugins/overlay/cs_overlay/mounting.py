@@ -71,8 +71,9 @@ class OverlayMount:
         def name(p: str | int) -> str:
             if isinstance(p, int):
                 raise ValueError("a file-descriptor lower needs the new mount API")
-            if relative_to is not None and p.startswith(str(relative_to) + "/"):
-                return os.path.relpath(p, relative_to)
+            prefix = f"{relative_to}/"
+            if relative_to is not None and p.startswith(prefix):
+                return p[len(prefix):]  # not relpath: it would fold "l/LINK/../diff1" lexically
             return p
 
         if self.upper is None:

@@ -37,3 +37,27 @@ def test_update_layer_id_map_rotates_diff(driver: OverlayDriver) -> None:
     # the rotated dir is served as a lower to readers that never mount
     with driver.diff_getter(child).open("own") as fh:
         assert fh.read() == b"child"
+
+
+def test_rotated_diff_mounts_with_legacy_relative_paths(driver: OverlayDriver) -> None:
+    from cs_overlay import mounting
+
+    base, child = layer_id(1), layer_id(2)
+    driver.create(base, None, CreateOpts())
+    driver.create(child, base, CreateOpts())
+    (driver.home / child / "diff" / "own").write_text("child")
+    driver.update_layer_id_map(child, ((), ()), ([IDMap(0, 1000, 10)], [IDMap(0, 1000, 10)]))
+    top = layer_id(3)
+    driver.create(top, child, CreateOpts())
+    mounting.force_legacy(True)
+    try:
+        # chdir-relative names through the short link: l/LINK/../diff1 must stay unfolded
+        spec = mounting.OverlayMount(lowers=[f"{driver.home}/l/X/../diff1"], upper=None)
+        assert spec.data_string(relative_to=driver.home) == "lowerdir=l/X/../diff1"
+        merged = driver.get(top, MountOpts())
+        try:
+            assert (merged / "own").read_text() == "child"
+        finally:
+            driver.put(top)
+    finally:
+        mounting.force_legacy(False)
