@@ -77,3 +77,26 @@ def test_store_populated_by_fuse_overlayfs_keeps_using_it(make_driver: Callable[
     assert (again.home / ".has-mount-program").read_text() == "true"
     assert again.opts.mount_program == shutil.which("fuse-overlayfs")
     assert again.whiteout_format is WhiteoutFormat.AUFS
+
+
+def test_force_mask_records_real_owner_and_mode(make_driver: Callable[..., OverlayDriver]) -> None:
+    import io
+    import tarfile
+
+    from cs_core.drivers.base import ApplyDiffOpts
+
+    requires_command("fuse-overlayfs", "fusermount3")
+    d = make_driver(f"overlay.mount_program={shutil.which('fuse-overlayfs')}", "overlay.force_mask=0700")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("tool")
+        info.mode, info.uid, info.gid, info.size = 0o4755, 12, 34, 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    buf.seek(0)
+    d.create(layer_id(1), None, CreateOpts())
+    d.apply_diff(layer_id(1), None, buf, ApplyDiffOpts())
+    path = d.home / layer_id(1) / "diff" / "tool"
+    st = os.lstat(path)
+    assert st.st_mode & 0o7777 == 0o700  # what the FUSE helper enforces on disk
+    # the real owner and mode, in Go 1.43's (uid:gid:0mode) or HEAD's (...:type) form
+    assert os.getxattr(path, "user.containers.override_stat") in (b"12:34:0755", b"12:34:4755:file")
