@@ -105,11 +105,20 @@ def command_usage(name: str, cmd: click.Command, fs: FlagSet) -> None:
     err(fs.format_defaults())
 
 
+class _LogfmtFormatter(logging.Formatter):
+    """logrus's text format, which the Go CLI uses for --debug output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace('"', '\\"')
+        return f'level={record.levelname.lower()} msg="{message}"'
+
+
 def setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.DEBUG if debug else logging.ERROR,
-        format='level=%(levelname)s msg="%(message)s"',
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 def run(argv: Sequence[str]) -> int:

@@ -143,3 +143,23 @@ def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], vol
     # Go prints container names without a newline after each (kept: scripts may rely on it).
     print_created(container, json_output, name_end="")
     return 0
+
+
+@command(cli, "create-storage-layer", "Create a new layer only in the storage driver",
+         aliases=("createstoragelayer",), options_help="[options [...]] [parentLayerNameOrID]",
+         max_args=1)
+@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
+@click.option("--label", "-l", default="", help="Mount Label")
+@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@json_option
+@map_options
+def create_storage_layer(env: Env, args: tuple[str, ...], layer_id: str, label: str, readonly: bool,
+                         json_output: bool, **maps: Any) -> int:
+    uids, gids = id_maps(**maps)
+    made = env.store().create_storage_layer(layer_id or None, args[0] if args else None, label,
+                                            not readonly, uids, gids)
+    if json_output:
+        emit_json(made)
+    else:
+        out(f"{made}\n")
+    return 0

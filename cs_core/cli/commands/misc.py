@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, err, go_list, json_option, out
+from cs_core.cli.framework import (
+    CommandError,
+    Env,
+    command,
+    describe,
+    emit_json,
+    err,
+    go_list,
+    json_option,
+    out,
+)
 from cs_core.errors import StorageError
 
 
@@ -112,3 +123,59 @@ def plugins(env: Env, args: tuple[str, ...], json_output: bool) -> int:
             lines.append(f"\terror: {p.error}\n")
     out("".join(lines))
     return 0
+
+
+def _go_store_options(opts: Any) -> dict[str, Any]:
+    """Go's ``StoreOptions`` JSON (its struct tags), omitting empty fields as Go does."""
+    from cs_core.codec import converter
+
+    doc: dict[str, Any] = {
+        "runroot": opts.run_root, "root": opts.graph_root, "imagestore": opts.image_store,
+        "RootlessStoragePath": opts.rootless_storage_path,
+        "transient_store": opts.transient_store, "driver": opts.driver_name,
+        "driver-priority": list(opts.driver_priority), "driver-options": list(opts.driver_options),
+        "uidmap": converter.unstructure(list(opts.uid_map)),
+        "gidmap": converter.unstructure(list(opts.gid_map)),
+        "root_auto_ns_user": opts.root_auto_userns_user,
+        "auto_userns_min_size": opts.auto_ns_min_size, "auto_userns_max_size": opts.auto_ns_max_size,
+        "PullOptions": dict(sorted(opts.pull_options.items())) or None,
+        "disable-volatile": opts.disable_volatile,
+    }
+    keep_empty = {"RootlessStoragePath", "PullOptions"}  # untagged in Go: never omitted
+    return {k: v for k, v in doc.items() if k in keep_empty or v not in ("", [], False, 0, None)}
+
+
+@command(cli, "config", "Print the effective storage configuration as JSON",
+         options_help="[options [...]] [configFile]", max_args=1, needs_store=False)
+def config(env: Env, args: tuple[str, ...]) -> int:
+    from cs_core.config import StoreOptions, apply_config
+
+    opts = StoreOptions.load_default()
+    if args:
+        import tomllib
+
+        with open(args[0], "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise CommandError(f"{args[0]}: {exc}") from exc
+        apply_config(opts, data, args[0])
+    emit_json(_go_store_options(opts))
+    return 0
+
+
+@command(cli, "unshare", "Run a command in a user namespace",
+         options_help="[options [...]] [command [...]]", needs_store=False)
+def unshare(env: Env, args: tuple[str, ...]) -> int:
+    import os
+    import subprocess
+
+    argv = list(args) or [os.environ.get("SHELL") or "/bin/sh"]
+    if os.geteuid() != 0:
+        # Rootless: become root in a new user namespace, as Go's re-exec does.
+        argv = ["unshare", "--user", "--map-root-user", "--", *argv]
+    env_vars = {**os.environ, "_CONTAINERS_USERNS_CONFIGURED": "done"}
+    try:
+        return subprocess.call(argv, env=env_vars)
+    except FileNotFoundError as exc:
+        raise CommandError(f"exec: {argv[0]}: executable file not found in $PATH") from exc
