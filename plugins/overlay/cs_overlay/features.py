@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,8 +60,18 @@ def _mount(td: Path, data: str, mount_opts: str = "") -> None:
     syscalls.mount("overlay", str(td / "merged"), "overlay", flags, data)
 
 
+def _load_module() -> None:
+    """Go runs ``modprobe overlay`` before its test mount; only needed when it is not loaded."""
+    with contextlib.suppress(OSError):
+        if "\toverlay\n" in Path("/proc/filesystems").read_text():
+            return
+    with contextlib.suppress(OSError):
+        subprocess.run(["modprobe", "overlay"], capture_output=True, timeout=30)
+
+
 def supports_overlay(home: Path, backing: str) -> tuple[bool, str]:
     """d_type, kernel-style whiteouts and a multi-lower test mount (Go ``supportsOverlay``)."""
+    _load_module()
     try:
         with _scratch(home, "compat") as td:
             if not fsinfo.supports_d_type(td):
