@@ -50,8 +50,11 @@ def unmount_all_under(root: Path) -> None:
 
 
 def subvolume_paths(mnt: Path) -> list[str]:
-    """Live subvolumes of the filesystem at ``mnt`` (as ``btrfs subvolume list`` prints them)."""
-    subprocess.run(["btrfs", "subvolume", "sync", str(mnt)], check=True, capture_output=True)
+    """Live subvolumes of the filesystem at ``mnt`` (as ``btrfs subvolume list`` prints them).
+
+    A deleted subvolume loses its root reference at once, so it is not listed even while the
+    cleaner has yet to free its blocks.
+    """
     out = subprocess.run(["btrfs", "subvolume", "list", str(mnt)], check=True, capture_output=True,
                          text=True).stdout
     return [line.split(" path ", 1)[1] for line in out.splitlines() if " path " in line]

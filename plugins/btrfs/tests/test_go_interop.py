@@ -1,0 +1,102 @@
+"""One btrfs store shared with the Go CLI: each side sees, mounts and deletes the other's layers,
+and deletes leave no subvolume behind."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cs_core.model import Change
+from cs_core.store import Store, open_store
+from cs_core.testing import requires_command
+from cs_core.testing.gocli import GoCLI
+
+from .conftest import subvolume_paths
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def go_cli(graph_dir: Path) -> Iterator[GoCLI]:
+    if shutil.which("containers-storage", path="/usr/bin") is None:
+        requires_command("/usr/bin/containers-storage")
+    cli = GoCLI(graph_dir / "graph", graph_dir / "run", "btrfs")
+    yield cli
+    cli.run("shutdown", "-f", check=False)
+
+
+@pytest.fixture
+def store(graph_dir: Path) -> Iterator[Store]:
+    s = open_store(graph_root=str(graph_dir / "graph"), run_root=str(graph_dir / "run"), driver_name="btrfs")
+    yield s
+    s.shutdown(force=True)
+
+
+def _layer_tar(files: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def _ours(mnt: Path, graph_dir: Path) -> list[str]:
+    prefix = str((graph_dir / "graph").relative_to(mnt))
+    return [p for p in subvolume_paths(mnt) if p.startswith(prefix + "/")]
+
+
+def test_we_mount_and_delete_what_go_made(go_cli: GoCLI, graph_dir: Path, btrfs_mount: Path) -> None:
+    base = go_cli.out("create-layer").split()[0]
+    mnt = Path(go_cli.out("mount", base).strip())
+    assert mnt == graph_dir / "graph" / "btrfs" / "subvolumes" / base
+    (mnt / "from-go").write_text("go\n")
+    go_cli.run("unmount", base)
+    image = go_cli.out("create-image", "-n", "go/img", base).split()[0]
+    ctr = go_cli.out("create-container", "-n", "goctr", image).split()[0]
+    go_cli.run("shutdown", "-f")
+    assert len(_ours(btrfs_mount, graph_dir)) == 2
+
+    s = open_store(graph_root=str(graph_dir / "graph"), run_root=str(graph_dir / "run"), driver_name="btrfs")
+    try:
+        root = Path(s.mount("goctr"))
+        assert (root / "from-go").read_text() == "go\n"
+        (root / "from-python").write_text("py\n")
+        s.unmount("goctr")
+        assert [(c.path, c.kind) for c in s.changes(base, s.container(ctr).layer)] == [
+            ("/from-python", Change.ADD)]
+        s.delete_container(ctr)
+        s.delete_image(image)
+        assert s.layers() == []
+    finally:
+        s.shutdown(force=True)
+    assert _ours(btrfs_mount, graph_dir) == []
+
+
+def test_go_mounts_and_deletes_what_we_made(store: Store, go_cli: GoCLI, graph_dir: Path,
+                                            btrfs_mount: Path) -> None:
+    base = store.put_layer(diff=_layer_tar({"etc/os-release": b"ID=py\n", "bin/sh": b"#!"}))
+    child = store.put_layer(parent=base.id, diff=_layer_tar({"etc/motd": b"hello\n"}))
+    image = store.create_image(names=["py/img"], layer=child.id)
+    store.shutdown(force=True)
+
+    mnt = Path(go_cli.out("mount", child.id).strip())
+    assert (mnt / "etc" / "os-release").read_bytes() == b"ID=py\n"
+    assert (mnt / "etc" / "motd").read_bytes() == b"hello\n"
+    go_cli.run("unmount", child.id)
+    # Go's diff of our layer is the tar we applied (tar-split replay from our record).
+    with tarfile.open(fileobj=io.BytesIO(go_cli.run("diff", "-u", child.id).stdout)) as tf:
+        assert tf.getnames() == ["etc/motd"]
+    ctr = go_cli.out("create-container", image.id).split()[0]
+    go_cli.run("delete-container", ctr)
+    go_cli.run("delete-image", image.id)
+    assert go_cli.json("layers") is None or go_cli.json("layers") == []
+    go_cli.run("shutdown", "-f")
+    assert _ours(btrfs_mount, graph_dir) == []
