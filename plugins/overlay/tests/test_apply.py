@@ -33,6 +33,12 @@ def make_tar(entries: list[tuple[str, bytes | None]]) -> io.BytesIO:
     return buf
 
 
+def entries(data: bytes) -> list[tuple[str, bytes, int, int, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return [(m.name, m.type, m.mode, m.size,
+                 (tf.extractfile(m) or io.BytesIO()).read() if m.isfile() else b"") for m in tf]
+
+
 BASE = [("etc/", None), ("etc/os", b"base"), ("gone", b"g"), ("dir/", None), ("dir/old", b"o"),
         ("keep", b"k")]
 CHILD = [("etc/", None), ("etc/os", b"child"), (".wh.gone", b""), ("dir/", None),
@@ -111,7 +117,8 @@ def test_native_diff_round_trip(driver: OverlayDriver) -> None:
     driver.create(copy, base, CreateOpts())
     driver.apply_diff(copy, base, io.BytesIO(data), ApplyDiffOpts())
     with driver.diff(copy, base) as stream:
-        assert stream.read() == data
+        # equal but for the whiteout's mtime, which is when apply_diff made the char device
+        assert entries(stream.read()) == entries(data)
 
 
 def test_diff_stream_reports_producer_errors(driver: OverlayDriver) -> None:
