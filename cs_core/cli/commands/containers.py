@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from cs_core.cli.app import cli
 from cs_core.cli.framework import (
@@ -17,7 +18,9 @@ from cs_core.cli.framework import (
     unstructure,
 )
 from cs_core.errors import StorageError
-from cs_core.model import Container
+
+if TYPE_CHECKING:
+    from cs_core.model import Container
 
 
 @command(cli, "containers", "List containers", options_help="[options [...]]", max_args=0)

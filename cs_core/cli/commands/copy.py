@@ -13,9 +13,9 @@ import click
 from cs_core.cli.app import cli
 from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option
 from cs_core.errors import StorageError
-from cs_core.model import IDMap
 
 if TYPE_CHECKING:
+    from cs_core.model import IDMap
     from cs_core.store import Store
 
 _MAX_LINKS = 40

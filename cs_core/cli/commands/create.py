@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,7 +11,9 @@ from cs_core.cli.app import cli
 from cs_core.cli.framework import Env, command, emit_json, json_option, out, unstructure
 from cs_core.cli.progress import progress_reader
 from cs_core.errors import UsageError
-from cs_core.model import IDMap
+
+if TYPE_CHECKING:
+    from cs_core.model import IDMap
 
 
 def map_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from typing import TYPE_CHECKING
 
 import click
 
 from cs_core.cli.app import cli
 from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out, unstructure
 from cs_core.errors import StorageError
-from cs_core.model import Image
+
+if TYPE_CHECKING:
+    from cs_core.model import Image
 
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 

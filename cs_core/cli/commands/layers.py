@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,9 @@ from cs_core.cli.app import cli
 from cs_core.cli.framework import Env, command, emit_json, err, go_list, json_option, out, unstructure
 from cs_core.cli.tree import TreeNode, render_tree
 from cs_core.errors import StorageError
-from cs_core.model import Container, Image, Layer
+
+if TYPE_CHECKING:
+    from cs_core.model import Container, Image, Layer
 
 
 @command(cli, "layers", "List layers", options_help="[options [...]]", max_args=0)
