@@ -98,7 +98,8 @@ class OverlayDriver(GraphDriver):
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.home / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
         self.run_home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.layout = Layout(self.home, list(self.opts.image_stores))
+        self.layout = Layout(self.home, list(self.opts.image_stores),
+                             split_image_store=config.image_store)
         self.supports_d_type = True
         self.using_metacopy = False
         flag = self.home / ".has-mount-program"
@@ -217,11 +218,14 @@ class OverlayDriver(GraphDriver):
         # Any directory with a link file or a diff/ is a layer (IDs given with --id need not be
         # 64 hex digits); probes' scratch dirs (compat*, *-check*) have neither.
         out = []
-        for entry in os.scandir(self.home):
-            if entry.name != LINK_DIR and entry.is_dir(follow_symlinks=False) and (
-                    os.path.lexists(os.path.join(entry.path, "link"))
-                    or os.path.isdir(os.path.join(entry.path, "diff"))):
-                out.append(entry.name)
+        for home in self.layout.homes:
+            if not home.is_dir():
+                continue
+            for entry in os.scandir(home):
+                if entry.name != LINK_DIR and entry.is_dir(follow_symlinks=False) and (
+                        os.path.lexists(os.path.join(entry.path, "link"))
+                        or os.path.isdir(os.path.join(entry.path, "diff"))):
+                    out.append(entry.name)
         return out
 
     def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
@@ -230,7 +234,7 @@ class OverlayDriver(GraphDriver):
                 raise OverlayError("--storage-opt size is only supported for ReadWrite Layers")
             if "inodes" in opts.storage_opt:
                 raise OverlayError("--storage-opt inodes is only supported for ReadWrite Layers")
-        self._create(id, parent, opts, quota=None)
+        self._create(id, parent, opts, quota=None, read_only=True)
 
     def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         if opts.storage_opt and self.quota is None:
@@ -245,7 +249,7 @@ class OverlayDriver(GraphDriver):
                 inodes = parse_uint(val)
             else:
                 raise OverlayError(f"unknown option {k}")
-        self._create(id, parent, opts, quota=Quota(size, inodes))
+        self._create(id, parent, opts, quota=Quota(size, inodes), read_only=False)
 
     def _root_ids(self, opts: CreateOpts) -> tuple[int, int]:
         uid_map = opts.uid_map or self.config.uid_map
@@ -259,9 +263,12 @@ class OverlayDriver(GraphDriver):
 
         return root(uid_map), root(gid_map)
 
-    def _create(self, id: str, parent: str | None, opts: CreateOpts, quota: Quota | None) -> None:
-        d = self.home / id
-        (self.home / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
+    def _create(self, id: str, parent: str | None, opts: CreateOpts, quota: Quota | None,
+                read_only: bool) -> None:
+        # With a split image store, image (read-only) layers live there, as in Go HEAD.
+        root = self.layout.homes[-1] if read_only else self.home
+        d = root / id
+        (root / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
         uid, gid = self._root_ids(opts)
         if parent:
             pdir = self.dir(parent)
@@ -269,7 +276,7 @@ class OverlayDriver(GraphDriver):
                 raise LayerUnknown(f"parent {parent}")
             st = os.stat(pdir)
             uid, gid = st.st_uid, st.st_gid
-        if os.path.lexists(d):
+        if any(os.path.lexists(h / id) for h in self.layout.homes):
             log.warning("Trying to create a layer %s while directory %s already exists; removing it first",
                         id, d)
             self.remove(id)
@@ -282,7 +289,7 @@ class OverlayDriver(GraphDriver):
             if parent:
                 perms = os.stat(self.dir(parent) / "diff").st_mode & 0o7777
             self._mkdir(d / "diff", perms, uid, gid)
-            self.layout.create_link(id)
+            self.layout.create_link(d)
             self._mkdir(d / "work", 0o700, uid, gid)
             self._mkdir(d / "merged", 0o700, uid, gid)
             if not parent:
@@ -306,11 +313,14 @@ class OverlayDriver(GraphDriver):
         os.chmod(path, mode)  # mkdir is filtered by the umask; Go's MkdirAs chmods too
 
     def remove(self, id: str) -> None:
-        d = self.home / id
+        for home in self.layout.homes:
+            self._remove_from(home / id)
+
+    def _remove_from(self, d: Path) -> None:
         with contextlib.suppress(OSError):
             lid = (d / "link").read_text()
             if lid and "/" not in lid:
-                os.unlink(self.home / LINK_DIR / lid)
+                os.unlink(d.parent / LINK_DIR / lid)
         if not os.path.lexists(d):
             return
         # A leaked mount below the layer would make rmtree fail half-way: detach first.
@@ -362,7 +372,7 @@ class OverlayDriver(GraphDriver):
         while (d / diff_suffix("diff", n)).is_dir():
             if perms is None:
                 perms = os.stat(d / diff_suffix("diff", n)).st_mode & 0o7777
-            lowers.append(str(self.home / LINK_DIR / link / ".." / diff_suffix("diff", n)))
+            lowers.append(str(d.parent / LINK_DIR / link / ".." / diff_suffix("diff", n)))
             n += 1
         for entry in self.layout.lower_entries(id):
             lower = self.layout.resolve_lower(entry)
@@ -482,7 +492,7 @@ class OverlayDriver(GraphDriver):
 
     def _scratch_dir(self, d: Path) -> Path:
         """Where a deep stack's whiteout summaries live: never inside a read-only store."""
-        return d / "stack" if d.parent == self.home else self.run_home / d.name / "stack"
+        return d / "stack" if d.parent in self.layout.homes else self.run_home / d.name / "stack"
 
     def is_mounted(self, id: str, path: str) -> bool:
         return mounting.is_mountpoint(path, ("overlay", "fuse.", "fuse"))

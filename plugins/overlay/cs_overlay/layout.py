@@ -36,20 +36,25 @@ def diff_suffix(name: str, n: int) -> str:
 class Layout:
     """Path arithmetic and link bookkeeping for one driver home (plus read-only image stores)."""
 
-    def __init__(self, home: Path, image_stores: list[Path], name: str = "overlay") -> None:
+    def __init__(self, home: Path, image_stores: list[Path], name: str = "overlay",
+                 split_image_store: Path | None = None) -> None:
         self.home = home
         self.image_stores = image_stores
         self.name = name
+        #: Writable homes: the driver home and, with a split image store, its ``overlay/``
+        #: (where read-only layers are created, as Go HEAD does).
+        self.homes = [home] + ([split_image_store / name] if split_image_store else [])
 
     def dir2(self, id: str) -> tuple[Path, bool]:
         """The layer's directory and whether it lives in an additional (read-only) store."""
-        own = self.home / id
-        if not own.exists():
-            for store in self.image_stores:
-                other = store / self.name / id
-                if other.exists():
-                    return other, True
-        return own, False
+        for h in self.homes:
+            if (h / id).exists():
+                return h / id, False
+        for store in self.image_stores:
+            other = store / self.name / id
+            if other.exists():
+                return other, True
+        return self.home / id, False
 
     def dir(self, id: str) -> Path:
         return self.dir2(id)[0]
@@ -82,17 +87,17 @@ class Layout:
         return [s for s in text.split(":") if s]
 
     def resolve_lower(self, entry: str) -> Path:
-        """An ``l/LINK`` entry as an absolute path (the home's link, else an image store's)."""
+        """An ``l/LINK`` entry as an absolute path (our homes' links, else a read-only store's)."""
+        roots = [*self.homes, *(store / self.name for store in self.image_stores)]
+        for root in roots:
+            if (root / entry).exists():
+                return root / entry
         path = self.home / entry
-        if path.exists():
-            return path
-        for store in self.image_stores:
-            other = store / self.name / entry
-            if other.exists():
-                return other
-        if not os.path.lexists(path):
-            log.warning("Can't stat lower layer %s because it does not exist; recreating symlinks", path)
-            self.recreate_symlinks()
+        log.warning("Can't stat lower layer %s because it does not exist; recreating symlinks", path)
+        self.recreate_symlinks()
+        for root in self.homes:
+            if (root / entry).exists():
+                return root / entry
         return path
 
     def lower_diff_dirs(self, id: str) -> list[Path]:
@@ -104,10 +109,11 @@ class Layout:
             out.append(Path(os.path.normpath(os.path.join(link.parent, target))))
         return out
 
-    def create_link(self, id: str) -> str:
+    def create_link(self, layer_dir: Path) -> str:
+        """A new short link for the layer at ``layer_dir``, in its home's ``l/``."""
         lid = generate_link_id()
-        os.symlink(f"../{id}/diff", self.home / LINK_DIR / lid)
-        fd = os.open(self.home / id / "link", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.symlink(f"../{layer_dir.name}/diff", layer_dir.parent / LINK_DIR / lid)
+        fd = os.open(layer_dir / "link", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, lid.encode())
         finally:
@@ -116,13 +122,18 @@ class Layout:
 
     def recreate_symlinks(self) -> None:
         """Make ``l/`` and every layer's ``link`` file agree again (Go ``recreateSymlinks``)."""
-        link_dir = self.home / LINK_DIR
+        for home in self.homes:
+            if home.is_dir():
+                self._recreate_symlinks(home)
+
+    def _recreate_symlinks(self, home: Path) -> None:
+        link_dir = home / LINK_DIR
         link_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         errors: list[str] = []
         for _ in range(10):
             progress = False
             errors = []
-            for entry in os.scandir(self.home):
+            for entry in os.scandir(home):
                 if entry.name == LINK_DIR or not entry.is_dir(follow_symlinks=False):
                     continue
                 try:
@@ -141,7 +152,7 @@ class Layout:
                     os.unlink(link.path)
                     progress = True
                     continue
-                link_file = self.home / parts[1] / "link"
+                link_file = home / parts[1] / "link"
                 try:
                     current = link_file.read_text()
                 except OSError:

@@ -47,3 +47,32 @@ def test_layers_from_additional_store(tmp_path: Path, store_dirs: tuple[Path, Pa
         assert not (ro.home / base / "diff" / "mine").exists()
     finally:
         d.cleanup()
+
+
+def test_split_image_store_holds_read_only_layers(tmp_path: Path, store_dirs: tuple[Path, Path]) -> None:
+    graph, run = store_dirs
+    images = tmp_path / "images"
+    d = OverlayDriver(DriverConfig(home=graph / "overlay", run_home=run / "overlay", graph_root=graph,
+                                   run_root=run, image_store=images,
+                                   options=("overlay.skip_mount_home=true",)))
+    base, ctr = layer_id(1), layer_id(2)
+    d.create(base, None, CreateOpts())
+    d.create_read_write(ctr, base, CreateOpts())
+    split = images / "overlay"
+    assert (split / base / "diff").is_dir() and not (graph / "overlay" / base).exists()
+    assert (graph / "overlay" / ctr / "diff").is_dir()
+    base_link = (split / base / "link").read_text()
+    assert os.readlink(split / "l" / base_link) == f"../{base}/diff"
+    assert (graph / "overlay" / ctr / "lower").read_text() == f"l/{base_link}"
+    assert sorted(d.list_layers()) == [base, ctr]
+    (split / base / "diff" / "img").write_text("i")
+    merged = d.get(ctr, MountOpts())
+    try:
+        (merged / "c").write_text("c")
+        assert tree(merged) == {"img": ("file", "i"), "c": ("file", "c")}
+    finally:
+        d.put(ctr)
+    d.remove(ctr)
+    d.remove(base)
+    assert os.listdir(split / "l") == [] and os.listdir(graph / "overlay" / "l") == []
+    assert d.list_layers() == []
