@@ -85,18 +85,36 @@ def test_podman_runs_image_stored_by_cs_core(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=120, check=True).stdout
         assert f"{image_id[:12]} localhost/cs-busybox:latest" in listed
         # nproc: this VM lacks CAP_SYS_RESOURCE, so podman's default (raise to max) fails
-        proc = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--network", "none",
-                               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+        proc = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--network", "none", *limits,
                                "localhost/cs-busybox:latest"],
                               capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines()[0] == "hello from cs_core"
         assert "gone" not in proc.stdout.split() and "greeting" in proc.stdout.split()
-        # the store is still ours after podman used it
+        # a container podman creates is ours to list and mount, and podman sees what we write
+        ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", "--name", "kept",
+                              *limits, "localhost/cs-busybox:latest"],
+                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
         store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
         try:
             assert [i.id for i in store.images()] == [image_id]
-            assert store.containers() == []
+            assert [c.id for c in store.containers()] == [ctr]
+            merged = Path(store.mount(ctr))
+            try:
+                assert (merged / "etc" / "greeting").read_text() == "hello from cs_core\n"
+                (merged / "etc" / "greeting").write_text("written by cs_core\n")
+            finally:
+                store.unmount(ctr)
+        finally:
+            store.shutdown(force=True)
+        proc = subprocess.run([*podman, "start", "--attach", "kept"], capture_output=True, text=True,
+                              timeout=180)
+        assert proc.stdout.splitlines()[:1] == ["written by cs_core"], proc.stderr
+        subprocess.run([*podman, "rm", "kept"], capture_output=True, timeout=120, check=True)
+        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+        try:
+            assert store.containers() == [] and len(store.layers()) == 2
         finally:
             store.shutdown(force=True)
     finally:
