@@ -468,7 +468,7 @@ class OverlayDriver(GraphDriver):
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise OSError(errno.EIO, f"using mount program {self.opts.mount_program}: "
-                          f"{proc.stderr.strip() or '<stderr empty>'}")
+                          f"{'; '.join(proc.stderr.split(chr(10))).strip('; ') or '<stderr empty>'}")
 
     def put(self, id: str) -> None:
         d, in_additional = self.layout.dir2(id)

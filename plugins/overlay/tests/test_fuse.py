@@ -139,3 +139,21 @@ def test_store_on_fuse_overlayfs_round_trip(store_dirs: tuple[object, object]) -
         assert out.getvalue() == top_tar  # tar-split replay, files read through diff_getter
     finally:
         store.shutdown(force=True)
+
+
+def test_failing_mount_program_is_one_clear_line(make_driver: Callable[..., OverlayDriver],
+                                                tmp_path: object) -> None:
+    from pathlib import Path
+
+    from cs_core.errors import StorageError
+
+    prog = Path(str(tmp_path)) / "broken-helper"
+    prog.write_text("#!/bin/sh\necho 'fuse: device not found' >&2\necho 'try modprobe fuse' >&2\nexit 1\n")
+    prog.chmod(0o755)
+    d = make_driver(f"overlay.mount_program={prog}")
+    d.create(layer_id(1), None, CreateOpts())
+    with pytest.raises(StorageError) as info:
+        d.get(layer_id(1), MountOpts())
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"creating overlay mount to {d.home / layer_id(1) / 'merged'}")
+    assert msg.endswith(f"using mount program {prog}: fuse: device not found; try modprobe fuse")
