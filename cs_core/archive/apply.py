@@ -235,19 +235,30 @@ class _Applier:
         if not rel:
             return self.root_entry(hdr)
         try:
+            crc = self.create(hdr, pfd, base, rel, False)
+        except FileExistsError:
+            # Something is there already: a directory over a directory merges, anything else is
+            # replaced (Go removes it first). Only now pay for the lookup.
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not (stat.S_ISDIR(st.st_mode) and tf == tr.DIR):
-            remove_at(pfd, base)
-            if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                self.root.invalidate()
-                pfd = self.root.dir_fd(parent, create=True)
-        crc: int | None = None
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if not (is_dir and tf == tr.DIR):
+                remove_at(pfd, base)
+                if is_dir or stat.S_ISLNK(st.st_mode):
+                    self.root.invalidate()
+                    pfd = self.root.dir_fd(parent, create=True)
+            crc = self.create(hdr, pfd, base, rel, is_dir)
+        self.unpacked.add(rel)
+        if crc is None:
+            crc = self.consume(hdr)
+        return crc
+
+    def create(self, hdr: tr.TarHeader, pfd: int, base: str, rel: str, dir_exists: bool) -> int | None:
+        """Make the entry; raises FileExistsError before touching the stream if the name is taken."""
+        tf = hdr.typeflag
         if tf in (tr.REG, tr.GNU_SPARSE):
-            crc = self.regular(hdr, pfd, base)
-        elif tf == tr.DIR:
-            self.directory(hdr, pfd, base, exists=st is not None and stat.S_ISDIR(st.st_mode), rel=rel)
+            return self.regular(hdr, pfd, base)
+        if tf == tr.DIR:
+            self.directory(hdr, pfd, base, exists=dir_exists, rel=rel)
         elif tf == tr.SYMLINK:
             self.symlink(hdr, pfd, base, rel)
         elif tf == tr.LINK:
@@ -256,19 +267,27 @@ class _Applier:
             self.node(hdr, pfd, base)
         else:
             raise UnsafeArchive(f"unhandled tar header type {tf} for {hdr.name!r}")
-        self.unpacked.add(rel)
-        if crc is None:
-            crc = self.consume(hdr)
-        return crc
+        return None
 
     def regular(self, hdr: tr.TarHeader, pfd: int, base: str) -> int | None:
         fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
             crc = self.write_data(fd, hdr)
-            self.chown(hdr, lambda u, g: os.fchown(fd, u, g))
-            os.fchmod(fd, self.mode_bits(hdr))
-            os.utime(fd, ns=self.times(hdr))
-            self.xattrs(hdr, fd)  # type: ignore[arg-type]
+            if self.uid_map or self.gid_map:
+                uid, gid = self.host_ids(hdr)
+            else:
+                uid, gid = hdr.uid, hdr.gid
+            try:
+                os.fchown(fd, uid, gid)
+            except OSError:
+                if not self.opts.ignore_chown_errors:
+                    raise
+            os.fchmod(fd, hdr.mode & 0o7777 if self.opts.force_mask is None else self.opts.force_mask)
+            atime = hdr.atime_ns
+            mtime = hdr.mtime_ns
+            os.utime(fd, ns=(mtime if atime is None or atime < mtime else atime, mtime))
+            if hdr.xattrs or self.opts.force_mask is not None:
+                self.xattrs(hdr, fd)
         finally:
             os.close(fd)
         return crc
@@ -460,6 +479,7 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
                 tar_split.add_segment(chunk)
         if tar_split is not None:
             tar_split.add_segment(b"")  # Go's packer records the final empty read too
+            tar_split.flush()
         applier.finish()
     finally:
         safe.close()

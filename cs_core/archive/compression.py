@@ -17,9 +17,12 @@ from typing import Any, BinaryIO
 
 import zstandard
 from isal import igzip, igzip_threaded
+from isal.isal_zlib import IsalError
 
 from cs_core.errors import UnsafeArchive
 
+#: What the decoders raise on junk or truncated input.
+_DECODE_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError, IsalError)
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
 
@@ -71,6 +74,8 @@ class _PrefixedReader(io.RawIOBase):
     def __init__(self, head: bytes, stream: Any) -> None:
         self._head = memoryview(head)
         self._stream = stream
+        #: Set when this reader hands out exactly the bytes a DigestReader already hashes.
+        self.source_digest: DigestReader | None = None
 
     def readable(self) -> bool:
         return True
@@ -100,7 +105,7 @@ class _GuardedReader(io.RawIOBase):
             return _readinto(self._inner, memoryview(b).cast("B"))
         except UnsafeArchive:
             raise
-        except (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        except _DECODE_ERRORS as exc:
             raise UnsafeArchive(f"reading {self._kind.label} stream: {exc}") from None
 
     def close(self) -> None:
@@ -136,10 +141,12 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
     kind = detect_compression(bytes(head))
     raw = _PrefixedReader(bytes(head), stream)
     if kind == Compression.NONE:
+        if isinstance(stream, DigestReader):
+            raw.source_digest = stream
         return kind, raw  # type: ignore[return-value]
     try:
         decoder = _open_decoder(kind, raw)
-    except (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError) as exc:
+    except _DECODE_ERRORS as exc:
         raise UnsafeArchive(f"reading {kind.label} stream: {exc}") from None
     return kind, _GuardedReader(decoder, kind)  # type: ignore[return-value]
 
@@ -150,7 +157,10 @@ class DigestReader(io.RawIOBase):
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
-        self.size = 0
+        self._size = 0
+        # Uncompressed input: the bytes are the ones the outer reader already hashes, so the
+        # second digest (Go computes both) is that one, without hashing everything twice.
+        self._alias: DigestReader | None = getattr(stream, "source_digest", None)
 
     def readable(self) -> bool:
         return True
@@ -158,13 +168,20 @@ class DigestReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         n = _readinto(self._stream, view)
-        if n:
+        if n and self._alias is None:
             self._hash.update(view[:n])
-            self.size += n
+            self._size += n
         return n
 
     @property
+    def size(self) -> int:
+        """Bytes read so far."""
+        return self._alias.size if self._alias is not None else self._size
+
+    @property
     def digest(self) -> str:
+        if self._alias is not None:
+            return self._alias.digest
         return "sha256:" + self._hash.hexdigest()
 
 

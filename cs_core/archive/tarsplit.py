@@ -52,14 +52,32 @@ def clean_name(name: str) -> str:
 class TarSplitWriter:
     """Writes tar-split entries to a binary file object (the caller compresses it)."""
 
+    _FLUSH = 1 << 20
+
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._pos = 0
         self._seen: set[str] = set()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def _emit(self, line: bytes) -> None:
+        # Batched: one write per MiB keeps the caller's compressor out of the per-entry path.
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= self._FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand buffered entries to the output (also done when the stream ends)."""
+        if self._pending:
+            self._out.write(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_size = 0
 
     def add_segment(self, payload: bytes) -> None:
         b64 = base64.b64encode(payload).decode("ascii")
-        self._out.write(f'{{"type":2,"payload":"{b64}","position":{self._pos}}}\n'.encode())
+        self._emit(f'{{"type":2,"payload":"{b64}","position":{self._pos}}}\n'.encode())
         self._pos += 1
 
     def add_file(self, name: bytes, size: int, crc: int | None) -> None:
@@ -80,9 +98,7 @@ class TarSplitWriter:
             payload = "null"
         else:
             payload = '"' + base64.b64encode(struct.pack(">Q", crc)).decode("ascii") + '"'
-        self._out.write(
-            f'{{"type":1,{name_json}{size_json}"payload":{payload},"position":{self._pos}}}\n'.encode()
-        )
+        self._emit(f'{{"type":1,{name_json}{size_json}"payload":{payload},"position":{self._pos}}}\n'.encode())
         self._pos += 1
 
 

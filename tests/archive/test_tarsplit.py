@@ -85,6 +85,7 @@ def test_duplicate_paths_rejected_when_reading() -> None:
     ts = io.BytesIO()
     w = TarSplitWriter(ts)
     w.add_file(b"a", 0, None)
+    w.flush()
     data = ts.getvalue() + ts.getvalue()
     with pytest.raises(UnsafeArchive, match="duplicates"):
         list(iter_tar_split(io.BytesIO(data)))
