@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from cs_btrfs import fs, ioctl, subvol
+from cs_btrfs import fs, ioctl, native, subvol
 from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
 from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.model import ApplyResult, IDMap
+from cs_core.model import ApplyResult, Change, IDMap
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class BtrfsDriver(GraphDriver):
     name: ClassVar[str] = "btrfs"
     whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
     priority: ClassVar[int] = 20
+    #: Use generation numbers for changes/diff when sound (see ``cs_btrfs.native``).
+    native_changes: bool = True
 
     @classmethod
     def probe(cls, config: DriverConfig) -> None:
@@ -247,6 +249,53 @@ class BtrfsDriver(GraphDriver):
             ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None)
         return apply_tar(self.get(id, MountOpts()), stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+
+    def _native_since(self, id: str, parent: str | None) -> int | None:
+        if not parent or not self.native_changes:
+            return None
+        try:
+            with ioctl.open_dir(self.layer_dir(id)) as cfd, ioctl.open_dir(self.layer_dir(parent)) as pfd:
+                return native.usable(cfd, pfd)
+        except OSError:
+            return None
+
+    def _native_changes(self, id: str, parent: str, since: int) -> list[Change]:
+        with ioctl.open_dir(self.layer_dir(id)) as fd:
+            return native.changes(self.layer_dir(id), self.layer_dir(parent), fd, since)
+
+    def changes(self, id: str, parent: str | None) -> list[Change]:
+        since = self._native_since(id, parent)
+        if since is None:
+            return super().changes(id, parent)
+        assert parent is not None
+        return self._native_changes(id, parent, since)
+
+    def diff_size(self, id: str, parent: str | None) -> int:
+        since = self._native_since(id, parent)
+        if since is None:
+            return super().diff_size(id, parent)
+        from cs_core.drivers.naive import changes_size
+
+        assert parent is not None
+        return changes_size(self.layer_dir(id), self._native_changes(id, parent, since))
+
+    def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
+             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+        since = self._native_since(id, parent)
+        if since is None:
+            return super().diff(id, parent, uid_map, gid_map)
+        from cs_core.archive.changes import export_changes
+
+        assert parent is not None
+        found = self._native_changes(id, parent, since)
+        root = self.layer_dir(id)
+
+        def produce(out: BinaryIO) -> None:
+            export_changes(root, found, out, uid_map, gid_map)
+
+        from cs_btrfs.streaming import PipeStream
+
+        return PipeStream(produce)  # type: ignore[return-value]
 
 
 def directory_size(root: Path) -> int:

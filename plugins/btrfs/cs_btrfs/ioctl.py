@@ -239,3 +239,39 @@ def quota_enabled(fd: int) -> bool:
     except OSError:
         return False
     return False
+
+
+IOC_GET_SUBVOL_INFO = 0x81F8943C
+_SUBVOL_INFO_SIZE = 504
+INODE_EXTREF_KEY = 13
+
+
+class SubvolInfo:
+    """The fields of ``btrfs_ioctl_get_subvol_info_args`` the driver uses."""
+
+    __slots__ = ("ctransid", "generation", "otransid", "parent_uuid", "treeid", "uuid")
+
+    def __init__(self, raw: bytes) -> None:
+        self.treeid: int = struct.unpack_from("=Q", raw, 0)[0]
+        self.generation: int = struct.unpack_from("=Q", raw, 280)[0]
+        self.uuid: bytes = raw[296:312]
+        self.parent_uuid: bytes = raw[312:328]
+        ctransid, otransid = struct.unpack_from("=QQ", raw, 344)
+        self.ctransid: int = ctransid
+        self.otransid: int = otransid
+
+
+def subvol_info(fd: int) -> SubvolInfo:
+    """Facts about the subvolume holding ``fd`` (unprivileged, kernel >= 4.18)."""
+    buf = bytearray(_SUBVOL_INFO_SIZE)
+    fcntl.ioctl(fd, IOC_GET_SUBVOL_INFO, buf, True)
+    return SubvolInfo(bytes(buf))
+
+
+def ino_path(fd: int, objectid: int) -> str:
+    """Path of directory inode ``objectid`` inside the subvolume holding ``fd``: "" or "a/b/"."""
+    if objectid == FIRST_FREE_OBJECTID:
+        return ""
+    args = InoLookupArgs(treeid=0, objectid=objectid)
+    fcntl.ioctl(fd, IOC_INO_LOOKUP, args)
+    return os.fsdecode(args.name)

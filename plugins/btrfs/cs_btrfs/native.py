@@ -1,0 +1,192 @@
+"""Changes of a snapshot against its source from btrfs generation numbers.
+
+A child layer is a snapshot of its parent. An inode the child has not touched since the snapshot
+still carries an older transaction ID (``btrfs_inode_item.transid``) and, at the same path in the
+parent, the very same inode number and contents. Every change a tree comparison can find —
+content, mode, owner, times, xattrs, new names (rename and link update ctime), removed names
+(they modify the directory) — therefore shows up as an inode item newer than the snapshot. One
+tree search with ``min_transid`` finds those; only their directories are compared, by the same
+rules as Go's ``ChangesDirs``.
+
+Items are searched after a commit (:func:`usable` syncs), since inode updates are cached until
+then. Preconditions, checked by :func:`usable`: the parent is the snapshot source (UUIDs), the parent
+has not changed since (no newer inode items in it), and we may search trees (CAP_SYS_ADMIN).
+Otherwise the driver falls back to the full comparison.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+from pathlib import Path
+
+from cs_btrfs import ioctl
+from cs_core.model import Change
+
+_INODE_TRANSID = struct.Struct("=QQ")  # btrfs_inode_item: generation, transid
+_INODE_REF = struct.Struct("=QH")  # index, name_len
+_INODE_EXTREF = struct.Struct("=QQH")  # parent, index, name_len
+_XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+def _newer_inodes(fd: int, since: int) -> set[int]:
+    found: set[int] = set()
+    for _t, objectid, _off, typ, data in ioctl.tree_search(
+            fd, 0, ioctl.INODE_ITEM_KEY, ioctl.INODE_ITEM_KEY, min_transid=since + 1):
+        if typ == ioctl.INODE_ITEM_KEY and _INODE_TRANSID.unpack_from(data)[1] > since:
+            found.add(objectid)
+    return found
+
+
+def usable(child_fd: int, parent_fd: int) -> int | None:
+    """The snapshot's transaction ID if the native comparison is sound here, else None."""
+    try:
+        # Inode updates wait in btrfs's delayed-inode cache until a commit; only committed
+        # items are visible to a tree search.
+        ioctl.sync(child_fd)
+        child, parent = ioctl.subvol_info(child_fd), ioctl.subvol_info(parent_fd)
+        if child.parent_uuid != parent.uuid or parent.uuid == bytes(16):
+            return None
+        if _newer_inodes(parent_fd, child.otransid):
+            return None
+    except OSError:
+        return None
+    return child.otransid
+
+
+def _names_of(fd: int, ino: int, dir_paths: dict[int, str]) -> list[str]:
+    """Every path (hard link) of inode ``ino``, relative to the subvolume root."""
+    if ino == ioctl.FIRST_FREE_OBJECTID:
+        return [""]
+    out = []
+    for _t, _oid, offset, typ, data in ioctl.tree_search(
+            fd, 0, ioctl.INODE_REF_KEY, ioctl.INODE_EXTREF_KEY, min_objectid=ino, max_objectid=ino):
+        if typ == ioctl.INODE_REF_KEY:
+            refs: list[tuple[int, bytes]] = []
+            pos = 0
+            while pos < len(data):
+                _index, n = _INODE_REF.unpack_from(data, pos)
+                pos += _INODE_REF.size
+                refs.append((offset, data[pos:pos + n]))
+                pos += n
+        else:
+            refs = []
+            pos = 0
+            while pos < len(data):
+                parent, _index, n = _INODE_EXTREF.unpack_from(data, pos)
+                pos += _INODE_EXTREF.size
+                refs.append((parent, data[pos:pos + n]))
+                pos += n
+        for parent_dir, name in refs:
+            if parent_dir not in dir_paths:
+                dir_paths[parent_dir] = ioctl.ino_path(fd, parent_dir)
+            out.append(dir_paths[parent_dir] + os.fsdecode(name))
+    return out
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _XATTR_ERRORS:
+            return {}
+        raise
+    out = {}
+    for key in keys:
+        if key.startswith("user.") or key == "security.capability":
+            try:
+                out[key] = os.getxattr(path, key, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in _XATTR_ERRORS:
+                    raise
+    return out
+
+
+def _same_time(a: int, b: int) -> bool:
+    # Go compares times at the precision tar keeps: whole seconds when either side has no ns.
+    return a == b or (a // 1_000_000_000 == b // 1_000_000_000
+                      and (a % 1_000_000_000 == 0 or b % 1_000_000_000 == 0))
+
+
+def _differs(new: str, old: str, n: os.stat_result, o: os.stat_result) -> bool:
+    if (o.st_mode != n.st_mode or o.st_uid != n.st_uid or o.st_gid != n.st_gid
+            or o.st_rdev != n.st_rdev):
+        return True
+    if not stat.S_ISDIR(o.st_mode) and (
+            not _same_time(o.st_mtime_ns, n.st_mtime_ns) or o.st_size != n.st_size):
+        return True
+    return _xattrs(new) != _xattrs(old)
+
+
+def _names(path: str) -> dict[str, int]:
+    with os.scandir(path) as it:
+        return {e.name: e.inode() for e in it}
+
+
+def _add_tree(root: str, rel: str, out: list[Change]) -> None:
+    out.append(Change("/" + rel, Change.ADD))
+    full = os.path.join(root, rel)
+    if stat.S_ISDIR(os.lstat(full).st_mode):
+        for name in _names(full):
+            _add_tree(root, f"{rel}/{name}", out)
+
+
+def changes(child: Path, parent: Path, child_fd: int, since: int) -> list[Change]:
+    """What ``child`` changes against ``parent`` (its snapshot source), sorted by path."""
+    dir_paths: dict[int, str] = {}
+    touched: set[str] = set()
+    for ino in _newer_inodes(child_fd, since):
+        touched.update(_names_of(child_fd, ino, dir_paths))
+    # Directories holding a touched path must be walked even if they are unchanged themselves.
+    walk: set[str] = set()
+    for rel in touched:
+        while rel:
+            rel = os.path.dirname(rel)
+            if rel in walk:
+                break
+            walk.add(rel)
+    new_root, old_root = os.fspath(child), os.fspath(parent)
+    out: list[Change] = []
+
+    def visit(rel: str) -> None:
+        new_dir = os.path.join(new_root, rel) if rel else new_root
+        old_dir = os.path.join(old_root, rel) if rel else old_root
+        nn = _names(new_dir)
+        try:
+            on = _names(old_dir) if stat.S_ISDIR(os.lstat(old_dir).st_mode) else {}
+        except FileNotFoundError:
+            on = {}
+        for name in nn.keys() | on.keys():
+            crel = f"{rel}/{name}" if rel else name
+            if (name in nn and name in on and nn[name] == on[name]
+                    and crel not in touched and crel not in walk):
+                continue  # the same untouched inode on both sides
+            if name not in nn:
+                out.append(Change("/" + crel, Change.DELETE))
+                continue
+            if name not in on:
+                _add_tree(new_root, crel, out)
+                continue
+            n_path, o_path = os.path.join(new_root, crel), os.path.join(old_root, crel)
+            nst, ost = os.lstat(n_path), os.lstat(o_path)
+            if _differs(n_path, o_path, nst, ost):
+                out.append(Change("/" + crel, Change.MODIFY))
+            if stat.S_ISDIR(nst.st_mode):
+                if stat.S_ISDIR(ost.st_mode):
+                    visit(crel)
+                else:
+                    for sub in _names(n_path):
+                        _add_tree(new_root, f"{crel}/{sub}", out)
+
+    visit("")
+    # Go reports every directory above a change as modified (unless it is itself listed).
+    listed = {c.path for c in out}
+    for c in list(out):
+        d = os.path.dirname(c.path)
+        while d != "/" and d not in listed:
+            listed.add(d)
+            out.append(Change(d, Change.MODIFY))
+            d = os.path.dirname(d)
+    return sorted(out, key=lambda c: c.path)
