@@ -133,7 +133,10 @@ def test_random_edits(driver: BtrfsDriver, seed: int) -> None:
 
 
 def test_falls_back_when_not_sound(driver: BtrfsDriver) -> None:
-    _layers(driver, lambda root: (root / "etc/passwd").write_text("changed"))
+    def edit(root: Path) -> None:
+        (root / "etc/passwd").write_text("changed")
+
+    _layers(driver, edit)
     driver.create("other", None, CreateOpts())
     with ioctl.open_dir(driver.layer_dir("child")) as c, ioctl.open_dir(driver.layer_dir("other")) as o:
         assert native.usable(c, o) is None  # not the snapshot source
