@@ -1,0 +1,1 @@
+"""The vfs graph driver: every layer is a complete directory tree."""

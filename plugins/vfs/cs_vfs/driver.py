@@ -1,0 +1,134 @@
+"""vfs: a layer is ``<graphroot>/vfs/dir/<id>``, a full copy of its parent plus its changes.
+
+Slow to create and big on disk, but works on any filesystem and needs no mounts; Go's
+layout exactly, so Go and cs_core share vfs stores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from cs_core import atomic
+from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.drivers import naive
+from cs_core.drivers.base import (
+    ApplyDiffOpts,
+    CreateOpts,
+    DriverConfig,
+    GraphDriver,
+    MountOpts,
+    split_option,
+)
+from cs_core.errors import DriverError
+from cs_core.idmap import to_host
+from cs_core.model import ApplyResult
+from cs_vfs.copy import copy_tree
+
+DEFAULT_PERMS = 0o555
+
+
+class VfsDriver(GraphDriver):
+    name = "vfs"
+    whiteout_format = WhiteoutFormat.DELETE
+    priority = 300
+    # Go never picks vfs on its own from an existing store; cs_core's selection does
+    # (see cs_core/selection.py), but vfs stays last in the automatic priority order.
+    auto_select = True
+
+    def __init__(self, config: DriverConfig) -> None:
+        super().__init__(config)
+        self.homes = [self.home]
+        self.ignore_chown_errors = False
+        for option in config.options:
+            parsed = split_option(option, "vfs")
+            if parsed is None:
+                continue
+            key, value = parsed
+            full = option.partition("=")[0].strip().lower()
+            if key == "imagestore":
+                self.homes += [Path(p) / "vfs" for p in value.split(",") if p]
+            elif full in ("vfs.mountopt", ".mountopt", "mountopt"):
+                raise DriverError("vfs driver does not support mount options")
+            elif key == "ignore_chown_errors":
+                self.ignore_chown_errors = value.lower() in ("1", "t", "true")
+            else:
+                raise DriverError(f"vfs driver does not support {full} options")
+        atomic.makedirs(self.home)
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def layer_dir(self, id: str) -> Path:
+        name = os.path.basename(id)
+        for home in self.homes:
+            candidate = home / "dir" / name
+            if candidate.is_dir():
+                return candidate
+        return self.home / "dir" / name
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        self._create(id, parent, opts)
+
+    def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        self._create(id, parent, opts)
+
+    def _create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+        if opts.storage_opt:
+            raise DriverError("--storage-opt is not supported for vfs")
+        target = self.home / "dir" / os.path.basename(id)
+        atomic.makedirs(target.parent)
+        uid_map = opts.uid_map or self.config.uid_map
+        gid_map = opts.gid_map or self.config.gid_map
+        try:
+            if parent:
+                source = self.layer_dir(parent)
+                if not source.is_dir():
+                    raise DriverError(f"{parent}: stat {source}: no such file or directory")
+                copy_tree(source, target)
+            else:
+                os.mkdir(target, DEFAULT_PERMS)
+                os.chmod(target, DEFAULT_PERMS)  # not subject to the umask, as Go's chmod
+                os.chown(target, to_host(0, uid_map), to_host(0, gid_map))
+        except BaseException:
+            atomic.remove_tree(target)
+            raise
+
+    def remove(self, id: str) -> None:
+        atomic.remove_tree(self.home / "dir" / os.path.basename(id))
+
+    def get(self, id: str, opts: MountOpts) -> Path:
+        if opts.options and tuple(opts.options) != ("ro",):
+            raise DriverError("vfs driver does not support mount options")
+        path = self.layer_dir(id)
+        if not path.is_dir():
+            raise DriverError(f"stat {path}: no such file or directory")
+        return path
+
+    def put(self, id: str) -> None:
+        """Nothing is mounted for vfs."""
+
+    def exists(self, id: str) -> bool:
+        return self.layer_dir(id).exists()
+
+    def list_layers(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.home / "dir") if e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def additional_image_stores(self) -> list[Path]:
+        return [home.parent for home in self.homes[1:]]
+
+    # -- content -----------------------------------------------------------------------------
+
+    def apply_diff(
+        self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
+    ) -> ApplyResult:
+        if self.ignore_chown_errors and not opts.ignore_chown_errors:
+            import attrs
+
+            opts = attrs.evolve(opts, ignore_chown_errors=True)
+        return naive.apply_diff(self, id, parent, stream, opts)
