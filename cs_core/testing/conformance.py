@@ -1,0 +1,241 @@
+"""The graph-driver conformance suite: the contract every driver must pass.
+
+A driver package runs it by subclassing in its own tests::
+
+    from cs_core.testing.conformance import GraphDriverConformance
+
+    class TestMyDriver(GraphDriverConformance):
+        driver_name = "mydriver"
+
+Override the ``driver_config`` fixture to put the driver's home somewhere special (btrfs
+needs a btrfs filesystem), ``driver_options`` for options, and the capability flags for what
+the driver cannot do. Every test runs on a real filesystem through the plugin registry, so it
+also checks that the driver's entry point registers it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
+from cs_core.drivers.plugins import PluginRegistry
+from cs_core.model import Change
+
+
+def make_tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
+    """A PAX tar of ``(name, data or None for a directory, mode)`` entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            info.mode = mode
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _tree(root: Path) -> dict[str, tuple[str, bytes | str | None]]:
+    """A comparable picture of a tree: kind and content per relative path."""
+    out: dict[str, tuple[str, bytes | str | None]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", None)
+            elif stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", path.read_bytes())
+            else:
+                out[rel] = ("other", None)
+    return out
+
+
+class GraphDriverConformance:
+    """Subclass with ``driver_name`` set; every ``test_*`` method checks one promise."""
+
+    driver_name: ClassVar[str] = ""
+    driver_options: ClassVar[tuple[str, ...]] = ()
+    #: Drivers that really mount (overlay) refuse writes through read-only mounts.
+    enforces_read_only_mounts: ClassVar[bool] = False
+    #: Whether the driver needs root (mounts, ioctls).
+    needs_root: ClassVar[bool] = False
+
+    @pytest.fixture
+    def driver_config(self, tmp_path: Path) -> DriverConfig:
+        graph, run = tmp_path / "graph", tmp_path / "run"
+        return DriverConfig(home=graph / self.driver_name, run_home=run / self.driver_name,
+                            graph_root=graph, run_root=run, options=self.driver_options)
+
+    @pytest.fixture
+    def driver(self, driver_config: DriverConfig) -> Iterator[GraphDriver]:
+        if self.needs_root:
+            from cs_core.testing import require_privileged
+
+            require_privileged(f"the {self.driver_name} driver needs root")
+        cls = PluginRegistry().driver_class(self.driver_name)
+        cls.probe(driver_config)
+        drv = cls(driver_config)
+        try:
+            yield drv
+        finally:
+            for layer in drv.list_layers():
+                try:
+                    drv.put(layer)
+                except Exception:
+                    pass
+            drv.cleanup()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _apply(self, drv: GraphDriver, id: str, parent: str | None, tar: bytes) -> None:
+        drv.apply_diff(id, parent, io.BytesIO(tar), ApplyDiffOpts())
+
+    def _read_tree(self, drv: GraphDriver, id: str) -> dict[str, tuple[str, bytes | str | None]]:
+        root = drv.get(id, MountOpts(options=("ro",)))
+        try:
+            return _tree(root)
+        finally:
+            drv.put(id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def test_registered_under_its_name(self, driver: GraphDriver) -> None:
+        assert driver.name == self.driver_name
+        assert isinstance(driver.status(), list)
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in driver.status())
+
+    def test_create_exists_list_remove(self, driver: GraphDriver) -> None:
+        driver.create("base", None, CreateOpts())
+        driver.create_read_write("rw", "base", CreateOpts())
+        assert driver.exists("base") and driver.exists("rw")
+        assert sorted(driver.list_layers()) == ["base", "rw"]
+        assert isinstance(driver.metadata("base"), dict)
+        driver.remove("rw")
+        driver.remove("rw")  # removing twice is not an error
+        assert not driver.exists("rw")
+        driver.remove("base")
+        assert driver.list_layers() == []
+
+    def test_mount_write_and_persist(self, driver: GraphDriver) -> None:
+        driver.create_read_write("l", None, CreateOpts())
+        root = driver.get("l", MountOpts())
+        (root / "hello").write_text("world")
+        driver.put("l")
+        assert self._read_tree(driver, "l")["hello"] == ("file", b"world")
+
+    def test_read_only_mount(self, driver: GraphDriver) -> None:
+        driver.create("l", None, CreateOpts())
+        self._apply(driver, "l", None, make_tar([("f", b"x", 0o644)]))
+        root = driver.get("l", MountOpts(options=("ro",)))
+        try:
+            assert (root / "f").read_bytes() == b"x"
+            if self.enforces_read_only_mounts:
+                with pytest.raises(OSError):
+                    (root / "g").write_text("nope")
+        finally:
+            driver.put("l")
+
+    def test_child_is_copy_on_write(self, driver: GraphDriver) -> None:
+        driver.create("parent", None, CreateOpts())
+        self._apply(driver, "parent", None, make_tar([("shared", b"parent", 0o644)]))
+        driver.create_read_write("child", "parent", CreateOpts())
+        root = driver.get("child", MountOpts())
+        try:
+            assert (root / "shared").read_bytes() == b"parent"
+            (root / "shared").write_bytes(b"child")
+            (root / "new").write_bytes(b"n")
+        finally:
+            driver.put("child")
+        assert self._read_tree(driver, "parent") == {"shared": ("file", b"parent")}
+        assert self._read_tree(driver, "child")["shared"] == ("file", b"child")
+
+    # -- content -----------------------------------------------------------------------------
+
+    def test_apply_diff_entry_types_and_whiteouts(self, driver: GraphDriver) -> None:
+        driver.create("base", None, CreateOpts())
+        self._apply(driver, "base", None, make_tar([
+            ("etc", None, 0o755), ("etc/keep", b"k", 0o644), ("etc/gone", b"g", 0o600),
+            ("opq", None, 0o755), ("opq/hidden", b"h", 0o644), ("bin", None, 0o755),
+            ("bin/tool", b"#!/bin/sh\n", 0o755),
+        ]))
+        driver.create("top", "base", CreateOpts())
+        result = driver.apply_diff("top", "base", io.BytesIO(make_tar([
+            ("etc/.wh.gone", b"", 0o644), ("opq", None, 0o755), ("opq/.wh..wh..opq", b"", 0o644),
+            ("opq/fresh", b"f", 0o644), ("etc/added", b"a", 0o640),
+        ])), ApplyDiffOpts())
+        assert result.size > 0 and result.uids == (0,)
+        tree = self._read_tree(driver, "top")
+        assert "etc/gone" not in tree and "opq/hidden" not in tree
+        assert tree["opq/fresh"] == ("file", b"f") and tree["etc/keep"] == ("file", b"k")
+        assert tree["etc/added"] == ("file", b"a") and tree["bin/tool"][0] == "file"
+
+    def test_changes_and_diff_round_trip(self, driver: GraphDriver) -> None:
+        driver.create("base", None, CreateOpts())
+        self._apply(driver, "base", None, make_tar([
+            ("a", None, 0o755), ("a/old", b"1", 0o644), ("keep", b"k", 0o644),
+        ]))
+        driver.create_read_write("top", "base", CreateOpts())
+        root = driver.get("top", MountOpts())
+        try:
+            (root / "a" / "old").unlink()
+            (root / "a" / "new").write_bytes(b"2")
+            (root / "keep").write_bytes(b"changed!")
+        finally:
+            driver.put("top")
+        found = {(c.path, c.kind) for c in driver.changes("top", "base")}
+        assert ("/a/old", Change.DELETE) in found
+        assert ("/a/new", Change.ADD) in found
+        assert ("/keep", Change.MODIFY) in found
+        assert driver.diff_size("top", "base") >= len(b"changed!") + 1
+        stream = driver.diff("top", "base")
+        try:
+            diff = stream.read()
+        finally:
+            stream.close()
+        # Applying the diff onto a fresh child of the same parent reproduces the tree.
+        driver.create("replay", "base", CreateOpts())
+        self._apply(driver, "replay", "base", diff)
+        assert self._read_tree(driver, "replay") == self._read_tree(driver, "top")
+
+    def test_diff_getter_reads_layer_files(self, driver: GraphDriver) -> None:
+        driver.create("base", None, CreateOpts())
+        self._apply(driver, "base", None, make_tar([("d", None, 0o755), ("d/f", b"payload", 0o644)]))
+        getter = driver.diff_getter("base")
+        try:
+            with getter.open("d/f") as fh:
+                assert fh.read() == b"payload"
+        finally:
+            getter.close()
+
+    def test_deep_chain(self, driver: GraphDriver) -> None:
+        parent = None
+        for i in range(20):
+            driver.create(f"l{i}", parent, CreateOpts())
+            self._apply(driver, f"l{i}", parent, make_tar([(f"file{i}", str(i).encode(), 0o644)]))
+            parent = f"l{i}"
+        tree = self._read_tree(driver, "l19")
+        assert all(tree[f"file{i}"] == ("file", str(i).encode()) for i in range(20))
+
+    def test_many_files(self, driver: GraphDriver) -> None:
+        entries: list[tuple[str, bytes | None, int]] = [("many", None, 0o755)]
+        entries += [(f"many/f{i:05d}", b"x" * (i % 7), 0o644) for i in range(3000)]
+        driver.create("l", None, CreateOpts())
+        self._apply(driver, "l", None, make_tar(entries))
+        assert len(self._read_tree(driver, "l")) == 3001
