@@ -250,7 +250,7 @@ class BtrfsDriver(GraphDriver):
             progress=opts.progress if callable(opts.progress) else None)
         return apply_tar(self.get(id, MountOpts()), stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
 
-    def _native_since(self, id: str, parent: str | None) -> int | None:
+    def _native_since(self, id: str, parent: str | None) -> tuple[int, int] | None:
         if not parent or not self.native_changes:
             return None
         try:
@@ -259,7 +259,7 @@ class BtrfsDriver(GraphDriver):
         except OSError:
             return None
 
-    def _native_changes(self, id: str, parent: str, since: int) -> list[Change]:
+    def _native_changes(self, id: str, parent: str, since: tuple[int, int]) -> list[Change]:
         with ioctl.open_dir(self.layer_dir(id)) as fd:
             return native.changes(self.layer_dir(id), self.layer_dir(parent), fd, since)
 

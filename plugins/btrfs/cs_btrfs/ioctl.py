@@ -249,7 +249,7 @@ INODE_EXTREF_KEY = 13
 class SubvolInfo:
     """The fields of ``btrfs_ioctl_get_subvol_info_args`` the driver uses."""
 
-    __slots__ = ("ctransid", "generation", "otransid", "parent_uuid", "treeid", "uuid")
+    __slots__ = ("ctransid", "generation", "otime_ns", "otransid", "parent_uuid", "treeid", "uuid")
 
     def __init__(self, raw: bytes) -> None:
         self.treeid: int = struct.unpack_from("=Q", raw, 0)[0]
@@ -259,6 +259,8 @@ class SubvolInfo:
         ctransid, otransid = struct.unpack_from("=QQ", raw, 344)
         self.ctransid: int = ctransid
         self.otransid: int = otransid
+        sec, nsec = struct.unpack_from("=QI", raw, 392)  # otime: creation time of the subvolume
+        self.otime_ns: int = sec * 1_000_000_000 + nsec
 
 
 def subvol_info(fd: int) -> SubvolInfo:

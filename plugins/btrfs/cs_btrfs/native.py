@@ -10,7 +10,8 @@ rules as Go's ``ChangesDirs``.
 
 Items are searched after a commit (:func:`usable` syncs), since inode updates are cached until
 then. Preconditions, checked by :func:`usable`: the parent is the snapshot source (UUIDs), the parent
-has not changed since (no newer inode items in it), and we may search trees (CAP_SYS_ADMIN).
+has not changed since (no inode in it with a newer transaction and ctime), and we may search
+trees (CAP_SYS_ADMIN).
 Otherwise the driver falls back to the full comparison.
 """
 
@@ -26,22 +27,41 @@ from cs_btrfs import ioctl
 from cs_core.model import Change
 
 _INODE_TRANSID = struct.Struct("=QQ")  # btrfs_inode_item: generation, transid
+_INODE_CTIME = struct.Struct("=QI")  # btrfs_inode_item.ctime at offset 124: sec, nsec
 _INODE_REF = struct.Struct("=QH")  # index, name_len
 _INODE_EXTREF = struct.Struct("=QQH")  # parent, index, name_len
 _XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
-def _newer_inodes(fd: int, since: int) -> set[int]:
-    found: set[int] = set()
+def _newer_inodes(fd: int, since: int, since_ns: int) -> dict[int, int]:
+    """Inodes written after transaction ``since`` whose ctime is not before ``since_ns``: ino -> ctime.
+
+    The ctime filter drops atime-only updates (reading a file or listing a directory rewrites
+    its inode item but never its ctime); every change a comparison can see moves ctime. It
+    assumes the wall clock did not step back between the snapshot and the change.
+    """
+    found: dict[int, int] = {}
     for _t, objectid, _off, typ, data in ioctl.tree_search(
             fd, 0, ioctl.INODE_ITEM_KEY, ioctl.INODE_ITEM_KEY, min_transid=since + 1):
-        if typ == ioctl.INODE_ITEM_KEY and _INODE_TRANSID.unpack_from(data)[1] > since:
-            found.add(objectid)
+        if typ != ioctl.INODE_ITEM_KEY or _INODE_TRANSID.unpack_from(data)[1] <= since:
+            continue
+        sec, nsec = _INODE_CTIME.unpack_from(data, 124)
+        ctime = sec * 1_000_000_000 + nsec
+        if ctime >= since_ns:
+            found[objectid] = ctime
     return found
 
 
-def usable(child_fd: int, parent_fd: int) -> int | None:
-    """The snapshot's transaction ID if the native comparison is sound here, else None."""
+def _ctime(fd: int, ino: int) -> int | None:
+    for _t, _oid, _off, _typ, data in ioctl.tree_search(
+            fd, 0, ioctl.INODE_ITEM_KEY, ioctl.INODE_ITEM_KEY, min_objectid=ino, max_objectid=ino):
+        sec, nsec = _INODE_CTIME.unpack_from(data, 124)
+        return int(sec * 1_000_000_000 + nsec)
+    return None
+
+
+def usable(child_fd: int, parent_fd: int) -> tuple[int, int] | None:
+    """The snapshot's transaction ID and creation time if the native comparison is sound here."""
     try:
         # Inode updates wait in btrfs's delayed-inode cache until a commit; only committed
         # items are visible to a tree search.
@@ -49,11 +69,14 @@ def usable(child_fd: int, parent_fd: int) -> int | None:
         child, parent = ioctl.subvol_info(child_fd), ioctl.subvol_info(parent_fd)
         if child.parent_uuid != parent.uuid or parent.uuid == bytes(16):
             return None
-        if _newer_inodes(parent_fd, child.otransid):
-            return None
+        # A parent inode rewritten since the snapshot with a ctime in the snapshot's clock tick
+        # is unchanged only if the snapshot's copy of it (in the child) has that same ctime.
+        for ino, ctime in _newer_inodes(parent_fd, child.otransid, child.otime_ns).items():
+            if _ctime(child_fd, ino) != ctime:
+                return None
     except OSError:
         return None
-    return child.otransid
+    return child.otransid, child.otime_ns
 
 
 def _names_of(fd: int, ino: int, dir_paths: dict[int, str]) -> list[str]:
@@ -133,11 +156,11 @@ def _add_tree(root: str, rel: str, out: list[Change]) -> None:
             _add_tree(root, f"{rel}/{name}", out)
 
 
-def changes(child: Path, parent: Path, child_fd: int, since: int) -> list[Change]:
+def changes(child: Path, parent: Path, child_fd: int, since: tuple[int, int]) -> list[Change]:
     """What ``child`` changes against ``parent`` (its snapshot source), sorted by path."""
     dir_paths: dict[int, str] = {}
     touched: set[str] = set()
-    for ino in _newer_inodes(child_fd, since):
+    for ino in _newer_inodes(child_fd, *since):
         touched.update(_names_of(child_fd, ino, dir_paths))
     # Directories holding a touched path must be walked even if they are unchanged themselves.
     walk: set[str] = set()
