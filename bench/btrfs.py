@@ -48,8 +48,13 @@ def make_layer(path: Path, files: int = 6000, total: int = 60 << 20) -> None:
             tf.addfile(info, io.BytesIO(noise[off:off + size]))
 
 
+# Cached bytecode as an installed CLI has it (some shells here export PYTHONDONTWRITEBYTECODE,
+# which would charge every run of our CLI with compiling all of cs_core).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def sh(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True).stdout.decode()
+    return subprocess.run(cmd, check=True, capture_output=True, env=ENV).stdout.decode()
 
 
 class Side:

@@ -143,7 +143,9 @@ class BtrfsDriver(GraphDriver):
         size = parse_storage_opt(opts.storage_opt) if "size" in opts.storage_opt else default_size
         if size or "size" in opts.storage_opt:
             self._check_size(size)
-        uid, gid = _root_id(opts.uid_map) or self.root_uid, _root_id(opts.gid_map) or self.root_gid
+        # As Go: only the driver's own maps own the subvolume root; per-layer maps are the
+        # store's business (it re-owns the tree through update_layer_id_map).
+        uid, gid = self.root_uid, self.root_gid
         self._mkdir(self.subvolumes)
         target = self.layer_dir(id)
         try:

@@ -176,3 +176,19 @@ def test_apply_diff_and_naive_changes(driver: BtrfsDriver) -> None:
     with driver.diff("child", "base") as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
         names = [m.name for m in tf]
     assert names == ["etc", "etc/.wh.a", "etc/c"]
+
+
+def test_driver_id_maps_own_the_subvolume_roots(graph_dir: Path) -> None:
+    from cs_core.model import IDMap
+
+    graph, run = graph_dir / "graph", graph_dir / "run"
+    d = BtrfsDriver(DriverConfig(home=graph / "btrfs", run_home=run / "btrfs", graph_root=graph, run_root=run,
+                                 uid_map=(IDMap(0, 100000, 65536),), gid_map=(IDMap(0, 200000, 65536),)))
+    try:
+        d.create("base", None, CreateOpts())
+        d.create("child", "base", CreateOpts())
+        for p in (d.home, d.home / "subvolumes", d.layer_dir("base"), d.layer_dir("child")):
+            st = os.stat(p)
+            assert (st.st_uid, st.st_gid) == (100000, 200000), p
+    finally:
+        d.cleanup()
