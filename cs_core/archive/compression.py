@@ -12,6 +12,8 @@ import enum
 import hashlib
 import io
 import lzma
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -117,6 +119,68 @@ class _GuardedReader(io.RawIOBase):
         super().close()
 
 
+class _Prefetcher(io.RawIOBase):
+    """Reads ahead in a thread (reads and digests release the GIL), handing blocks over a queue."""
+
+    _BLOCK = 1 << 20
+
+    def __init__(self, inner: Any, depth: int = 4) -> None:
+        self._inner = inner
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._current = memoryview(b"")
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cs-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item: bytes | BaseException
+            try:
+                buf = bytearray(self._BLOCK)
+                n = _readinto(self._inner, memoryview(buf))
+                item = bytes(buf[:n]) if n < self._BLOCK else bytes(buf)
+            except BaseException as exc:  # handed to the reader
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if not self._current:
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return 0
+            self._current = memoryview(item)
+        n = min(len(view), len(self._current))
+        view[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    @property
+    def source_digest(self) -> DigestReader | None:
+        return getattr(self._inner, "source_digest", None)
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+
 def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
     if kind == Compression.GZIP:
         # A decoding thread overlaps inflate with extraction on a second core.
@@ -143,7 +207,7 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
     if kind == Compression.NONE:
         if isinstance(stream, DigestReader):
             raw.source_digest = stream
-        return kind, raw  # type: ignore[return-value]
+        return kind, _Prefetcher(raw)  # type: ignore[return-value]
     try:
         decoder = _open_decoder(kind, raw)
     except _DECODE_ERRORS as exc:

@@ -80,7 +80,7 @@ def empty_dir_at(fd: int, keep: frozenset[str] | set[str] = frozenset()) -> None
 class SafeRoot:
     """A directory tree opened once; parents are resolved inside it and their fds cached."""
 
-    _CACHE = 128
+    _CACHE = 1024
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -55,6 +55,19 @@ def _cstr(b: bytes) -> bytes:
 
 def _numeric(b: bytes, field: str) -> int:
     """Go's ``parser.parseNumeric``: octal text or base-256 binary."""
+    if b and not b[0] & 0x80:
+        # Fast path for the usual zero-padded, NUL- or space-terminated octal digits.
+        v = b.strip(b" \x00")
+        if not v:
+            return 0
+        if b"\x00" not in v:
+            try:
+                value = int(v, 8)
+            except ValueError:
+                raise _bad(f"bad {field} field {v!r}") from None
+            if value > 0xFFFFFFFFFFFFFFFF:
+                raise _bad(f"{field} overflows")
+            return value if value <= _INT64_MAX else value - (1 << 64)
     if b and b[0] & 0x80:
         inv = 0xFF if b[0] & 0x40 else 0
         x = 0
@@ -353,8 +366,9 @@ class TarReader:
         h.gid = _numeric(blk[116:124], "gid")
         h.mtime_ns = _numeric(blk[136:148], "mtime") * 1_000_000_000
         if fmt != "v7":
-            h.devmajor = _numeric(blk[329:337], "devmajor")
-            h.devminor = _numeric(blk[337:345], "devminor")
+            if h.typeflag in (CHAR, BLOCKDEV):
+                h.devmajor = _numeric(blk[329:337], "devmajor")
+                h.devminor = _numeric(blk[337:345], "devminor")
             prefix = b""
             if fmt == "ustar":
                 prefix = _cstr(blk[345:500])
