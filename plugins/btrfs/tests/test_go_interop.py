@@ -100,3 +100,44 @@ def test_go_mounts_and_deletes_what_we_made(store: Store, go_cli: GoCLI, graph_d
     assert go_cli.json("layers") is None or go_cli.json("layers") == []
     go_cli.run("shutdown", "-f")
     assert _ours(btrfs_mount, graph_dir) == []
+
+
+def _our_cli(graph_dir: Path, *args: str) -> str:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "cs_core.cli.main", "-g", str(graph_dir / "graph"),
+                           "-R", str(graph_dir / "run"), "-s", "btrfs", *args], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def test_both_clis_on_one_store(go_cli: GoCLI, graph_dir: Path, btrfs_mount: Path) -> None:
+    tar = graph_dir / "layer.tar"
+    tar.write_bytes(_layer_tar({"usr/share/doc": b"docs\n", "etc/hostname": b"box\n"}).getvalue())
+    try:
+        ours = _our_cli(graph_dir, "import-layer", "-f", str(tar)).split()[-1]
+        theirs = go_cli.out("import-layer", "-f", str(tar)).split()[-1]
+        assert _our_cli(graph_dir, "diff", "-u", ours) == go_cli.out("diff", "-u", theirs)
+        # Both CLIs list the same records.
+        import json
+
+        assert sorted(x["id"] for x in json.loads(_our_cli(graph_dir, "layers", "--json"))) == \
+            sorted(x["id"] for x in go_cli.json("layers"))
+        img = _our_cli(graph_dir, "create-image", ours).split()[0]
+        ctr = go_cli.out("create-container", img).split()[0]
+        mnt = Path(_our_cli(graph_dir, "mount", ctr).strip())
+        assert (mnt / "etc" / "hostname").read_text() == "box\n"
+        (mnt / "new").write_text("x")
+        _our_cli(graph_dir, "unmount", ctr)
+        layer = next(c["layer"] for c in go_cli.json("containers") if c["id"] == ctr)
+        assert "/new" in go_cli.out("changes", layer)
+        assert _our_cli(graph_dir, "changes", layer) == go_cli.out("changes", layer)
+        go_cli.run("delete-container", ctr)
+        _our_cli(graph_dir, "delete-image", img)
+        go_cli.run("delete-layer", theirs)
+        assert go_cli.json("layers") in (None, [])
+    finally:
+        _our_cli(graph_dir, "shutdown", "-f")
+    go_cli.run("shutdown", "-f")
+    assert _ours(btrfs_mount, graph_dir) == []
