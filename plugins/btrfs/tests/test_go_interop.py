@@ -4,7 +4,10 @@ and deletes leave no subvolume behind."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,11 +106,9 @@ def test_go_mounts_and_deletes_what_we_made(store: Store, go_cli: GoCLI, graph_d
 
 
 def _our_cli(graph_dir: Path, *args: str) -> str:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "cs_core.cli.main", "-g", str(graph_dir / "graph"),
-                           "-R", str(graph_dir / "run"), "-s", "btrfs", *args], capture_output=True, timeout=120)
+    cmd = [sys.executable, "-m", "cs_core.cli.main", "-g", str(graph_dir / "graph"), "-R", str(graph_dir / "run"),
+           "-s", "btrfs", *args]
+    proc = subprocess.run(cmd, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     return proc.stdout.decode()
 
@@ -120,8 +121,6 @@ def test_both_clis_on_one_store(go_cli: GoCLI, graph_dir: Path, btrfs_mount: Pat
         theirs = go_cli.out("import-layer", "-f", str(tar)).split()[-1]
         assert _our_cli(graph_dir, "diff", "-u", ours) == go_cli.out("diff", "-u", theirs)
         # Both CLIs list the same records.
-        import json
-
         assert sorted(x["id"] for x in json.loads(_our_cli(graph_dir, "layers", "--json"))) == \
             sorted(x["id"] for x in go_cli.json("layers"))
         img = _our_cli(graph_dir, "create-image", ours).split()[0]
