@@ -106,8 +106,8 @@ def test_go_mounts_and_deletes_what_we_made(store: Store, go_cli: GoCLI, graph_d
 
 
 def _our_cli(graph_dir: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "cs_core.cli.main", "-g", str(graph_dir / "graph"), "-R", str(graph_dir / "run"),
-           "-s", "btrfs", *args]
+    cmd = [sys.executable, "-m", "cs_core.cli.main", "-g", str(graph_dir / "graph"),
+           "-R", str(graph_dir / "run"), "-s", "btrfs", *args]
     proc = subprocess.run(cmd, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     return proc.stdout.decode()
