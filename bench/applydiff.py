@@ -34,8 +34,9 @@ def make_big(path: Path, files: int = 20_000, total: int = 300 << 20) -> None:
     """~300 MB over 20,000 files: half random (incompressible), half text-like, in 200 dirs."""
     rng = random.Random(42)
     noise = rng.randbytes(8 << 20)
-    words = b" ".join(rng.choice([b"layer", b"image", b"storage", b"tar", b"container", b"digest"])
-                      for _ in range(1 << 18))
+    words = b" ".join(
+        rng.choice([b"layer", b"image", b"storage", b"tar", b"container", b"digest"]) for _ in range(1 << 18)
+    )
     sizes = [rng.randint(1, 2 * total // files) for _ in range(files)]
     scale = total / sum(sizes)
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
@@ -47,7 +48,7 @@ def make_big(path: Path, files: int = 20_000, total: int = 300 << 20) -> None:
             size = max(1, int(raw * scale))
             src = noise if i % 2 else words
             off = rng.randrange(0, len(src) - size) if size < len(src) else 0
-            data = (src * (size // len(src) + 1))[:size] if size >= len(src) else src[off:off + size]
+            data = (src * (size // len(src) + 1))[:size] if size >= len(src) else src[off : off + size]
             info = tarfile.TarInfo(f"usr/share/d{i % 200:03}/file{i:05}.bin")
             info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
             tf.addfile(info, io.BytesIO(data))
@@ -87,8 +88,11 @@ def engine_apply(src: Path, dest: Path) -> None:
     from cs_core.archive.compression import DigestReader, decompress_stream
     from cs_core.archive.tarsplit import TarSplitWriter
 
-    with open(src, "rb", buffering=0) as fh, open(dest.parent / "ts.gz", "wb") as tsf, \
-            gzip.GzipFile(fileobj=tsf, mode="wb", compresslevel=1) as gz:
+    with (
+        open(src, "rb", buffering=0) as fh,
+        open(dest.parent / "ts.gz", "wb") as tsf,
+        gzip.GzipFile(fileobj=tsf, mode="wb", compresslevel=1) as gz,
+    ):
         raw = DigestReader(fh)
         _, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
         plain = DigestReader(plain_stream)
@@ -125,8 +129,12 @@ def main() -> None:
         make_tiny(tiny)
         sh("gzip", "-k", "-6", str(big))
         sh("zstd", "-q", "-3", str(big), "-o", str(work / "big.tar.zst"))
-        inputs = {"big plain": big, "big gzip": work / "big.tar.gz", "big zstd": work / "big.tar.zst",
-                  "tiny plain": tiny}
+        inputs = {
+            "big plain": big,
+            "big gzip": work / "big.tar.gz",
+            "big zstd": work / "big.tar.zst",
+            "tiny plain": tiny,
+        }
         rows: list[tuple[str, float, float, float, float]] = []
 
         def fresh(path: Path) -> Callable[[], None]:
@@ -135,52 +143,134 @@ def main() -> None:
                     subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
                     shutil.rmtree(path)
                 path.mkdir(parents=True)
+
             return prep
 
         store_go, store_us, xdir, edir = work / "go", work / "us", work / "x", work / "e"
         for label, src in inputs.items():
             t_tar = best(args.runs, fresh(xdir), lambda src=src: sh("tar", "-xf", str(src), "-C", str(xdir)))
-            t_eng = best(args.runs, fresh(edir), lambda src=src: engine_apply(src, edir / "root")
-                         if (edir / "root").mkdir() is None else None)
-            t_go = best(args.runs, fresh(store_go), lambda src=src: sh(
-                GO, "-g", str(store_go / "g"), "-R", str(store_go / "r"), "-s", args.driver, "import-layer", "-f",
-                str(src)))
-            t_us = best(args.runs, fresh(store_us), lambda src=src: sh(
-                *OURS, "-g", str(store_us / "g"), "-R", str(store_us / "r"), "-s", args.driver, "import-layer",
-                "-f", str(src)))
+            t_eng = best(
+                args.runs,
+                fresh(edir),
+                lambda src=src: engine_apply(src, edir / "root") if (edir / "root").mkdir() is None else None,
+            )
+            t_go = best(
+                args.runs,
+                fresh(store_go),
+                lambda src=src: sh(
+                    GO,
+                    "-g",
+                    str(store_go / "g"),
+                    "-R",
+                    str(store_go / "r"),
+                    "-s",
+                    args.driver,
+                    "import-layer",
+                    "-f",
+                    str(src),
+                ),
+            )
+            t_us = best(
+                args.runs,
+                fresh(store_us),
+                lambda src=src: sh(
+                    *OURS,
+                    "-g",
+                    str(store_us / "g"),
+                    "-R",
+                    str(store_us / "r"),
+                    "-s",
+                    args.driver,
+                    "import-layer",
+                    "-f",
+                    str(src),
+                ),
+            )
             rows.append((label, t_tar, t_eng, t_go, t_us))
-            print(f"{label}: tar {t_tar:.2f}s engine {t_eng:.2f}s go {t_go:.2f}s ours {t_us:.2f}s", file=sys.stderr)
+            print(
+                f"{label}: tar {t_tar:.2f}s engine {t_eng:.2f}s go {t_go:.2f}s ours {t_us:.2f}s",
+                file=sys.stderr,
+            )
         floor = min(gzip_floor(work / "big.tar.gz") for _ in range(args.runs))
 
         # diff of the big layer, both CLIs, each on a layer it imported itself.
         def import_once(cmd: list[str], root: Path) -> str:
             fresh(root)()
-            out = sh(*cmd, "-g", str(root / "g"), "-R", str(root / "r"), "-s", args.driver, "import-layer", "-f",
-                     str(big)).stdout.decode()
+            out = sh(
+                *cmd,
+                "-g",
+                str(root / "g"),
+                "-R",
+                str(root / "r"),
+                "-s",
+                args.driver,
+                "import-layer",
+                "-f",
+                str(big),
+            ).stdout.decode()
             return out.split()[-1]
 
         go_id = import_once([GO], store_go)
         us_id = import_once(OURS, store_us)
-        t_go_diff = best(args.runs, lambda: None, lambda: sh(
-            GO, "-g", str(store_go / "g"), "-R", str(store_go / "r"), "-s", args.driver, "diff", "-u", "-f",
-            str(work / "go.diff"), go_id))
-        t_us_diff = best(args.runs, lambda: None, lambda: sh(
-            *OURS, "-g", str(store_us / "g"), "-R", str(store_us / "r"), "-s", args.driver, "diff", "-u", "-f",
-            str(work / "us.diff"), us_id))
+        t_go_diff = best(
+            args.runs,
+            lambda: None,
+            lambda: sh(
+                GO,
+                "-g",
+                str(store_go / "g"),
+                "-R",
+                str(store_go / "r"),
+                "-s",
+                args.driver,
+                "diff",
+                "-u",
+                "-f",
+                str(work / "go.diff"),
+                go_id,
+            ),
+        )
+        t_us_diff = best(
+            args.runs,
+            lambda: None,
+            lambda: sh(
+                *OURS,
+                "-g",
+                str(store_us / "g"),
+                "-R",
+                str(store_us / "r"),
+                "-s",
+                args.driver,
+                "diff",
+                "-u",
+                "-f",
+                str(work / "us.diff"),
+                us_id,
+            ),
+        )
         same = (work / "go.diff").read_bytes() == (work / "us.diff").read_bytes() == big.read_bytes()
         for root in (store_go, store_us):
             subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
 
-    print(f"\n{'workload':<12} {'tar -xf':>8} {'engine':>8} {'Go CLI':>8} {'ours':>8} "
-          f"{'ours/Go':>8} {'ours/tar':>9} {'eng/Go':>7} {'eng/tar':>8}")
+    print(
+        f"\n{'workload':<12} {'tar -xf':>8} {'engine':>8} {'Go CLI':>8} {'ours':>8} "
+        f"{'ours/Go':>8} {'ours/tar':>9} {'eng/Go':>7} {'eng/tar':>8}"
+    )
     for label, t_tar, t_eng, t_go, t_us in rows:
-        print(f"{label:<12} {t_tar:8.2f} {t_eng:8.2f} {t_go:8.2f} {t_us:8.2f} {t_us / t_go:8.2f} "
-              f"{t_us / t_tar:9.2f} {t_eng / t_go:7.2f} {t_eng / t_tar:8.2f}")
+        print(
+            f"{label:<12} {t_tar:8.2f} {t_eng:8.2f} {t_go:8.2f} {t_us:8.2f} {t_us / t_go:8.2f} "
+            f"{t_us / t_tar:9.2f} {t_eng / t_go:7.2f} {t_eng / t_tar:8.2f}"
+        )
     gz = next(r for r in rows if r[0] == "big gzip")
-    print(f"\ngzip decompression floor (isal, to nowhere): {floor:.2f}s; "
-          f"ours/floor {gz[4] / floor:.2f}, engine/floor {gz[2] / floor:.2f}")
-    print(f"diff of the big layer: Go {t_go_diff:.2f}s ours {t_us_diff:.2f}s ratio {t_us_diff / t_go_diff:.2f}; "
-          f"both byte-identical to the input: {same}")
+    print(
+        f"\ngzip decompression floor (isal, to nowhere): {floor:.2f}s; "
+        f"ours/floor {gz[4] / floor:.2f}, engine/floor {gz[2] / floor:.2f}"
+    )
+    print(
+        f"diff of the big layer: Go {t_go_diff:.2f}s ours {t_us_diff:.2f}s "
+        f"ratio {t_us_diff / t_go_diff:.2f}; "
+        f"both byte-identical to the input: {same}"
+    )
 
 
 if __name__ == "__main__":

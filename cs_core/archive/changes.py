@@ -74,8 +74,9 @@ def _names(path: str) -> dict[str, int]:
         return {e.name: e.inode() for e in it}
 
 
-def _collect(new: str, old: str, rel: str, ni: _Info, oi: _Info,
-             nst: os.stat_result | None, ost: os.stat_result | None) -> None:
+def _collect(
+    new: str, old: str, rel: str, ni: _Info, oi: _Info, nst: os.stat_result | None, ost: os.stat_result | None
+) -> None:
     """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode."""
     n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
     o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
@@ -111,7 +112,9 @@ def _collect(new: str, old: str, rel: str, ni: _Info, oi: _Info,
 
 
 def _same_time(a: int, b: int) -> bool:
-    return a == b or (a // 1_000_000_000 == b // 1_000_000_000 and (a % 1_000_000_000 == 0 or b % 1_000_000_000 == 0))
+    return a == b or (
+        a // 1_000_000_000 == b // 1_000_000_000 and (a % 1_000_000_000 == 0 or b % 1_000_000_000 == 0)
+    )
 
 
 def _owner(st: os.stat_result, maps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> tuple[int, int]:
@@ -121,8 +124,12 @@ def _owner(st: os.stat_result, maps: tuple[Sequence[IDMap], Sequence[IDMap]]) ->
         return st.st_uid, st.st_gid
 
 
-def _stat_different(o: os.stat_result, n: os.stat_result, omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
-                    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> bool:
+def _stat_different(
+    o: os.stat_result,
+    n: os.stat_result,
+    omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+) -> bool:
     if o.st_mode != n.st_mode or _owner(o, omaps) != _owner(n, nmaps) or o.st_rdev != n.st_rdev:
         return True
     if not stat.S_ISDIR(o.st_mode):
@@ -130,9 +137,15 @@ def _stat_different(o: os.stat_result, n: os.stat_result, omaps: tuple[Sequence[
     return False
 
 
-def _add_changes(info: _Info, old: _Info | None, path: str, out: list[Change], added: bool,
-                 omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
-                 nmaps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> None:
+def _add_changes(
+    info: _Info,
+    old: _Info | None,
+    path: str,
+    out: list[Change],
+    added: bool,
+    omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+) -> None:
     at_entry = len(out)
     if old is None:
         out.append(Change(path, Change.ADD))
@@ -144,8 +157,11 @@ def _add_changes(info: _Info, old: _Info | None, path: str, out: list[Change], a
         child_added = False
         if ochild is not None:
             assert child.st is not None and ochild.st is not None
-            if (_stat_different(ochild.st, child.st, omaps, nmaps) or ochild.cap != child.cap
-                    or ochild.xattrs != child.xattrs):
+            if (
+                _stat_different(ochild.st, child.st, omaps, nmaps)
+                or ochild.cap != child.cap
+                or ochild.xattrs != child.xattrs
+            ):
                 out.append(Change(cpath, Change.MODIFY))
                 child_added = True
         _add_changes(child, ochild, cpath, out, child_added, omaps, nmaps)
@@ -155,8 +171,12 @@ def _add_changes(info: _Info, old: _Info | None, path: str, out: list[Change], a
         out.insert(at_entry, Change(path, Change.MODIFY))
 
 
-def changes_dirs(new: Path, old: Path | None, new_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
-                 old_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ())) -> list[Change]:
+def changes_dirs(
+    new: Path,
+    old: Path | None,
+    new_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
+    old_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
+) -> list[Change]:
     """Compare two full trees (Go ``ChangesDirs``); owners compared as container IDs. Sorted by path."""
     new_s = os.fspath(new)
     if old is None:
@@ -191,8 +211,14 @@ def _lower_has_whiteout(layer: str, rel: str) -> bool:
     return st is not None and _is_whiteout(st)
 
 
-def _opaque_deleted(lowers: Sequence[str], upper: str, rel: str, st: os.stat_result, opaque_xattr: str) -> bool:
-    if not stat.S_ISDIR(st.st_mode) or _getxattr(os.path.join(upper, rel), opaque_xattr) != b"y" or not lowers:
+def _opaque_deleted(
+    lowers: Sequence[str], upper: str, rel: str, st: os.stat_result, opaque_xattr: str
+) -> bool:
+    if (
+        not stat.S_ISDIR(st.st_mode)
+        or _getxattr(os.path.join(upper, rel), opaque_xattr) != b"y"
+        or not lowers
+    ):
         return False
     for layer in lowers:
         lst = _stat_follow(os.path.join(layer, rel))
@@ -235,13 +261,19 @@ def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> l
             skip = False
             for layer in low:
                 if _lower_has_whiteout(layer, rel) or any(
-                        _lower_has_whiteout(layer, "/".join(rel.split("/")[:i]))
-                        for i in range(rel.count("/"), 0, -1)):
+                    _lower_has_whiteout(layer, "/".join(rel.split("/")[:i]))
+                    for i in range(rel.count("/"), 0, -1)
+                ):
                     break
                 lst = _stat_follow(os.path.join(layer, rel))
                 if lst is not None:
-                    if stat.S_ISDIR(lst.st_mode) and stat.S_ISDIR(st.st_mode) and lst.st_size == st.st_size \
-                            and lst.st_mode == st.st_mode and _same_time(st.st_mtime_ns, lst.st_mtime_ns):
+                    if (
+                        stat.S_ISDIR(lst.st_mode)
+                        and stat.S_ISDIR(st.st_mode)
+                        and lst.st_size == st.st_size
+                        and lst.st_mode == st.st_mode
+                        and _same_time(st.st_mtime_ns, lst.st_mtime_ns)
+                    ):
                         skip = True
                     kind = Change.MODIFY
                     break
@@ -268,8 +300,13 @@ def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> l
 class _Appender:
     """Go's ``tarAppender``: headers from lstat, hardlinks by inode, xattrs, ID mapping."""
 
-    def __init__(self, out: BinaryIO, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap],
-                 convert: Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None] | None = None) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        convert: Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None] | None = None,
+    ) -> None:
         self.out = out
         self.uid_map = uid_map
         self.gid_map = gid_map
@@ -297,7 +334,9 @@ class _Appender:
                 e.typeflag, e.linkname, e.size = tr.LINK, first, 0
             else:
                 self.seen[(st.st_dev, st.st_ino)] = e.name
-        if (self.uid_map or self.gid_map) and not os.path.basename(e.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
+        if (self.uid_map or self.gid_map) and not os.path.basename(e.name.rstrip("/")).startswith(
+            WHITEOUT_PREFIX
+        ):
             e.uid = to_container(st.st_uid, self.uid_map)
             e.gid = to_container(st.st_gid, self.gid_map)
         extra = self.convert(e, path, st) if self.convert is not None else None
@@ -313,7 +352,7 @@ class _Appender:
         left = size
         with open(path, "rb", buffering=0) as fh:
             while left > 0:
-                n = fh.readinto(view[:min(left, _COPY)])
+                n = fh.readinto(view[: min(left, _COPY)])
                 if not n:
                     break
                 self.out.write(view[:n])
@@ -329,9 +368,14 @@ class _Appender:
         self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime)))
 
 
-def export_changes(root: Path, changes: Sequence[Change], out: BinaryIO, uid_map: Sequence[IDMap] = (),
-                   gid_map: Sequence[IDMap] = ()) -> None:
-    """A tar of ``changes`` read from ``root``; deletions become ``.wh.<name>`` entries (Go ``ExportChanges``)."""
+def export_changes(
+    root: Path,
+    changes: Sequence[Change],
+    out: BinaryIO,
+    uid_map: Sequence[IDMap] = (),
+    gid_map: Sequence[IDMap] = (),
+) -> None:
+    """A tar of ``changes`` read from ``root``; deletions become ``.wh.<name>`` (Go ``ExportChanges``)."""
     import time
 
     app = _Appender(out, uid_map, gid_map)
@@ -346,8 +390,9 @@ def export_changes(root: Path, changes: Sequence[Change], out: BinaryIO, uid_map
     write_end(out)
 
 
-def _overlay_converter(lowers: Sequence[str], opaque_xattr: str
-                       ) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
+def _overlay_converter(
+    lowers: Sequence[str], opaque_xattr: str
+) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
     def convert(e: TarEntryOut, path: str, st: os.stat_result) -> TarEntryOut | None:
         if stat.S_ISCHR(st.st_mode) and e.devmajor == 0 and e.devminor == 0:
             d, _, b = e.name.rpartition("/")
@@ -361,8 +406,9 @@ def _overlay_converter(lowers: Sequence[str], opaque_xattr: str
                 if lst is not None:
                     if _is_whiteout(lst):
                         return None
-                    return TarEntryOut(f"{rel}/{WHITEOUT_OPAQUE_DIR}", tr.REG, mode=e.mode & 0o777, uid=e.uid,
-                                       gid=e.gid)
+                    return TarEntryOut(
+                        f"{rel}/{WHITEOUT_OPAQUE_DIR}", tr.REG, mode=e.mode & 0o777, uid=e.uid, gid=e.gid
+                    )
                 parts = rel.split("/")[:-1]
                 while parts:
                     pst = _stat_follow(os.path.join(layer, "/".join(parts)))
@@ -374,9 +420,16 @@ def _overlay_converter(lowers: Sequence[str], opaque_xattr: str
     return convert
 
 
-def export_tree(root: Path, out: BinaryIO, *, whiteout_format: WhiteoutFormat = WhiteoutFormat.DELETE,
-                opaque_xattr: str = "trusted.overlay.opaque", lowers: Sequence[Path] = (),
-                uid_map: Sequence[IDMap] = (), gid_map: Sequence[IDMap] = ()) -> None:
+def export_tree(
+    root: Path,
+    out: BinaryIO,
+    *,
+    whiteout_format: WhiteoutFormat = WhiteoutFormat.DELETE,
+    opaque_xattr: str = "trusted.overlay.opaque",
+    lowers: Sequence[Path] = (),
+    uid_map: Sequence[IDMap] = (),
+    gid_map: Sequence[IDMap] = (),
+) -> None:
     """A tar of the whole tree under ``root`` in lexical order (Go ``TarWithOptions``).
 
     With OVERLAY, char devices 0/0 become ``.wh.<name>`` and opaque directories that exist in a

@@ -8,6 +8,7 @@ see one error type for every malformed input.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import enum
 import hashlib
 import io
@@ -15,7 +16,7 @@ import lzma
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import zstandard
 from isal import igzip, igzip_threaded
@@ -24,7 +25,9 @@ from isal.isal_zlib import IsalError
 from cs_core.errors import UnsafeArchive
 
 #: What the decoders raise on junk or truncated input.
-_DECODE_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError, IsalError)
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError, cast(type[BaseException], IsalError),
+)
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
 
@@ -112,10 +115,8 @@ class _GuardedReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            try:
+            with contextlib.suppress(Exception):  # a failing decoder must not mask the real error
                 self._inner.close()
-            except Exception:
-                pass
         super().close()
 
 
@@ -184,13 +185,15 @@ class _Prefetcher(io.RawIOBase):
 def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
     if kind == Compression.GZIP:
         # A decoding thread overlaps inflate with extraction on a second core.
-        return igzip_threaded.open(raw, "rb", threads=1)
+        return igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-untyped-call]
     if kind == Compression.ZSTD:
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(
+            raw, read_across_frames=True, closefd=False  # type: ignore[arg-type]
+        )
     if kind == Compression.BZIP2:
         return bz2.BZ2File(raw, "rb")
     if kind == Compression.XZ:
-        return lzma.LZMAFile(raw, "rb")
+        return lzma.LZMAFile(raw, "rb")  # type: ignore[arg-type]
     return raw
 
 
@@ -305,7 +308,7 @@ class _ZstdWriter(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._writer.close()
+            self._writer.close()  # type: ignore[no-untyped-call]
             self._out.flush()
         super().close()
 
@@ -313,18 +316,20 @@ class _ZstdWriter(io.RawIOBase):
 class _GzipWriter(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._writer = igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=2, mtime=0)
+        self._writer = igzip.IGzipFile(  # type: ignore[no-untyped-call]
+            fileobj=out, mode="wb", compresslevel=2, mtime=0
+        )
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:
-        self._writer.write(b)
+        self._writer.write(b)  # type: ignore[no-untyped-call]
         return len(memoryview(b))
 
     def close(self) -> None:
         if not self.closed:
-            self._writer.close()  # does not close a fileobj it was handed
+            self._writer.close()  # type: ignore[no-untyped-call]  # leaves a handed-in fileobj open
             self._out.flush()
         super().close()
 

@@ -1,4 +1,4 @@
-"""Container <-> host ID translation through ``IDMap`` ranges (Go ``idtools.RawToHost``/``RawToContainer``)."""
+"""Container <-> host ID translation through ``IDMap`` ranges (Go ``RawToHost``/``RawToContainer``)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ of a path is only ever touched with ``*at`` calls that do not follow symlinks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -124,10 +125,8 @@ class SafeRoot:
             raise _unsafe(rel, exc) from None
         parent, _, name = rel.rpartition("/")
         pfd = self.dir_fd(parent, create=True)
-        try:
+        with contextlib.suppress(FileExistsError):  # e.g. a dangling symlink: reported below
             os.mkdir(name, 0o755, dir_fd=pfd)
-        except FileExistsError:
-            pass  # e.g. a dangling symlink: the lookup below reports it
         try:
             return self._remember(rel, openat2(self.fd, rel, _DIR_FLAGS))
         except OSError as exc:

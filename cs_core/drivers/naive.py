@@ -56,15 +56,19 @@ def _opaque_xattr(driver: GraphDriver) -> str:
     return str(getattr(driver, "opaque_xattr", "trusted.overlay.opaque"))
 
 
-def apply_diff(driver: GraphDriver, id: str, parent: str | None, stream: BinaryIO,
-               opts: ApplyDiffOpts) -> ApplyResult:
+def apply_diff(
+    driver: GraphDriver, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
+) -> ApplyResult:
     """Mount layer ``id`` read-write and extract ``stream`` into it (whiteouts in the driver's format)."""
     root = driver.get(id, MountOpts(mount_label=opts.mount_label))
     try:
         options = ApplyOptions(
-            whiteout_format=driver.whiteout_format, opaque_xattr=_opaque_xattr(driver),
-            uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
-            ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
+            whiteout_format=driver.whiteout_format,
+            opaque_xattr=_opaque_xattr(driver),
+            uid_map=tuple(opts.uid_map),
+            gid_map=tuple(opts.gid_map),
+            ignore_chown_errors=opts.ignore_chown_errors,
+            force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None,
         )
         return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
@@ -114,12 +118,18 @@ class _PipeStream(io.RawIOBase):
         super().close()
 
 
-def diff(driver: GraphDriver, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
-         gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+def diff(
+    driver: GraphDriver,
+    id: str,
+    parent: str | None,
+    uid_map: Sequence[IDMap] = (),
+    gid_map: Sequence[IDMap] = (),
+) -> BinaryIO:
     """An uncompressed tar of what ``id`` changes against ``parent``, streamed (bounded memory)."""
     layer_fs = driver.get(id, MountOpts())
     try:
         if parent is None:
+
             def produce(out: BinaryIO) -> None:
                 export_tree(layer_fs, out, uid_map=uid_map, gid_map=gid_map)
 
@@ -215,14 +225,21 @@ class MountedFileGetter(FileGetter):
             self._driver.put(self._id)
 
 
-def _map_pair(uid: int, gid: int, to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
-              to_hst: tuple[Sequence[IDMap], Sequence[IDMap]], path: str) -> tuple[int, int]:
+def _map_pair(
+    uid: int,
+    gid: int,
+    to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
+    to_hst: tuple[Sequence[IDMap], Sequence[IDMap]],
+    path: str,
+) -> tuple[int, int]:
     if to_ctr[0] or to_ctr[1]:
         try:
             uid, gid = to_container(uid, to_ctr[0]), to_container(gid, to_ctr[1])
         except InvalidMappings as exc:
             if uid != 0 or gid != 0:
-                raise InvalidMappings(f"mapping host ID pair for {path!r} to container: {exc.detail}") from None
+                raise InvalidMappings(
+                    f"mapping host ID pair for {path!r} to container: {exc.detail}"
+                ) from None
     if to_hst[0] or to_hst[1]:
         root_uid = _try_host(0, to_hst[0])
         root_gid = _try_host(0, to_hst[1])
@@ -238,8 +255,13 @@ def _try_host(cid: int, maps: Sequence[IDMap]) -> int:
         return _OVERFLOW_ID
 
 
-def update_layer_id_map(driver: GraphDriver, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
-                        to_host: tuple[Sequence[IDMap], Sequence[IDMap]], mount_label: str = "") -> None:
+def update_layer_id_map(
+    driver: GraphDriver,
+    id: str,
+    to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
+    to_host: tuple[Sequence[IDMap], Sequence[IDMap]],
+    mount_label: str = "",
+) -> None:
     """Re-own every file of layer ``id`` from one mapping to another (Go's chown-by-maps walk)."""
     root = driver.get(id, MountOpts(mount_label=mount_label))
     try:
@@ -248,8 +270,11 @@ def update_layer_id_map(driver: GraphDriver, id: str, to_container: tuple[Sequen
         driver.put(id)
 
 
-def _chown_tree(root: str, to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
-                to_hst: tuple[Sequence[IDMap], Sequence[IDMap]]) -> None:
+def _chown_tree(
+    root: str,
+    to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
+    to_hst: tuple[Sequence[IDMap], Sequence[IDMap]],
+) -> None:
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:

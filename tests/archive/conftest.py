@@ -17,7 +17,9 @@ from cs_core.archive.tarsplit import TarSplitWriter
 from cs_core.model import ApplyResult
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **kw: Any) -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **kw: Any
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.size = len(data) if kind in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
@@ -36,10 +38,13 @@ def make_tar(*members: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FOR
     return buf.getvalue()
 
 
-def apply_bytes(root: Path, data: bytes, options: ApplyOptions | None = None,
-                split: bool = False) -> tuple[ApplyResult, bytes]:
+def apply_bytes(
+    root: Path, data: bytes, options: ApplyOptions | None = None, split: bool = False
+) -> tuple[ApplyResult, bytes]:
     ts = io.BytesIO()
-    result = apply_tar(root, io.BytesIO(data), options or ApplyOptions(), TarSplitWriter(ts) if split else None)
+    result = apply_tar(
+        root, io.BytesIO(data), options or ApplyOptions(), TarSplitWriter(ts) if split else None
+    )
     return result, ts.getvalue()
 
 

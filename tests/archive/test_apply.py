@@ -20,8 +20,12 @@ from .conftest import apply_bytes, make_tar, member
 
 
 def test_regular_dir_symlink_hardlink(tmp_path: Path) -> None:
-    tar = make_tar(member("d", tarfile.DIRTYPE, mode=0o750), member("d/f", data=b"hello", mode=0o640),
-                   member("d/s", tarfile.SYMTYPE, linkname="f"), member("d/h", tarfile.LNKTYPE, linkname="d/f", mode=0o640))
+    tar = make_tar(
+        member("d", tarfile.DIRTYPE, mode=0o750),
+        member("d/f", data=b"hello", mode=0o640),
+        member("d/s", tarfile.SYMTYPE, linkname="f"),
+        member("d/h", tarfile.LNKTYPE, linkname="d/f", mode=0o640),
+    )
     result, _ = apply_bytes(tmp_path, tar)
     assert (tmp_path / "d" / "f").read_bytes() == b"hello"
     assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o750
@@ -34,10 +38,12 @@ def test_regular_dir_symlink_hardlink(tmp_path: Path) -> None:
 
 def test_special_modes_owners_and_id_maps(tmp_path: Path) -> None:
     require_privileged("chown needs root")
-    tar = make_tar(member("suid", data=b"x", mode=0o4755, uid=1000, gid=1001),
-                   member("sgid", data=b"x", mode=0o2755, uid=5, gid=6),
-                   member("sticky", tarfile.DIRTYPE, mode=0o1777, uid=7, gid=8),
-                   member(".wh.gone", uid=4242, gid=4243))
+    tar = make_tar(
+        member("suid", data=b"x", mode=0o4755, uid=1000, gid=1001),
+        member("sgid", data=b"x", mode=0o2755, uid=5, gid=6),
+        member("sticky", tarfile.DIRTYPE, mode=0o1777, uid=7, gid=8),
+        member(".wh.gone", uid=4242, gid=4243),
+    )
     maps = (IDMap(0, 100000, 65536),)
     result, _ = apply_bytes(tmp_path, tar, ApplyOptions(uid_map=maps, gid_map=maps))
     st = os.stat(tmp_path / "suid")
@@ -51,15 +57,20 @@ def test_special_modes_owners_and_id_maps(tmp_path: Path) -> None:
 
 def test_unmappable_owner_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchive):
-        apply_bytes(tmp_path, make_tar(member("f", data=b"x", uid=70000)),
-                    ApplyOptions(uid_map=(IDMap(0, 1000, 10),), gid_map=(IDMap(0, 1000, 10),)))
+        apply_bytes(
+            tmp_path,
+            make_tar(member("f", data=b"x", uid=70000)),
+            ApplyOptions(uid_map=(IDMap(0, 1000, 10),), gid_map=(IDMap(0, 1000, 10),)),
+        )
 
 
 def test_devices_and_fifo(tmp_path: Path) -> None:
     require_privileged("mknod needs root")
-    tar = make_tar(member("null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
-                   member("loop", tarfile.BLKTYPE, devmajor=7, devminor=0, mode=0o660),
-                   member("fifo", tarfile.FIFOTYPE, mode=0o600))
+    tar = make_tar(
+        member("null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
+        member("loop", tarfile.BLKTYPE, devmajor=7, devminor=0, mode=0o660),
+        member("fifo", tarfile.FIFOTYPE, mode=0o600),
+    )
     apply_bytes(tmp_path, tar)
     st = os.lstat(tmp_path / "null")
     assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
@@ -72,8 +83,11 @@ def test_xattrs(tmp_path: Path) -> None:
     require_privileged("security.* and trusted.* xattrs need root")
     info, data = member("f", data=b"x")
     cap = b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-    info.pax_headers = {"SCHILY.xattr.user.note": "hi", "SCHILY.xattr.trusted.t": "v",
-                        "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0"}
+    info.pax_headers = {
+        "SCHILY.xattr.user.note": "hi",
+        "SCHILY.xattr.trusted.t": "v",
+        "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
+    }
     tar = make_tar((info, data))
     # tarfile cannot write binary PAX values; patch the capability in with GNU tar below instead.
     apply_bytes(tmp_path, tar)
@@ -84,8 +98,10 @@ def test_xattrs(tmp_path: Path) -> None:
     src.mkdir()
     (src / "ping").write_bytes(b"x")
     os.setxattr(src / "ping", "security.capability", cap)
-    subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "-C", str(src), "-cf", str(tmp_path / "c.tar"), "."],
-                   check=True)
+    subprocess.run(
+        ["tar", "--xattrs", "--xattrs-include=*", "-C", str(src), "-cf", str(tmp_path / "c.tar"), "."],
+        check=True,
+    )
     out = tmp_path / "out"
     out.mkdir()
     apply_bytes(out, (tmp_path / "c.tar").read_bytes())
@@ -108,8 +124,12 @@ def test_nanosecond_times_and_dir_mtime_after_contents(tmp_path: Path) -> None:
 def test_long_names_and_links(tmp_path: Path, fmt: int) -> None:
     long_dir = "/".join(["d" * 60] * 4)
     long_file = long_dir + "/" + "f" * 120
-    tar = make_tar(member(long_file, data=b"deep"), member("short", tarfile.SYMTYPE, linkname=long_file),
-                   member("hl", tarfile.LNKTYPE, linkname=long_file), fmt=fmt)
+    tar = make_tar(
+        member(long_file, data=b"deep"),
+        member("short", tarfile.SYMTYPE, linkname=long_file),
+        member("hl", tarfile.LNKTYPE, linkname=long_file),
+        fmt=fmt,
+    )
     apply_bytes(tmp_path, tar)
     assert (tmp_path / long_file).read_bytes() == b"deep"
     assert os.readlink(tmp_path / "short") == long_file
@@ -132,8 +152,10 @@ def test_gnu_tar_sparse_files(tmp_path: Path, fmt: str) -> None:
         fh.write(b"middle")
         fh.seek(20 << 20)
         fh.write(b"end")
-    subprocess.run(["tar", f"--format={fmt}", "--sparse", "-C", str(src), "-cf", str(tmp_path / "s.tar"), "."],
-                   check=True)
+    subprocess.run(
+        ["tar", f"--format={fmt}", "--sparse", "-C", str(src), "-cf", str(tmp_path / "s.tar"), "."],
+        check=True,
+    )
     out = tmp_path / "out"
     out.mkdir()
     apply_bytes(out, (tmp_path / "s.tar").read_bytes(), split=True)
@@ -152,8 +174,15 @@ def test_replace_file_with_dir_and_dir_merge(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("file")
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "old").write_text("old")
-    apply_bytes(tmp_path, make_tar(member("x", tarfile.DIRTYPE), member("x/in", data=b"1"),
-                                   member("keep", tarfile.DIRTYPE, mode=0o700), member("keep/new", data=b"2")))
+    apply_bytes(
+        tmp_path,
+        make_tar(
+            member("x", tarfile.DIRTYPE),
+            member("x/in", data=b"1"),
+            member("keep", tarfile.DIRTYPE, mode=0o700),
+            member("keep/new", data=b"2"),
+        ),
+    )
     assert (tmp_path / "x" / "in").read_bytes() == b"1"
     assert sorted(os.listdir(tmp_path / "keep")) == ["new", "old"]
     assert stat.S_IMODE(os.stat(tmp_path / "keep").st_mode) == 0o700
@@ -171,8 +200,14 @@ def _lower(root: Path) -> None:
 
 def test_delete_whiteouts(tmp_path: Path) -> None:
     _lower(tmp_path)
-    tar = make_tar(member(".wh.gone"), member(".wh.gonedir"), member("dir", tarfile.DIRTYPE),
-                   member("dir/new", data=b"n"), member("dir/.wh..wh..opq"), member("missing/.wh.nothing"))
+    tar = make_tar(
+        member(".wh.gone"),
+        member(".wh.gonedir"),
+        member("dir", tarfile.DIRTYPE),
+        member("dir/new", data=b"n"),
+        member("dir/.wh..wh..opq"),
+        member("missing/.wh.nothing"),
+    )
     apply_bytes(tmp_path, tar)
     assert not (tmp_path / "gone").exists() and not (tmp_path / "gonedir").exists()
     assert sorted(os.listdir(tmp_path / "dir")) == ["new"]  # opaque: only this layer's entries
@@ -191,22 +226,29 @@ def test_overlay_whiteouts(tmp_path: Path) -> None:
 
 def test_overlay_userxattr_opaque(tmp_path: Path) -> None:
     tar = make_tar(member("dir", tarfile.DIRTYPE), member("dir/.wh..wh..opq"))
-    apply_bytes(tmp_path, tar, ApplyOptions(whiteout_format=WhiteoutFormat.OVERLAY,
-                                            opaque_xattr="user.overlay.opaque"))
+    apply_bytes(
+        tmp_path,
+        tar,
+        ApplyOptions(whiteout_format=WhiteoutFormat.OVERLAY, opaque_xattr="user.overlay.opaque"),
+    )
     assert os.getxattr(tmp_path / "dir", "user.overlay.opaque") == b"y"
 
 
 def test_aufs_whiteouts_kept_literally(tmp_path: Path) -> None:
     _lower(tmp_path)
-    apply_bytes(tmp_path, make_tar(member(".wh.gone"), member("dir/.wh..wh..opq")),
-                ApplyOptions(whiteout_format=WhiteoutFormat.AUFS))
+    apply_bytes(
+        tmp_path,
+        make_tar(member(".wh.gone"), member("dir/.wh..wh..opq")),
+        ApplyOptions(whiteout_format=WhiteoutFormat.AUFS),
+    )
     assert (tmp_path / ".wh.gone").is_file() and (tmp_path / "gone").exists()
     assert (tmp_path / "dir" / ".wh..wh..opq").is_file() and (tmp_path / "dir" / "a").exists()
 
 
 def test_force_mask(tmp_path: Path) -> None:
-    apply_bytes(tmp_path, make_tar(member("f", data=b"x", mode=0o4755, uid=0, gid=0)),
-                ApplyOptions(force_mask=0o700))
+    apply_bytes(
+        tmp_path, make_tar(member("f", data=b"x", mode=0o4755, uid=0, gid=0)), ApplyOptions(force_mask=0o700)
+    )
     assert stat.S_IMODE(os.stat(tmp_path / "f").st_mode) == 0o700
     assert os.getxattr(tmp_path / "f", "user.containers.override_stat") == b"0:0:0755"
 
@@ -223,8 +265,13 @@ def test_global_pax_header_is_recorded_not_extracted(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "f").write_text("x")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
-           "GIT_COMMITTER_EMAIL": "a@b"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "a",
+        "GIT_AUTHOR_EMAIL": "a@b",
+        "GIT_COMMITTER_NAME": "a",
+        "GIT_COMMITTER_EMAIL": "a@b",
+    }
     subprocess.run(["git", "-C", str(repo), "add", "f"], check=True, env=env)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "m"], check=True, env=env)
     tar = subprocess.run(["git", "-C", str(repo), "archive", "HEAD"], check=True, capture_output=True).stdout

@@ -44,6 +44,15 @@ def _modify(root: Path) -> None:
     os.setxattr(root / "usr", "user.tag", b"1")
 
 
+def _members(data: bytes) -> list[tuple[str, bytes, int, int]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return [(m.name, m.type, m.size, m.mode) for m in tf]
+
+
+def _names(data: bytes) -> list[str]:
+    return [m[0] for m in _members(data)]
+
+
 def _fmt(changes: list[Change]) -> list[str]:
     return [f"{c.kind_name} {c.path}" for c in changes]
 
@@ -54,8 +63,18 @@ def test_changes_dirs_semantics(tmp_path: Path) -> None:
     shutil.copytree(old, new, symlinks=True)
     _modify(new)
     assert _fmt(changes_dirs(new, old)) == [
-        "Modify /etc", "Delete /etc/gone", "Modify /etc/hosts", "Add /etc/new", "Add /opt", "Add /opt/app",
-        "Add /opt/app/run", "Modify /usr", "Modify /usr/lib", "Modify /usr/lib/libx.so", "Modify /var", "Delete /var/cache",
+        "Modify /etc",
+        "Delete /etc/gone",
+        "Modify /etc/hosts",
+        "Add /etc/new",
+        "Add /opt",
+        "Add /opt/app",
+        "Add /opt/app/run",
+        "Modify /usr",
+        "Modify /usr/lib",
+        "Modify /usr/lib/libx.so",
+        "Modify /var",
+        "Delete /var/cache",
     ]
 
 
@@ -72,7 +91,7 @@ def test_export_changes_applies_to_the_new_tree(tmp_path: Path) -> None:
     _modify(new)
     buf = io.BytesIO()
     export_changes(new, changes_dirs(new, old), buf)
-    names = tarfile.open(fileobj=io.BytesIO(buf.getvalue())).getnames()
+    names = _names(buf.getvalue())
     assert "etc/.wh.gone" in names and "var/.wh.cache" in names
     target = tmp_path / "target"
     shutil.copytree(old, target, symlinks=True)
@@ -108,11 +127,17 @@ def test_overlay_changes_and_native_diff(tmp_path: Path) -> None:
     os.setxattr(upper / "var" / "cache", "trusted.overlay.opaque", b"y")
     (upper / "var" / "cache" / "fresh").write_text("f")
     got = _fmt(overlay_changes(upper, [lower], "trusted.overlay.opaque"))
-    assert got == ["Modify /etc", "Delete /etc/gone", "Add /etc/new", "Modify /var", "Delete /var/cache",
-                   "Add /var/cache/fresh"]
+    assert got == [
+        "Modify /etc",
+        "Delete /etc/gone",
+        "Add /etc/new",
+        "Modify /var",
+        "Delete /var/cache",
+        "Add /var/cache/fresh",
+    ]
     buf = io.BytesIO()
     export_tree(upper, buf, whiteout_format=WhiteoutFormat.OVERLAY, lowers=[lower])
-    names = tarfile.open(fileobj=io.BytesIO(buf.getvalue())).getnames()
+    names = _names(buf.getvalue())
     assert "etc/.wh.gone" in names and "var/cache/.wh..wh..opq" in names
     # Applying the native diff on the lower gives the merged view.
     merged = tmp_path / "merged"
@@ -132,10 +157,12 @@ def test_changes_and_diff_match_go(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _base(src)
     subprocess.run(["tar", "-C", str(src), "-cf", str(tmp_path / "b.tar"), "."], check=True)
-    parent = subprocess.run([*base, "import-layer", "-f", str(tmp_path / "b.tar")], check=True,
-                            capture_output=True, text=True).stdout.split()[-1]
-    child = subprocess.run([*base, "create-layer", parent], check=True, capture_output=True,
-                           text=True).stdout.split()[-1]
+    parent = subprocess.run(
+        [*base, "import-layer", "-f", str(tmp_path / "b.tar")], check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
+    child = subprocess.run(
+        [*base, "create-layer", parent], check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
     child_dir = graph / "vfs" / "dir" / child
     _modify(child_dir)
     go_out = subprocess.run([*base, "changes", child], check=True, capture_output=True, text=True).stdout
@@ -145,6 +172,4 @@ def test_changes_and_diff_match_go(tmp_path: Path) -> None:
     go_diff = subprocess.run([*base, "diff", "-u", child], check=True, capture_output=True).stdout
     buf = io.BytesIO()
     export_changes(child_dir, changes_dirs(child_dir, graph / "vfs" / "dir" / parent), buf)
-    go_members = [(m.name, m.type, m.size, m.mode) for m in tarfile.open(fileobj=io.BytesIO(go_diff))]
-    our_members = [(m.name, m.type, m.size, m.mode) for m in tarfile.open(fileobj=io.BytesIO(buf.getvalue()))]
-    assert our_members == go_members
+    assert _members(buf.getvalue()) == _members(go_diff)

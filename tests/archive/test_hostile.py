@@ -25,14 +25,19 @@ from cs_core.testing import require_privileged
 from .conftest import apply_bytes, make_tar, member
 
 
-def _raw_header(name: bytes = b"f", size: bytes = b"0000000012\x00", typeflag: bytes = b"0",
-                uid: bytes = b"0000000\x00", checksum_ok: bool = True) -> bytes:
+def _raw_header(
+    name: bytes = b"f",
+    size: bytes = b"0000000012\x00",
+    typeflag: bytes = b"0",
+    uid: bytes = b"0000000\x00",
+    checksum_ok: bool = True,
+) -> bytes:
     blk = bytearray(512)
-    blk[0:len(name)] = name
+    blk[0 : len(name)] = name
     blk[100:108] = b"0000644\x00"
     blk[108:116] = uid
     blk[116:124] = b"0000000\x00"
-    blk[124:124 + len(size)] = size
+    blk[124 : 124 + len(size)] = size
     blk[136:148] = b"00000000000\x00"
     blk[148:156] = b" " * 8
     blk[156:157] = typeflag
@@ -86,15 +91,20 @@ def test_write_through_dangling_absolute_symlink_is_rejected(arena: tuple[Path, 
     root, outside = arena
     # Inside the root the link dangles (as in Go's chroot): an error, never a write outside.
     with pytest.raises(UnsafeArchive):
-        apply_bytes(root, make_tar(member("evil", tarfile.SYMTYPE, linkname=str(outside)),
-                                   member("evil/secret", data=b"pwned")))
+        apply_bytes(
+            root,
+            make_tar(
+                member("evil", tarfile.SYMTYPE, linkname=str(outside)), member("evil/secret", data=b"pwned")
+            ),
+        )
 
 
 def test_write_through_absolute_symlink_stays_inside(arena: tuple[Path, Path]) -> None:
     root, outside = arena
     (root / str(outside).lstrip("/")).mkdir(parents=True)
-    tar = make_tar(member("evil", tarfile.SYMTYPE, linkname=str(outside)),
-                   member("evil/secret", data=b"pwned"))
+    tar = make_tar(
+        member("evil", tarfile.SYMTYPE, linkname=str(outside)), member("evil/secret", data=b"pwned")
+    )
     apply_bytes(root, tar)
     assert os.readlink(root / "evil") == str(outside)
     assert (root / str(outside).lstrip("/") / "secret").read_bytes() == b"pwned"
@@ -109,9 +119,11 @@ def test_relative_symlink_climbing_out_is_rejected(arena: tuple[Path, Path]) -> 
 def test_symlink_chain_stays_inside(arena: tuple[Path, Path]) -> None:
     root, outside = arena
     (root / str(outside).lstrip("/")).mkdir(parents=True)
-    tar = make_tar(member("l2", tarfile.SYMTYPE, linkname=str(outside)),
-                   member("l1", tarfile.SYMTYPE, linkname="l2"),
-                   member("l1/dir/file", data=b"pwned"))
+    tar = make_tar(
+        member("l2", tarfile.SYMTYPE, linkname=str(outside)),
+        member("l1", tarfile.SYMTYPE, linkname="l2"),
+        member("l1/dir/file", data=b"pwned"),
+    )
     apply_bytes(root, tar)
     assert (root / str(outside).lstrip("/") / "dir" / "file").read_bytes() == b"pwned"
 
@@ -128,8 +140,9 @@ def test_symlinked_parent_from_lower_layer_stays_inside(arena: tuple[Path, Path]
 
 def test_symlink_replaced_by_file_is_not_written_through(arena: tuple[Path, Path]) -> None:
     root, outside = arena
-    tar = make_tar(member("evil", tarfile.SYMTYPE, linkname=str(outside / "secret")),
-                   member("evil", data=b"pwned"))
+    tar = make_tar(
+        member("evil", tarfile.SYMTYPE, linkname=str(outside / "secret")), member("evil", data=b"pwned")
+    )
     apply_bytes(root, tar)
     assert (root / "evil").read_bytes() == b"pwned"
 
@@ -148,16 +161,19 @@ def test_hardlink_to_absolute_path_resolves_in_root(arena: tuple[Path, Path]) ->
 
 def test_hardlink_through_symlinked_parent_stays_inside(arena: tuple[Path, Path]) -> None:
     root, outside = arena
-    tar = make_tar(member("l", tarfile.SYMTYPE, linkname=str(outside)),
-                   member("h", tarfile.LNKTYPE, linkname="l/secret"))
+    tar = make_tar(
+        member("l", tarfile.SYMTYPE, linkname=str(outside)), member("h", tarfile.LNKTYPE, linkname="l/secret")
+    )
     with pytest.raises(UnsafeArchive):
         apply_bytes(root, tar)
 
 
 def test_hardlink_to_symlink_is_a_symlink(arena: tuple[Path, Path]) -> None:
     root, outside = arena
-    tar = make_tar(member("s", tarfile.SYMTYPE, linkname=str(outside / "secret")),
-                   member("h", tarfile.LNKTYPE, linkname="s"))
+    tar = make_tar(
+        member("s", tarfile.SYMTYPE, linkname=str(outside / "secret")),
+        member("h", tarfile.LNKTYPE, linkname="s"),
+    )
     apply_bytes(root, tar)
     assert os.path.islink(root / "h")
 
@@ -177,8 +193,11 @@ def test_whiteout_through_symlink_stays_inside(arena: tuple[Path, Path]) -> None
     mirror = root / str(outside).lstrip("/")
     (mirror / "dir").mkdir(parents=True)
     (mirror / "secret").write_text("inside")
-    tar = make_tar(member("l", tarfile.SYMTYPE, linkname=str(outside)), member("l/.wh.secret"),
-                   member("l/dir/.wh..wh..opq"))
+    tar = make_tar(
+        member("l", tarfile.SYMTYPE, linkname=str(outside)),
+        member("l/.wh.secret"),
+        member("l/dir/.wh..wh..opq"),
+    )
     apply_bytes(root, tar)
     assert (outside / "secret").exists()
     assert not (mirror / "secret").exists()
@@ -209,7 +228,9 @@ def test_overlay_whiteout_device_smuggled_in_delete_format(arena: tuple[Path, Pa
 def test_devices_refused_when_not_allowed(arena: tuple[Path, Path], kind: bytes) -> None:
     root, _ = arena
     with pytest.raises(UnsafeArchive):
-        apply_bytes(root, make_tar(member("dev", kind, devmajor=1, devminor=3)), ApplyOptions(allow_devices=False))
+        apply_bytes(
+            root, make_tar(member("dev", kind, devmajor=1, devminor=3)), ApplyOptions(allow_devices=False)
+        )
     assert not (root / "dev").exists()
 
 
@@ -234,8 +255,13 @@ def test_huge_pax_record_is_rejected(arena: tuple[Path, Path]) -> None:
 def test_huge_sparse_map_is_rejected(arena: tuple[Path, Path]) -> None:
     root, _ = arena
     info, data = member("x", data=b"")
-    info.pax_headers = {"GNU.sparse.major": "0", "GNU.sparse.minor": "1", "GNU.sparse.numblocks": "100000000",
-                        "GNU.sparse.map": "0,0", "GNU.sparse.size": "10"}
+    info.pax_headers = {
+        "GNU.sparse.major": "0",
+        "GNU.sparse.minor": "1",
+        "GNU.sparse.numblocks": "100000000",
+        "GNU.sparse.map": "0,0",
+        "GNU.sparse.size": "10",
+    }
     with pytest.raises(UnsafeArchive):
         apply_bytes(root, make_tar((info, data)))
 
@@ -243,8 +269,13 @@ def test_huge_sparse_map_is_rejected(arena: tuple[Path, Path]) -> None:
 def test_sparse_map_beyond_size_is_rejected(arena: tuple[Path, Path]) -> None:
     root, _ = arena
     info, data = member("x", data=b"abcd")
-    info.pax_headers = {"GNU.sparse.major": "0", "GNU.sparse.minor": "1", "GNU.sparse.numblocks": "1",
-                        "GNU.sparse.map": "100,4", "GNU.sparse.size": "10"}
+    info.pax_headers = {
+        "GNU.sparse.major": "0",
+        "GNU.sparse.minor": "1",
+        "GNU.sparse.numblocks": "1",
+        "GNU.sparse.map": "100,4",
+        "GNU.sparse.size": "10",
+    }
     with pytest.raises(UnsafeArchive):
         apply_bytes(root, make_tar((info, data)))
 
@@ -299,8 +330,13 @@ def _compressors() -> dict[str, object]:
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "bzip2", "xz", "plain"])
 def test_junk_streams_are_rejected(arena: tuple[Path, Path], kind: str) -> None:
     root, _ = arena
-    magic = {"gzip": b"\x1f\x8b\x08", "zstd": b"\x28\xb5\x2f\xfd", "bzip2": b"BZh", "xz": b"\xfd7zXZ\x00",
-             "plain": b""}[kind]
+    magic = {
+        "gzip": b"\x1f\x8b\x08",
+        "zstd": b"\x28\xb5\x2f\xfd",
+        "bzip2": b"BZh",
+        "xz": b"\xfd7zXZ\x00",
+        "plain": b"",
+    }[kind]
     junk = magic + os.urandom(4096)
     with pytest.raises(UnsafeArchive):
         _, plain = decompress_stream(io.BytesIO(junk))  # type: ignore[arg-type]

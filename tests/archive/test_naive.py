@@ -1,4 +1,4 @@
-"""The naive diff driver over a minimal directory-copy driver (the driver is scaffolding, naive is under test)."""
+"""The naive diff driver over a minimal directory-copy driver (scaffolding; naive is what is tested)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,16 @@ class CopyDriver(GraphDriver):
 
 @pytest.fixture
 def driver(tmp_path: Path) -> CopyDriver:
-    return CopyDriver(DriverConfig(home=tmp_path / "home", run_home=tmp_path / "run", graph_root=tmp_path,
-                                   run_root=tmp_path / "run"))
+    return CopyDriver(
+        DriverConfig(
+            home=tmp_path / "home", run_home=tmp_path / "run", graph_root=tmp_path, run_root=tmp_path / "run"
+        )
+    )
+
+
+def _names(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return tf.getnames()
 
 
 def _balanced(driver: CopyDriver) -> None:
@@ -66,9 +74,13 @@ def _balanced(driver: CopyDriver) -> None:
 
 def test_apply_diff_changes_and_diff(driver: CopyDriver) -> None:
     driver.create("base", None, CreateOpts())
-    base_tar = make_tar(member("etc", tarfile.DIRTYPE), member("etc/a", data=b"a"), member("etc/b", data=b"b"))
+    base_tar = make_tar(
+        member("etc", tarfile.DIRTYPE), member("etc/a", data=b"a"), member("etc/b", data=b"b")
+    )
     ts = io.BytesIO()
-    result = driver.apply_diff("base", None, io.BytesIO(base_tar), ApplyDiffOpts(tar_split=TarSplitWriter(ts)))
+    result = driver.apply_diff(
+        "base", None, io.BytesIO(base_tar), ApplyDiffOpts(tar_split=TarSplitWriter(ts))
+    )
     assert result.size == len(base_tar)
     getter = driver.diff_getter("base")
     out = io.BytesIO()
@@ -78,20 +90,24 @@ def test_apply_diff_changes_and_diff(driver: CopyDriver) -> None:
         getter.close()
     assert out.getvalue() == base_tar
     driver.create("child", "base", CreateOpts())
-    driver.apply_diff("child", "base", io.BytesIO(make_tar(member("etc/.wh.a"), member("etc/c", data=b"ccc"))),
-                      ApplyDiffOpts())
+    driver.apply_diff(
+        "child",
+        "base",
+        io.BytesIO(make_tar(member("etc/.wh.a"), member("etc/c", data=b"ccc"))),
+        ApplyDiffOpts(),
+    )
     got = [(c.kind_name, c.path) for c in driver.changes("child", "base")]
     assert got == [("Modify", "/etc"), ("Delete", "/etc/a"), ("Add", "/etc/c")]
     assert driver.diff_size("child", "base") == 3
     stream = driver.diff("child", "base")
     try:
-        names = tarfile.open(fileobj=io.BytesIO(stream.read())).getnames()
+        names = _names(stream.read())
     finally:
         stream.close()
     assert names == ["etc", "etc/.wh.a", "etc/c"]
     whole = driver.diff("child", None)
     try:
-        names = tarfile.open(fileobj=io.BytesIO(whole.read())).getnames()
+        names = _names(whole.read())
     finally:
         whole.close()
     assert names == ["etc", "etc/b", "etc/c"]

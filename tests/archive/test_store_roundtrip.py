@@ -1,4 +1,4 @@
-"""Byte-identical round trips through a store: ours of ours, ours of Go's, Go's of ours (plain, gzip, zstd)."""
+"""Byte-identical round trips through a store: ours of ours, ours of Go's, Go's of ours."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from cs_core.drivers.plugins import PluginRegistry
 from cs_core.testing import require_privileged, requires_command
 
 GO = "/usr/bin/containers-storage"
-KINDS = {"plain": lambda b: b, "gzip": gzip.compress, "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}
+KINDS = {
+    "plain": lambda b: b,
+    "gzip": gzip.compress,
+    "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+}
 
 
 def _drivers() -> list[str]:
@@ -61,8 +65,9 @@ def _open(driver: str, graph: Path, run: Path):  # type: ignore[no-untyped-def]
 
 
 def _go(driver: str, graph: Path, run: Path, *args: str) -> bytes:
-    return subprocess.run([GO, "-g", str(graph), "-R", str(run), "-s", driver, *args], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        [GO, "-g", str(graph), "-R", str(run), "-s", driver, *args], check=True, capture_output=True
+    ).stdout
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -76,8 +81,9 @@ def test_our_diff_of_our_layer(roots: tuple[str, Path, Path], kind: str, tmp_pat
         assert layer.uncompressed_digest == "sha256:" + hashlib.sha256(tar).hexdigest()
         assert layer.compressed_digest == "sha256:" + hashlib.sha256(packed).hexdigest()
         assert layer.compressed_size == len(packed) and layer.uncompressed_size == len(tar)
-        assert layer.compression == int({"plain": Compression.NONE, "gzip": Compression.GZIP,
-                                         "zstd": Compression.ZSTD}[kind])
+        assert layer.compression == int(
+            {"plain": Compression.NONE, "gzip": Compression.GZIP, "zstd": Compression.ZSTD}[kind]
+        )
         assert layer.uidset == [0] and layer.gidset == [0, 42]
         out = io.BytesIO()
         store.diff(None, layer.id, out, compression=Compression.NONE)
@@ -93,7 +99,9 @@ def test_our_diff_of_our_layer(roots: tuple[str, Path, Path], kind: str, tmp_pat
 
 @pytest.mark.interop
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_go_diff_of_our_layer_and_ours_of_gos(roots: tuple[str, Path, Path], kind: str, tmp_path: Path) -> None:
+def test_go_diff_of_our_layer_and_ours_of_gos(
+    roots: tuple[str, Path, Path], kind: str, tmp_path: Path
+) -> None:
     requires_command(GO)
     driver, graph, run = roots
     tar = _layer_tar(tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import io, gzip, os, resource, sys, tarfile, threading
     from cs_core.archive.apply import ApplyOptions, apply_tar
     from cs_core.archive.compression import DigestReader, decompress_stream
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent('''
         result = apply_tar(root, digest, ApplyOptions(), TarSplitWriter(sink))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(result.size, digest.size, before, after)
-''')
+""")
 
 
 @pytest.mark.slow
@@ -45,8 +45,13 @@ def test_multi_gb_zero_file_bounded_memory(tmp_path: Path) -> None:
     size = 3 << 30
     root = tmp_path / "root"
     root.mkdir()
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(root), str(size), str(tmp_path / "z.tar.gz")],
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(root), str(size), str(tmp_path / "z.tar.gz")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     consumed, digested, before_kb, after_kb = (int(x) for x in proc.stdout.split())
     assert consumed == digested >= size

@@ -50,8 +50,10 @@ def test_gnu_tar_round_trip(tmp_path: Path, fmt: str) -> None:
     if fmt == "ustar":
         shutil.rmtree(src / ("L" * 90))
         (src / "ünïcödé <&>").unlink()
-    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
-                   check=True)
+    subprocess.run(
+        ["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
+        check=True,
+    )
     tar = (tmp_path / "x.tar").read_bytes()
     out = tmp_path / "out"
     out.mkdir()
@@ -61,8 +63,15 @@ def test_gnu_tar_round_trip(tmp_path: Path, fmt: str) -> None:
 
 
 def test_python_tarfile_round_trip_with_trailing_junk(tmp_path: Path) -> None:
-    tar = make_tar(member("a", data=b"x" * 1000), member("d", tarfile.DIRTYPE), member("d/b", data=b"y"),
-                   fmt=tarfile.GNU_FORMAT) + b"trailing junk after the end" * 50000
+    tar = (
+        make_tar(
+            member("a", data=b"x" * 1000),
+            member("d", tarfile.DIRTYPE),
+            member("d/b", data=b"y"),
+            fmt=tarfile.GNU_FORMAT,
+        )
+        + b"trailing junk after the end" * 50000
+    )
     _, split = apply_bytes(tmp_path, tar, split=True)
     assert _reassembled(tmp_path, split) == tar
 
@@ -110,8 +119,22 @@ def test_go_json_escaping() -> None:
 
 def _go_tar_split(tmp_path: Path, tar_path: Path) -> bytes:
     graph, run = tmp_path / "g", tmp_path / "r"
-    subprocess.run(["/usr/bin/containers-storage", "-g", str(graph), "-R", str(run), "-s", "vfs", "import-layer",
-                    "-f", str(tar_path)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "/usr/bin/containers-storage",
+            "-g",
+            str(graph),
+            "-R",
+            str(run),
+            "-s",
+            "vfs",
+            "import-layer",
+            "-f",
+            str(tar_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     [ts] = list((graph / "vfs-layers").glob("*.tar-split.gz"))
     return gzip.decompress(ts.read_bytes())
 
@@ -125,8 +148,10 @@ def test_tar_split_is_byte_identical_to_go(tmp_path: Path, fmt: str) -> None:
     require_privileged("the Go CLI's vfs store chowns files")
     src = tmp_path / "src"
     _source_tree(src)
-    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
-                   check=True)
+    subprocess.run(
+        ["tar", f"--format={fmt}", "--xattrs", "-C", str(src), "-cf", str(tmp_path / "x.tar"), "."],
+        check=True,
+    )
     ours = tmp_path / "ours"
     ours.mkdir()
     _, split = apply_bytes(ours, (tmp_path / "x.tar").read_bytes(), split=True)
