@@ -120,6 +120,25 @@ class _GuardedReader(io.RawIOBase):
         super().close()
 
 
+def _prefetch(inner: Any, out: queue.Queue[bytes | BaseException], stop: threading.Event, block: int) -> None:
+    while not stop.is_set():
+        item: bytes | BaseException
+        try:
+            buf = bytearray(block)
+            n = _readinto(inner, memoryview(buf))
+            item = bytes(buf[:n]) if n < block else bytes(buf)
+        except BaseException as exc:  # handed to the reader
+            item = exc
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        if not isinstance(item, bytes) or not item:
+            return
+
+
 class _Prefetcher(io.RawIOBase):
     """Reads ahead in a thread (reads and digests release the GIL), handing blocks over a queue."""
 
@@ -131,26 +150,11 @@ class _Prefetcher(io.RawIOBase):
         self._current = memoryview(b"")
         self._done = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cs-prefetch", daemon=True)
+        # The thread gets no reference to self: an abandoned reader is collected, and its
+        # close() (from __del__) stops the thread.
+        self._thread = threading.Thread(target=_prefetch, args=(inner, self._queue, self._stop, self._BLOCK),
+                                        name="cs-prefetch", daemon=True)
         self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            item: bytes | BaseException
-            try:
-                buf = bytearray(self._BLOCK)
-                n = _readinto(self._inner, memoryview(buf))
-                item = bytes(buf[:n]) if n < self._BLOCK else bytes(buf)
-            except BaseException as exc:  # handed to the reader
-                item = exc
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not isinstance(item, bytes) or not item:
-                return
 
     def readable(self) -> bool:
         return True

@@ -68,3 +68,18 @@ def test_digest_reader_counts_and_hashes() -> None:
     assert plain.digest == "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
     assert raw.size == len(packed)
     assert raw.digest == "sha256:" + hashlib.sha256(packed).hexdigest()
+
+
+def test_abandoned_plain_reader_stops_its_prefetch_thread() -> None:
+    import gc
+    import threading
+
+    _, reader = decompress_stream(io.BytesIO(bytes(64 << 20)))  # type: ignore[arg-type]
+    reader.read(10)
+    del reader
+    gc.collect()
+    for _ in range(50):
+        if not any(t.name == "cs-prefetch" and t.is_alive() for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.05)
+    assert not any(t.name == "cs-prefetch" and t.is_alive() for t in threading.enumerate())
