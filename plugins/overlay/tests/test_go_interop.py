@@ -14,6 +14,8 @@ from cs_core.store import Store, open_store
 from cs_core.testing import require_privileged, requires_command
 from cs_core.testing.gocli import GoCLI
 
+pytestmark = pytest.mark.interop
+
 
 @pytest.fixture
 def stores(tmp_path: Path) -> Iterator[tuple[GoCLI, Store]]:

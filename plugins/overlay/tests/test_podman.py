@@ -11,10 +11,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
 from cs_overlay.testing import unmount_all_under
 
 from cs_core.store import ImageOptions, open_store
 from cs_core.testing import require_privileged, requires_command
+
+pytestmark = pytest.mark.interop
 
 
 def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
