@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
 
@@ -55,6 +55,9 @@ from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
 from cs_core.records.layers import INCOMPLETE, LayerStore
 from cs_core.selection import select_driver
+
+if TYPE_CHECKING:
+    from cs_core.check import CheckOptions, CheckReport, RepairOptions
 
 log = logging.getLogger(__name__)
 
@@ -1190,6 +1193,19 @@ class Store:
             self._graph_token = self.graph_lock.record_write()
             self.driver.cleanup()
             return mounted
+
+    def check(self, options: CheckOptions | None = None) -> CheckReport:
+        """Report damaged layers, images and containers (Go ``Check``; see cs_core.check)."""
+        from cs_core.check import check
+
+        return check(self, options)
+
+    def repair(self, report: CheckReport,
+               options: RepairOptions | None = None) -> list[StorageError]:
+        """Remove what ``report`` found damaged; returns what could not be removed."""
+        from cs_core.check import repair
+
+        return repair(self, report, options)
 
     def garbage_collect(self) -> None:
         """Remove data no record refers to (directories of deleted items, orphan layers)."""
