@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import os
 import tarfile
 from collections.abc import Callable
@@ -254,3 +255,67 @@ def test_deleted_layer_directory_is_unmountable(world: World) -> None:
 def _rw() -> MountOpts:
     """A writable mount of a layer: the tests damage layers through it."""
     return MountOpts()
+
+
+# -- the `check` command ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_check(world: World, capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``containers-storage ... check ARGS`` in-process on the world's store."""
+    from cs_core.cli import check_cmd, commands
+    from cs_core.cli import main as cli_main
+    from cs_core.cli.app import cli
+
+    if "check" not in cli.commands:  # what the CLI's one-line wiring does
+        check_cmd.register(cli)
+        commands.BUILTIN["check"] = cli.commands["check"]
+    store = world.store
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capfd.readouterr()
+        code = cli_main.run(["-g", str(store.graph_root), "-R", str(store.run_root),
+                             "-s", store.driver_name, "check", *args])
+        captured = capfd.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_cli_check_clean_damaged_and_repaired(world: World,
+                                              run_check: Callable[..., tuple[int, str, str]]) -> None:
+    assert run_check() == (0, "", "")
+    code, stdout, _ = run_check("--json")
+    assert code == 0
+    assert json.loads(stdout) == {"Layers": {}, "ROLayers": {}, "Images": {}, "ROImages": {},
+                                  "Containers": {}}
+    stray = world.store.create_storage_layer()
+    code, stdout, stderr = run_check("-q")
+    assert code == 1
+    assert stdout == (f"layer {stray}:\n layer {stray}: layer in lower level storage driver "
+                      f"not accounted for\n")
+    assert stderr == ("1 layer errors, 0 read-only layer errors, 0 image errors, "
+                      "0 read-only image errors, 0 container errors\n")
+    code, stdout, _ = run_check("-j")
+    assert code == 1 and json.loads(stdout)["Layers"] == {stray: [{}]}
+    assert run_check("-r")[0] == 0
+    assert run_check() == (0, "", "")
+
+
+def test_cli_check_max_age_and_force(world: World,
+                                     run_check: Callable[..., tuple[int, str, str]]) -> None:
+    orphan = world.store.create_layer()
+    assert run_check()[0] == 0
+    code, stdout, _ = run_check("-m", "0s")
+    assert code == 1 and f"layer {orphan.id}: layer not referenced" in stdout
+    assert run_check("--max=1h30m")[0] == 0
+    code, _, stderr = run_check("-m", "soon")
+    assert (code, stderr) == (1, 'time: invalid duration "soon"\n')
+    # A damaged container survives -r (exit 1, Go's summary) and goes with -f.
+    world.store.container_store.data_path(world.container, "config.json").unlink()
+    code, _, stderr = run_check("-r")
+    assert code == 1
+    assert stderr == "0 read-only layer errors, 0 read-only image errors, 1 container errors\n"
+    assert run_check("-f")[0] == 0
+    assert world.store.containers() == []
+    assert run_check() == (0, "", "")
