@@ -323,15 +323,15 @@ class OverlayDriver(GraphDriver):
                 os.unlink(d.parent / LINK_DIR / lid)
         if not os.path.lexists(d):
             return
-        # A leaked mount below the layer would make rmtree fail half-way: detach first.
-        for sub in ("merged",):
-            if mounting.is_mountpoint(str(d / sub)):
-                mounting.unmount(str(d / sub))
+        # A mount left on merged/ would make rmtree fail half-way: detach it first.
+        if mounting.is_mountpoint(str(d / "merged")):
+            mounting.unmount(str(d / "merged"))
         shutil.rmtree(d, onerror=self._rmtree_error)
 
     @staticmethod
     def _rmtree_error(func: object, path: str, exc: object) -> None:
-        # Go's EnsureRemoveAll also copes with immutable-less but read-only parents (0555 diff).
+        # Without CAP_DAC_OVERRIDE a 0555 diff/ (or a read-only dir from a tar) blocks removal:
+        # make the parent writable and retry, as Go's EnsureRemoveAll does.
         parent = os.path.dirname(path)
         try:
             os.chmod(parent, 0o700)
@@ -455,7 +455,7 @@ class OverlayDriver(GraphDriver):
         lowers, fds = stack.nested_lowers(str_lowers, scratch, inner_opts,
                                           userxattr="userxattr" in spec.options)
         try:
-            mounting.mount_overlay(attrs_evolve(spec, lowers), str(merged), self.home)
+            mounting.mount_overlay(attrs.evolve(spec, lowers=lowers), str(merged), self.home)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -505,7 +505,7 @@ class OverlayDriver(GraphDriver):
         force_mask = self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask
         return ApplyOptions(
             whiteout_format=self.whiteout_format,
-            opaque_xattr="user.overlay.opaque" if os.geteuid() != 0 else "trusted.overlay.opaque",
+            opaque_xattr=self._opaque_xattr(),
             uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
             force_mask=force_mask,
@@ -527,6 +527,7 @@ class OverlayDriver(GraphDriver):
         return not self.use_naive_diff() and self.is_parent(id, parent)
 
     def _opaque_xattr(self) -> str:
+        # Unprivileged overlay mounts use userxattr, so the opaque marker is a user.* xattr.
         return "user.overlay.opaque" if os.geteuid() != 0 else "trusted.overlay.opaque"
 
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
@@ -662,7 +663,3 @@ def directory_size(root: Path) -> int:
                     seen.add(key)
                 total += st.st_size
     return total
-
-
-def attrs_evolve(spec: mounting.OverlayMount, lowers: list[str | int]) -> mounting.OverlayMount:
-    return mounting.OverlayMount(lowers=lowers, upper=spec.upper, work=spec.work, options=spec.options)
