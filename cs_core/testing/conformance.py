@@ -22,13 +22,17 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry
+from cs_core.errors import StorageError
 from cs_core.model import Change
+
+if TYPE_CHECKING:
+    from cs_core.store import Store
 
 
 def make_tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
@@ -45,6 +49,32 @@ def make_tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
             else:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_special_tar(with_device: bool) -> bytes:
+    """A tar holding every non-regular entry type a layer can carry."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, kind: bytes, data: bytes = b"", **fields: object) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mtime, info.mode = kind, 1_700_000_000, 0o644
+            for key, value in fields.items():
+                setattr(info, key, value)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+
+        add("d", tarfile.DIRTYPE, mode=0o750)
+        add("d/target", tarfile.REGTYPE, b"target data", uid=1000, gid=100, mode=0o640)
+        # Appliers chown/chmod the shared inode from the link's header too (as Go does), so
+        # the link carries the target's metadata, as every tar writer emits it.
+        add("d/hard", tarfile.LNKTYPE, linkname="d/target", uid=1000, gid=100, mode=0o640)
+        add("d/sym", tarfile.SYMTYPE, linkname="target", mode=0o777)
+        add("d/fifo", tarfile.FIFOTYPE, mode=0o600)
+        if with_device:
+            add("d/null", tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3)
+        # A name that needs a PAX record (over 100 bytes).
+        add("d/" + "n" * 150, tarfile.REGTYPE, b"long")
     return buf.getvalue()
 
 
@@ -76,6 +106,10 @@ class GraphDriverConformance:
     enforces_read_only_mounts: ClassVar[bool] = False
     #: Whether the driver needs root (mounts, ioctls).
     needs_root: ClassVar[bool] = False
+    #: Whether layers can hold device nodes (checked only when running as root).
+    supports_devices: ClassVar[bool] = True
+    #: Whether the store-level tests run (they need cs_core.store and a working driver).
+    store_tests: ClassVar[bool] = True
 
     @pytest.fixture
     def driver_config(self, tmp_path: Path) -> DriverConfig:
@@ -96,10 +130,8 @@ class GraphDriverConformance:
             yield drv
         finally:
             for layer in drv.list_layers():
-                try:
+                with contextlib.suppress(Exception):
                     drv.put(layer)
-                except Exception:
-                    pass
             drv.cleanup()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -239,3 +271,109 @@ class GraphDriverConformance:
         driver.create("l", None, CreateOpts())
         self._apply(driver, "l", None, make_tar(entries))
         assert len(self._read_tree(driver, "l")) == 3001
+
+    def test_apply_diff_special_entries(self, driver: GraphDriver) -> None:
+        with_device = self.supports_devices and os.geteuid() == 0
+        driver.create("l", None, CreateOpts())
+        result = driver.apply_diff("l", None, io.BytesIO(make_special_tar(with_device)),
+                                   ApplyDiffOpts())
+        assert 1000 in result.uids and 100 in result.gids
+        root = driver.get("l", MountOpts(options=("ro",)))
+        try:
+            d = root / "d"
+            target = os.lstat(d / "target")
+            assert stat.S_IMODE(os.lstat(d).st_mode) == 0o750
+            assert stat.S_IMODE(target.st_mode) == 0o640
+            assert target.st_mtime == 1_700_000_000
+            if os.geteuid() == 0:
+                assert (target.st_uid, target.st_gid) == (1000, 100)
+            assert os.lstat(d / "hard").st_ino == target.st_ino
+            assert target.st_nlink == 2
+            assert os.readlink(d / "sym") == "target"
+            assert stat.S_ISFIFO(os.lstat(d / "fifo").st_mode)
+            assert (d / ("n" * 150)).read_bytes() == b"long"
+            if with_device:
+                dev = os.lstat(d / "null")
+                assert stat.S_ISCHR(dev.st_mode) and dev.st_rdev == os.makedev(1, 3)
+        finally:
+            driver.put("l")
+
+    def test_base_layer_changes_are_all_adds(self, driver: GraphDriver) -> None:
+        driver.create("l", None, CreateOpts())
+        self._apply(driver, "l", None, make_tar([("d", None, 0o755), ("d/f", b"12345", 0o644)]))
+        changes = driver.changes("l", None)
+        assert {(c.path, c.kind) for c in changes} == {("/d", Change.ADD), ("/d/f", Change.ADD)}
+        assert driver.diff_size("l", None) == 5
+
+    def test_unknown_option_is_refused(self, driver_config: DriverConfig) -> None:
+        if self.needs_root:
+            from cs_core.testing import require_privileged
+
+            require_privileged(f"the {self.driver_name} driver needs root")
+        cls = PluginRegistry().driver_class(self.driver_name)
+        bad = (*driver_config.options, f"{self.driver_name}.no_such_option=1")
+        with pytest.raises(StorageError, match="no_such_option"):
+            cls(DriverConfig(home=driver_config.home, run_home=driver_config.run_home,
+                             graph_root=driver_config.graph_root, run_root=driver_config.run_root,
+                             options=bad))
+
+    def test_missing_layer_errors(self, driver: GraphDriver) -> None:
+        assert not driver.exists("missing")
+        with pytest.raises(StorageError):
+            driver.get("missing", MountOpts())
+        driver.remove("missing")  # removing what is not there is not an error
+
+    # -- through the store -------------------------------------------------------------------
+
+    @pytest.fixture
+    def store(self, driver: GraphDriver, driver_config: DriverConfig) -> Iterator[Store]:
+        if not self.store_tests:
+            pytest.skip(f"{type(self).__name__} turns the store-level tests off")
+        driver.cleanup()  # the store opens its own driver instance on the same home
+        from cs_core.store import open_store
+
+        opened = open_store(graph_root=str(driver_config.graph_root),
+                            run_root=str(driver_config.run_root), driver_name=self.driver_name,
+                            driver_options=driver_config.options, registry=PluginRegistry())
+        try:
+            yield opened
+        finally:
+            opened.shutdown(force=True)
+
+    def test_store_image_container_round_trip(self, store: Store) -> None:
+        assert store.driver_name == self.driver_name
+        base = store.put_layer(names=("base",), diff=io.BytesIO(make_tar([
+            ("etc", None, 0o755), ("etc/os-release", b"ID=test\n", 0o644),
+        ])))
+        image = store.create_image(names=("img:latest",), layer=base.id)
+        container = store.create_container(names=("ctr",), image=image.id)
+        root = Path(store.mount(container.id))
+        try:
+            assert (root / "etc" / "os-release").read_bytes() == b"ID=test\n"
+            (root / "etc" / "os-release").unlink()
+            (root / "written").write_bytes(b"by the container")
+        finally:
+            assert store.unmount(container.id) is False
+        # The container's layer keeps its writes; the image's layer does not see them.
+        root = Path(store.mount(container.id))
+        try:
+            assert (root / "written").read_bytes() == b"by the container"
+        finally:
+            store.unmount(container.id)
+        kinds = {(c.path, c.kind) for c in store.changes(None, container.layer)}
+        assert kinds == {("/etc", Change.MODIFY), ("/etc/os-release", Change.DELETE),
+                         ("/written", Change.ADD)}
+        out = io.BytesIO()
+        store.diff(None, container.layer, out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            names = set(tar.getnames())
+        assert {"written", "etc/.wh.os-release"} <= names
+        image_root = Path(store.mount_image(image.id))
+        try:
+            assert not (image_root / "written").exists()
+            assert (image_root / "etc" / "os-release").exists()
+        finally:
+            store.unmount_image(image.id, force=True)
+        store.delete_container(container.id)
+        assert store.delete_image(image.id) == [base.id]
+        assert store.layers() == [] and store.driver.list_layers() == []

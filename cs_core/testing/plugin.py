@@ -1,39 +1,19 @@
 """pytest plugin (entry point ``pytest11: cs_core``): fixtures for driver packages' tests.
 
-``cs_registry``  a fresh plugin registry over the installed entry points.
-``cs_tmp_store`` a store in the test's temporary directory; the driver is the test's
-                 ``cs_driver`` fixture (default vfs; override it), shut down afterwards.
+The fixtures live in :mod:`cs_core.testing.fixtures`; importing them here is what makes
+pytest offer them to every test once cs_core is installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from cs_core.drivers.plugins import PluginRegistry
+from cs_core.testing.fixtures import cs_driver, cs_registry, cs_tmp_store
+
+__all__ = ["cs_driver", "cs_registry", "cs_tmp_store"]
 
 
-@pytest.fixture
-def cs_registry() -> PluginRegistry:
-    return PluginRegistry()
-
-
-@pytest.fixture
-def cs_driver() -> str:
-    return "vfs"
-
-
-@pytest.fixture
-def cs_tmp_store(tmp_path: Path, cs_driver: str, cs_registry: PluginRegistry) -> Iterator[object]:
-    from cs_core.config import StoreOptions
-    from cs_core.store import Store
-
-    store = Store(
-        StoreOptions(graph_root=str(tmp_path / "graph"), run_root=str(tmp_path / "run"),
-                     driver_name=cs_driver),
-        cs_registry,
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cs_driver(name): graph driver the cs_tmp_store fixture opens (default vfs)"
     )
-    yield store
-    store.shutdown(force=True)
