@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cs_btrfs import ioctl, native
 
 from cs_core.model import Change
 from cs_core.store import Store, open_store
@@ -140,3 +141,25 @@ def test_both_clis_on_one_store(go_cli: GoCLI, graph_dir: Path, btrfs_mount: Pat
         _our_cli(graph_dir, "shutdown", "-f")
     go_cli.run("shutdown", "-f")
     assert _ours(btrfs_mount, graph_dir) == []
+
+
+def test_native_changes_agree_with_go(store: Store, go_cli: GoCLI, graph_dir: Path) -> None:
+    import time
+
+    from .test_native import _edit_everything, _populate
+
+    base = store.create_layer()
+    _populate(Path(store.mount(base.id)))
+    store.unmount(base.id)
+    time.sleep(0.05)  # past the clock tick of the last parent write (see test_native)
+    image = store.create_image(layer=base.id)
+    ctr = store.create_container(image=image.id)
+    _edit_everything(Path(store.mount(ctr.id)))
+    store.unmount(ctr.id)
+    drv = store.driver
+    with ioctl.open_dir(drv.layer_dir(ctr.layer)) as c, ioctl.open_dir(drv.layer_dir(base.id)) as p:
+        assert native.usable(c, p) is not None
+    ours = _our_cli(graph_dir, "changes", ctr.layer)
+    # Go walks maps, so its order varies from run to run; the set is what must agree.
+    assert sorted(ours.splitlines()) == sorted(go_cli.out("changes", ctr.layer).splitlines())
+    assert len(ours.splitlines()) > 20
