@@ -100,8 +100,13 @@ class BtrfsDriver(GraphDriver):
     # -- quotas ------------------------------------------------------------------------------
 
     def quota_enabled(self) -> bool:
-        """Whether qgroups are on for the filesystem (checked once, like Go's sync.Once)."""
-        if self._quota is None:
+        """Whether qgroups are on for the filesystem.
+
+        Go checks once per process; we re-check while the answer is "no" (one tree search),
+        because another process (a Go CLI with ``btrfs.min_space``) may turn quotas on, and a
+        removal that misses that cannot lift a full layer's limit first.
+        """
+        if not self._quota:
             with ioctl.open_dir(self.home) as fd:
                 self._quota = ioctl.quota_enabled(fd)
         return self._quota
