@@ -11,6 +11,7 @@ Run directly (``python tests/cli/parity.py [driver]``) to print every difference
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -112,6 +113,13 @@ STEPS: list[str] = [
     "mount ctr1", "unmount ctr1", "mounted ctr1", "unmount ctr1", "umount ctr2",
     "unmount --json ctr2", "mount nope", "mount --json nope", "unmount nope",
     "mounted nope", "mount -l label ctr3", "unmount -f ctr3", "mount", "unmount",
+    # parent owners, read-only image mounts, copy
+    "layer-parent-owners base", "layer-parent-owners --json base", "layer-parent-owners nope",
+    "container-parent-owners ctr1", "container-parent-owners -j ctr1",
+    "container-parent-owners nope", "mount -r img1", "unmount img1", "mount --ro nope",
+    f"copy {{F}}/metadata.txt {L4}:/copied/", f"copy {{F}}/data.bin {L4}:/copied/renamed.bin",
+    f"copy --chown 1:2 {{F}}/metadata.txt {L4}:/owned", f"changes {L4}",
+    f"copy {L4}:/copied/renamed.bin {L4}:/again", "copy nope:/x base:/y", "copy /x",
     # content
     f"applydiff -f {{F}}/layer.tar {L4}", f"apply-diff -f {{F}}/junk.bin {L4}",
     f"import-layer -i {L5} -n imported -f {{F}}/layer.tar {L1}",
@@ -194,18 +202,31 @@ _KNOWN = {L1, L2, L3, L4, L5, I1, I2, I3, C1, C2, C3}
 # Flags and commands only the newer Go CLI (which we follow) has; 1.43's help lacks them.
 _HEAD_ONLY_LINES = re.compile(
     r"^  (--image-store|--transient-store|--quick, -q|gc|get-image-dir|get-image-run-dir|"
-    r"storage-layers|remove-names|plugins)\s.*\n", re.M,
+    r"storage-layers|remove-names|plugins|config|unshare|create-storage-layer)\s.*\n", re.M,
 )
 
 
 # Go prints these from a map, so its line order is random; compare them sorted.
-_MAP_ORDERED = {"exists", "delete", "delete-layer", "deletelayer", "delete-image", "deleteimage",
+# "changes" lists paths in the driver's readdir order.
+_MAP_ORDERED = {"changes", "exists", "delete", "delete-layer", "deletelayer", "delete-image", "deleteimage",
                 "delete-container", "deletecontainer"}
+
+
+def _sorted_json_array(text: str) -> str:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(doc, list):
+        return text
+    return json.dumps(sorted(doc, key=lambda item: json.dumps(item, sort_keys=True))) + "\n"
 
 
 def normalise(text: str, root: Path, ids: dict[str, str], unordered: bool = False) -> str:
     if unordered:
         text = "".join(sorted(text.splitlines(keepends=True)))
+        if text.startswith("["):
+            text = _sorted_json_array(text)
     text = text.replace(str(root / "g"), "<G>").replace(str(root / "r"), "<R>")
     text = text.replace(str(root / "out"), "<OUT>")
     text = _TIME.sub(r'"\1":"<TIME>"', text)

@@ -174,7 +174,7 @@ def test_copy_cannot_escape_the_layer(cli: CLI, tmp_path: Path) -> None:
         outside.mkdir()
         src = tmp_path / "f"
         src.write_text("x")
-        cli.ok("copy", str(src), f"base:/escape{outside}/")
+        cli.ok("copy", str(src), f"base:/escape{outside}/f")
         assert not (outside / "f").exists()
         assert os.path.exists(os.path.join(point, str(outside).lstrip("/"), "f"))
     finally:

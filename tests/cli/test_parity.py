@@ -19,11 +19,19 @@ NEWER_GO = {
     ("status extra", "exit code"), ("status extra", "out"), ("status extra", "err"),
     ("layers -- -t", "exit code"), ("layers -- -t", "out"), ("layers -- -t", "err"),
     # ^ newer Go: maxArgs 0 means "no arguments"; 1.43 treated it as unlimited.
+    ("mount -r img1", "exit code"), ("mount -r img1", "out"), ("mount -r img1", "err"),
+    ("unmount img1", "exit code"), ("unmount img1", "out"), ("unmount img1", "err"),
+    # ^ 1.43 adds noexec,nosuid to read-only mounts, which vfs rejects; newer Go does not.
     ("version", "err"),  # 1.43 reports no version pairs; newer Go prints "Version: ..."
     ("mount", "err"), ("mount -h", "err"),  # newer Go's flag is --read-only (alias --ro, -r)
     ("delete-layer top", "exit code"), ("delete-layer top", "err"),
     # ^ 1.43 deletes a layer with children when named by name (facts §12.1); we refuse.
     ("layers", "out"),  # the layers listings after that refused deletion still show "top"
+    ("copy /x", "exit code"), ("copy /x", "err"),
+    # ^ 1.43 panics printing copy's usage (a flag with an empty name); we print the usage.
+    (f"copy {{F}}/data.bin {parity.L4}:/copied/renamed.bin", "err"),
+    (f"copy {parity.L4}:/copied/renamed.bin {parity.L4}:/again", "err"),
+    # ^ same failure, but Python's OSError does not say which syscall failed ("mkdir", "stat").
     ("status", "err"), ("status --json", "out"),
     # ^ driver status pairs: newer overlay adds "Supports shifting"/"Supports volatile".
 }
@@ -43,6 +51,8 @@ STORE_MESSAGES = {
     ("delete nope", "err"), ("delete --json nope", "out"),  # Go: "layer not known"
     (f"apply-diff -f {{F}}/junk.bin {parity.L4}", "err"),  # Go's text names its tar reader
     ("container ctr1", "out"),  # container size: Go counts big data once
+    ("mount --ro nope", "err"),  # Go: 'locating image with ID "nope": image not known'
+    ("mount -r nope", "err"),
 }
 
 KNOWN = NEWER_GO | STORE_MESSAGES

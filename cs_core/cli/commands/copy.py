@@ -39,7 +39,8 @@ def resolve_in_root(root: str, rel: str) -> str:
         candidate = os.path.join(root, *resolved, part)
         try:
             st = os.lstat(candidate)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # Not there (yet): the copy itself reports what is in the way.
             resolved.append(part)
             continue
         if stat.S_ISLNK(st.st_mode):
@@ -154,9 +155,9 @@ def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
             except (StorageError, OSError) as exc:
                 raise CommandError(f'error mounting layer "{layer.id}": {describe(exc)}') from exc
             stack.callback(_quiet_unmount, store, layer.id)
+            # Go joins the path onto the mount point, which drops a trailing "/": "layer:/d/"
+            # names "d" itself (a new file when it does not exist), unlike a host path "d/".
             resolved = resolve_in_root(mountpoint, path)
-            if path.endswith("/"):
-                resolved += "/"
             return resolved, list(layer.uid_map), list(layer.gid_map)
 
         target, dst_uids, dst_gids = locate(args[-1])
