@@ -71,9 +71,11 @@ class BtrfsDriver(GraphDriver):
             fs.make_private(str(self.home))
             self._private = True
         except OSError as exc:
-            # Without CAP_SYS_ADMIN nothing can be mounted here, so nothing can leak either.
-            if exc.errno != errno.EPERM or os.geteuid() == 0:
+            # Without CAP_SYS_ADMIN (rootless, or a confined root) nothing can be mounted here,
+            # so nothing can leak either; the btrfs driver itself never mounts.
+            if exc.errno != errno.EPERM:
                 raise _os_error(f"making {self.home} a private mount", exc) from None
+            log.debug("%s not made a private mount: %s", self.home, exc)
         self._quota: bool | None = None
         if self.options.user_disk_quota:
             self._enable_quota()

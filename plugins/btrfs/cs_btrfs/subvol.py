@@ -65,7 +65,8 @@ def children_by_walk(path: str) -> Iterator[str]:
                 if not entry.is_dir(follow_symlinks=False):
                     continue
                 sub = os.path.join(rel, entry.name)
-                if entry.inode() == ioctl.FIRST_FREE_OBJECTID:
+                # readdir's d_ino of a subvolume entry is not its root inode: lstat, as Go does.
+                if entry.stat(follow_symlinks=False).st_ino == ioctl.FIRST_FREE_OBJECTID:
                     yield sub
                 else:
                     stack.append(sub)
