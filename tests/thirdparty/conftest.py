@@ -1,0 +1,53 @@
+"""Installs the third-party test packages with pip for this test session.
+
+They go into a session directory put on ``sys.path`` (and ``PYTHONPATH`` for child
+processes) rather than into the shared venv: other sessions running tests at the same time
+must not see a deliberately broken plugin appear and disappear under them. Discovery is the
+same as for a venv install: ``importlib.metadata`` reads the installed dist-info.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PACKAGES = ("cs_tinydriver", "cs_brokenplugin")
+
+
+@pytest.fixture(scope="session")
+def thirdparty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    work = tmp_path_factory.mktemp("thirdparty")
+    site = work / "site"
+    for package in PACKAGES:
+        # Build from a copy: setuptools writes egg-info next to the sources it builds.
+        source = work / "src" / package
+        shutil.copytree(HERE / package, source)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+             "--target", str(site), str(source)],
+            capture_output=True, text=True,
+        )
+        assert done.returncode == 0, f"pip install {package} failed:\n{done.stderr}"
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    old_pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), old_pythonpath]))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        if old_pythonpath is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old_pythonpath
+        for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+            del sys.modules[name]
+        importlib.invalidate_caches()

@@ -1,0 +1,1 @@
+"""A cs_core plugin that cannot be imported (test fixture)."""
