@@ -66,6 +66,10 @@ class BtrfsDriver(GraphDriver):
         self.root_uid = _root_id(config.uid_map)
         self.root_gid = _root_id(config.gid_map)
         self._mkdir(self.home)
+        self._quota: bool | None = None
+        if self.options.user_disk_quota:
+            self._enable_quota()
+        # Last, so that no failure above leaves the bind mount behind (Go's order leaks it).
         self._private = False
         try:
             fs.make_private(str(self.home))
@@ -76,9 +80,6 @@ class BtrfsDriver(GraphDriver):
             if exc.errno != errno.EPERM:
                 raise _os_error(f"making {self.home} a private mount", exc) from None
             log.debug("%s not made a private mount: %s", self.home, exc)
-        self._quota: bool | None = None
-        if self.options.user_disk_quota:
-            self._enable_quota()
 
     # -- paths -------------------------------------------------------------------------------
 

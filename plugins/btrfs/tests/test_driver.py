@@ -144,10 +144,11 @@ def test_get_rejects_mount_options(driver: BtrfsDriver) -> None:
     ("btrfs.min_space=lots", "invalid size: 'lots'"),
     ("novalue", "unable to parse key/value option: novalue"),
 ])
-def test_bad_options(make_driver: DriverFactory, option: str, message: str) -> None:
+def test_bad_options(make_driver: DriverFactory, graph_dir: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         make_driver(option)
     assert str(err.value) == message
+    assert not fs.is_mountpoint(str(graph_dir / "graph" / "btrfs"))  # nothing left mounted
 
 
 def test_go_size_helpers() -> None:
