@@ -92,3 +92,33 @@ def test_debug_flag(cli: CLI) -> None:
     assert (r.rc, r.err) == (0, "")
     r = cli("-D", "layers")
     assert r.rc == 0 and f'level=debug msg="Root: {cli.graph}"' in r.err
+
+
+def test_parse_duration() -> None:
+    import datetime as dt
+
+    from cs_core.cli.commands.check import parse_duration
+
+    assert parse_duration("24h") == dt.timedelta(hours=24)
+    assert parse_duration("1h30m") == dt.timedelta(minutes=90)
+    assert parse_duration("1.5s") == dt.timedelta(seconds=1.5)
+    assert parse_duration("0") == dt.timedelta(0)
+    for bad in ("", "h", "10", "1x", "bogus"):
+        assert parse_duration(bad) is None, bad
+
+
+def test_check_reports_and_repairs(cli: CLI) -> None:
+    layer = cli.ok("create-layer", "-n", "orphan").split("\n")[0]
+    assert cli("check").rc == 0  # younger than the default 24h
+    r = cli("check", "-m", "0")
+    assert r.rc == 1
+    assert r.out == (f"layer {layer}:\n layer {layer}: layer not referenced by any images or "
+                     "containers\n")
+    assert r.err == ("1 layer errors, 0 read-only layer errors, 0 image errors, "
+                     "0 read-only image errors, 0 container errors\n")
+    doc = json.loads(cli("check", "--json", "--quick", "-m", "0").out)
+    assert doc["Layers"] == {layer: [{}]} and doc["Containers"] == {}
+    assert cli("check", "-m", "bogus").rc == 125
+    assert cli("check", "--repair", "-m", "0").rc == 0
+    assert cli.ok("layers") == ""
+    assert cli("check", "-m", "0").rc == 0

@@ -6,6 +6,7 @@ import click
 
 from cs_core.cli.app import cli
 from cs_core.cli.commands import (  # noqa: F401  (imported for their registrations)
+    check,
     containers,
     copy,
     create,

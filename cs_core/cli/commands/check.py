@@ -1,0 +1,88 @@
+"""check: report (and with --repair, remove) damaged layers, images and containers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import TYPE_CHECKING
+
+import click
+
+from cs_core.cli.app import cli
+from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out
+
+if TYPE_CHECKING:
+    from cs_core.check import CheckReport
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> _dt.timedelta | None:
+    """Go's ``time.ParseDuration`` (``24h``, ``1h30m``, ``1.5s``, ``0``); None if malformed."""
+    body = text.lstrip("+-")
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return _dt.timedelta(0)
+    pos, seconds = 0, 0.0
+    while pos < len(body):
+        m = _PART.match(body, pos)
+        if m is None:
+            return None
+        seconds += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not body:
+        return None
+    return _dt.timedelta(seconds=sign * seconds)
+
+
+def _print_report(report: CheckReport) -> None:
+    out("".join(f"{line}\n" for line in report.lines()))
+
+
+@command(cli, "check", "Check storage consistency", options_help="[options [...]]", max_args=0)
+@click.option("--quick", "-q", is_flag=True, help="Perform only quick checks")
+@click.option("--repair", "-r", is_flag=True, help="Remove damaged images and layers")
+@click.option("--force", "-f", is_flag=True, help="Remove damaged containers")
+@click.option("--max", "-m", "max_age", default="24h",
+              help="Maximum allowed age for unreferenced layers")
+@json_option
+def check(env: Env, args: tuple[str, ...], quick: bool, repair: bool, force: bool, max_age: str,
+          json_output: bool) -> int:
+    from cs_core.check import CheckOptions, RepairOptions
+
+    age = parse_duration(max_age)
+    if age is None:
+        # Go declares --max as a duration flag, so a bad value is a flag error (exit 125).
+        err(f'invalid value "{max_age}" for flag -m: time: invalid duration "{max_age}"\n'
+            "See 'containers-storage check --help'.\n")
+        return 125
+    store = env.store()
+    try:
+        options = CheckOptions.most() if quick else CheckOptions.everything()
+        options.layer_unreferenced_maximum_age = age
+        report = store.check(options)
+        if json_output:
+            emit_json(report.to_go_json())
+        else:
+            _print_report(report)
+        if not (repair or force):
+            if report.empty():
+                return 0
+            counts = [len(p) for _, p in report.sections()]
+            err("{} layer errors, {} read-only layer errors, {} image errors, "
+                "{} read-only image errors, {} container errors\n".format(*counts))
+            return 1
+        failures = store.repair(report, RepairOptions(remove_containers=force))
+        if failures:
+            if json_output:
+                emit_json([{} for _ in failures])  # Go encodes error values as {}
+            else:
+                err("".join(f"{describe(e)}\n" for e in failures))
+            return 1
+        if report.ro_layers or report.ro_images or (report.containers and not force):
+            return 1
+        return 0
+    finally:
+        # As Go's check does, leave nothing mounted behind.
+        store.shutdown(True)
