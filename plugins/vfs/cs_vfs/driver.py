@@ -13,18 +13,20 @@ from typing import BinaryIO
 from cs_core import atomic
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers import naive
-from cs_core.drivers.base import (
-    ApplyDiffOpts,
-    CreateOpts,
-    DriverConfig,
-    GraphDriver,
-    MountOpts,
-    split_option,
-)
-from cs_core.errors import DriverError
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.idmap import to_host
 from cs_core.model import ApplyResult
 from cs_vfs.copy import copy_tree
+from cs_vfs.errors import VfsConfigError, VfsError
+
+
+def parse_bool(value: str) -> bool:
+    """Go's strconv.ParseBool, with its error text."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise VfsConfigError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 DEFAULT_PERMS = 0o555
 
@@ -42,20 +44,24 @@ class VfsDriver(GraphDriver):
         self.homes = [self.home]
         self.ignore_chown_errors = False
         for option in config.options:
-            parsed = split_option(option, "vfs")
-            if parsed is None:
-                continue
-            key, value = parsed
-            full = option.partition("=")[0].strip().lower()
-            if key == "imagestore":
-                self.homes += [Path(p) / "vfs" for p in value.split(",") if p]
-            elif full in ("vfs.mountopt", ".mountopt", "mountopt"):
-                raise DriverError("vfs driver does not support mount options")
-            elif key == "ignore_chown_errors":
-                self.ignore_chown_errors = value.lower() in ("1", "t", "true")
-            else:
-                raise DriverError(f"vfs driver does not support {full} options")
-        atomic.makedirs(self.home)
+            self._parse_option(option)
+        atomic.makedirs(self.home, 0o700)
+
+    def _parse_option(self, option: str) -> None:
+        # Go matches whole lower-cased keys: a bare ``imagestore`` or another driver's
+        # ``overlay.*`` option is refused, not ignored (storage.conf only passes our own).
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise VfsConfigError(f"unable to parse key/value option: {option}")
+        key = key.strip().lower()
+        if key in ("vfs.imagestore", ".imagestore"):
+            self.homes += [Path(p) / "vfs" for p in value.split(",") if p]
+        elif key == "vfs.mountopt":
+            raise VfsConfigError("vfs driver does not support mount options")
+        elif key in (".ignore_chown_errors", "vfs.ignore_chown_errors"):
+            self.ignore_chown_errors = parse_bool(value)
+        else:
+            raise VfsConfigError(f"vfs driver does not support {key} options")
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -77,7 +83,7 @@ class VfsDriver(GraphDriver):
 
     def _create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         if opts.storage_opt:
-            raise DriverError("--storage-opt is not supported for vfs")
+            raise VfsError("--storage-opt is not supported for vfs")
         target = self.home / "dir" / os.path.basename(id)
         atomic.makedirs(target.parent)
         uid_map = opts.uid_map or self.config.uid_map
@@ -86,7 +92,7 @@ class VfsDriver(GraphDriver):
             if parent:
                 source = self.layer_dir(parent)
                 if not source.is_dir():
-                    raise DriverError(f"{parent}: stat {source}: no such file or directory")
+                    raise VfsError(f"{parent}: stat {source}: no such file or directory")
                 copy_tree(source, target)
             else:
                 os.mkdir(target, DEFAULT_PERMS)
@@ -101,10 +107,10 @@ class VfsDriver(GraphDriver):
 
     def get(self, id: str, opts: MountOpts) -> Path:
         if opts.options and tuple(opts.options) != ("ro",):
-            raise DriverError("vfs driver does not support mount options")
+            raise VfsError("vfs driver does not support mount options")
         path = self.layer_dir(id)
         if not path.is_dir():
-            raise DriverError(f"stat {path}: no such file or directory")
+            raise VfsError(f"stat {path}: no such file or directory")
         return path
 
     def put(self, id: str) -> None:
