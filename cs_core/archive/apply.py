@@ -113,6 +113,14 @@ class _Applier:
         """Write an entry's data to ``fd`` (None: discard); the CRC of its logical content when tracked."""
         crc: int | None = None
         track = self.track
+        if hdr.sparse is None and hdr.size < _HOLE_MIN:
+            whole = self.reader.take_buffered()
+            if whole is not None:  # the usual small file, already in the buffer: one write
+                if track and hdr.size:
+                    crc = crc64(whole)
+                while fd is not None and whole:
+                    whole = whole[os.write(fd, whole):]
+                return crc
         if hdr.sparse is None:
             holes = False
             for chunk in self.reader.chunks():
@@ -468,9 +476,8 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
                 raise UnsafeArchive(f"applying {hdr.name!r}: {exc.strerror or exc}") from None
             if tar_split is not None:
                 tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None)
-                seg = reader.take_raw()
-                if seg:
-                    tar_split.add_segment(seg)
+                if reader.has_raw():
+                    tar_split.add_segment(reader.take_raw())
             if progress is not None and reader.consumed >= next_report:
                 progress(reader.consumed)
                 next_report = reader.consumed + _PROGRESS_STEP

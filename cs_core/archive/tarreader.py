@@ -93,14 +93,23 @@ def _numeric(b: bytes, field: str) -> int:
     return value if value <= _INT64_MAX else value - (1 << 64)
 
 
-def _checksum_ok(blk: bytes | memoryview) -> bool:
-    b = bytes(blk)
+def _num(b: bytes, field: str) -> int:
+    """``_numeric`` with a fast path for the usual digits followed by one NUL or space."""
+    if b[-1] in (0, 32):
+        try:
+            return int(b[:-1], 8)
+        except ValueError:
+            pass
+    return _numeric(b, field)
+
+
+def _checksum_ok(b: bytes) -> bool:
+    field = b[148:156]
     try:
-        stored = _numeric(b[148:156], "checksum")
+        stored = _num(field, "checksum")
     except UnsafeArchive:
         return False
-    unsigned = sum(b[:148]) + 8 * 32 + sum(b[156:])
-    if stored == unsigned:
+    if stored == sum(b) - sum(field) + 256:
         return True
     signed = sum((c - 256 if c > 127 else c) for c in b[:148]) + 8 * 32
     signed += sum((c - 256 if c > 127 else c) for c in b[156:])
@@ -244,6 +253,9 @@ class TarReader:
         if self._raw is not None:
             self._raw += data
 
+    def has_raw(self) -> bool:
+        return bool(self._raw)
+
     def take_raw(self) -> bytes:
         """The raw bytes (headers, padding) read since the last call."""
         if self._raw is None:
@@ -360,11 +372,11 @@ class TarReader:
         h.typeflag = blk[156]
         h.name_bytes = _cstr(blk[0:100])
         h.linkname = _decode(_cstr(blk[157:257]))
-        h.size = _numeric(blk[124:136], "size")
-        h.mode = _numeric(blk[100:108], "mode")
-        h.uid = _numeric(blk[108:116], "uid")
-        h.gid = _numeric(blk[116:124], "gid")
-        h.mtime_ns = _numeric(blk[136:148], "mtime") * 1_000_000_000
+        h.size = _num(blk[124:136], "size")
+        h.mode = _num(blk[100:108], "mode")
+        h.uid = _num(blk[108:116], "uid")
+        h.gid = _num(blk[116:124], "gid")
+        h.mtime_ns = _num(blk[136:148], "mtime") * 1_000_000_000
         if fmt != "v7":
             if h.typeflag in (CHAR, BLOCKDEV):
                 h.devmajor = _numeric(blk[329:337], "devmajor")
@@ -526,6 +538,16 @@ class TarReader:
             self._pos += n
             self._remaining -= n
             yield view
+
+    def take_buffered(self) -> memoryview | None:
+        """All of the current entry's data if the buffer already holds it (valid until the next read)."""
+        n = self._remaining
+        if self._end - self._pos < n:
+            return None
+        view = self._mv[self._pos:self._pos + n]
+        self._pos += n
+        self._remaining = 0
+        return view
 
     def drain(self) -> Iterator[bytes]:
         """Everything after the end-of-archive marker, in chunks of at most 1 MiB."""

@@ -89,7 +89,10 @@ class TarSplitWriter:
         except UnicodeDecodeError:
             name_json = f'"name_raw":"{base64.b64encode(name).decode("ascii")}",'
             check = name.decode("utf-8", "surrogateescape")
-        cleaned = clean_name(check)
+        if "//" in check or "/." in check or check.startswith(".") or check.endswith("/") or not check:
+            cleaned = clean_name(check)
+        else:
+            cleaned = check  # already what filepath.Clean would give
         if cleaned in self._seen:
             raise UnsafeArchive("duplicates of file paths not supported")
         self._seen.add(cleaned)
