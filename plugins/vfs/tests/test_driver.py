@@ -7,12 +7,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from cs_vfs.driver import VfsDriver
 
 from cs_core.drivers.base import CreateOpts, DriverConfig, MountOpts
 from cs_core.errors import StorageError
 from cs_core.testing import requires_command
 from cs_core.testing.gocli import GoCLI
-from cs_vfs.driver import VfsDriver
 
 
 def _config(tmp_path: Path, *options: str) -> DriverConfig:
@@ -54,9 +54,9 @@ def test_layout_and_modes(tmp_path: Path) -> None:
     os.chmod(root, 0o750)
     drv.create("child", "base", CreateOpts())
     assert stat.S_IMODE(os.stat(drv.layer_dir("child")).st_mode) == 0o750  # the parent's mode
-    with pytest.raises(StorageError, match="^vfs driver does not support mount options$"):
+    with pytest.raises(StorageError, match=r"^vfs driver does not support mount options$"):
         drv.get("base", MountOpts(options=("rw", "nodev")))
-    with pytest.raises(StorageError, match="^--storage-opt is not supported for vfs$"):
+    with pytest.raises(StorageError, match=r"^--storage-opt is not supported for vfs$"):
         drv.create("sized", None, CreateOpts(storage_opt={"size": "1G"}))
     (tmp_path / "graph" / "vfs" / "dir" / "stray-file").write_text("")
     assert drv.list_layers() == ["base", "child"]  # only directories are layers
