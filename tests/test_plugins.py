@@ -1,0 +1,192 @@
+"""The plugin registry: lazy loading, conflicts, environment switches, broken plugins.
+
+Each test writes small plugin modules into its own directory on ``sys.path`` and hands the
+registry entry points for them, exactly as installed distributions would declare them.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from cs_core.drivers.plugins import ENTRY_POINT_GROUP, ENV_DISABLE, ENV_ONLY, PluginRegistry
+from cs_core.errors import NotSupported, PluginError, StorageError
+
+DRIVER = '''
+from cs_core.drivers.base import GraphDriver
+from cs_core.drivers.hookspecs import hookimpl
+
+
+class Driver(GraphDriver):
+    name = {name!r}
+    create = remove = get = put = exists = list_layers = None
+
+
+@hookimpl
+def cs_register_graph_drivers(register):
+    register(Driver)
+'''
+
+MakePlugin = Callable[..., metadata.EntryPoint]
+
+
+@pytest.fixture
+def make_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakePlugin:
+    """Write module ``<prefix>_<entry name>`` and return an entry point naming it."""
+    prefix = f"csplug_{abs(hash(tmp_path)):x}"
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(name: str, source: str | None = None, *, driver: str | None = None) -> metadata.EntryPoint:
+        module = f"{prefix}_{name}"
+        text = DRIVER.format(name=driver or name) if source is None else textwrap.dedent(source)
+        (tmp_path / f"{module}.py").write_text(text)
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        return metadata.EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP)
+
+    return make
+
+
+def _imported(ep: metadata.EntryPoint) -> bool:
+    return ep.value in sys.modules
+
+
+def test_installed_drivers_are_declared_not_imported() -> None:
+    registry = PluginRegistry()
+    vfs = registry.plugins["vfs"]
+    assert (vfs.distribution, vfs.module, vfs.loaded) == ("cs-vfs", "cs_vfs.hooks", False)
+    assert registry.driver_class("vfs").__module__ == "cs_vfs.driver"
+    assert vfs.loaded and vfs.drivers == ["vfs"]
+
+
+def test_loading_is_lazy(make_plugin: MakePlugin) -> None:
+    a, b = make_plugin("alpha"), make_plugin("beta")
+    registry = PluginRegistry([a, b])
+    assert not _imported(a) and not _imported(b)
+    assert registry.driver_class("alpha").name == "alpha"
+    assert _imported(a) and not _imported(b)  # the entry named like the driver is enough
+    assert set(registry.drivers()) == {"alpha", "beta"} and _imported(b)
+
+
+def test_driver_found_in_a_differently_named_plugin(make_plugin: MakePlugin) -> None:
+    registry = PluginRegistry([make_plugin("bundle", driver="inner")])
+    assert registry.driver_class("inner").name == "inner"
+    assert registry.plugins["bundle"].drivers == ["inner"]
+
+
+def test_duplicate_driver_names_are_rejected_naming_both(make_plugin: MakePlugin) -> None:
+    registry = PluginRegistry([make_plugin("first", driver="dup"), make_plugin("second", driver="dup")])
+    registry.load_all()
+    assert registry.plugins["first"].loaded
+    error = registry.plugins["second"].error
+    assert error is not None and "'second'" in error and "'first'" in error and "'dup'" in error
+    assert registry.driver_class("dup").__module__.endswith("_first")
+    # The rejected plugin is unregistered, so it adds nothing else either.
+    assert not registry.plugins["second"].loaded and registry.plugins["second"].drivers == []
+
+
+def test_disable_switch(make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = make_plugin("alpha"), make_plugin("beta")
+    monkeypatch.setenv(ENV_DISABLE, " alpha , ")
+    registry = PluginRegistry([a, b])
+    with pytest.raises(NotSupported, match=ENV_DISABLE):
+        registry.driver_class("alpha")
+    assert not _imported(a)
+    assert set(registry.drivers()) == {"beta"}
+
+
+def test_only_switch(make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = make_plugin("alpha"), make_plugin("beta")
+    monkeypatch.setenv(ENV_ONLY, "beta")
+    registry = PluginRegistry([a, b])
+    assert set(registry.drivers()) == {"beta"} and not _imported(a)
+    assert registry.plugins["alpha"].blocked
+
+
+def test_broken_plugin_is_isolated(make_plugin: MakePlugin) -> None:
+    broken = make_plugin("broken", "import no_such_module_for_cs_core_tests\n")
+    registry = PluginRegistry([broken, make_plugin("good")])
+    assert registry.driver_class("good").name == "good"
+    assert set(registry.drivers()) == {"good"}
+    with pytest.raises(PluginError) as caught:
+        registry.driver_class("broken")
+    message = str(caught.value)
+    assert "plugin 'broken' failed to load" in message and "no_such_module_for_cs_core_tests" in message
+
+
+def test_plugin_failing_inside_its_hook(make_plugin: MakePlugin) -> None:
+    ep = make_plugin("raiser", """
+        from cs_core.drivers.hookspecs import hookimpl
+
+        @hookimpl
+        def cs_register_graph_drivers(register):
+            raise RuntimeError("no driver today")
+    """)
+    registry = PluginRegistry([ep])
+    with pytest.raises(PluginError, match="RuntimeError: no driver today"):
+        registry.driver_class("raiser")
+
+
+def test_misspelled_hook_is_caught(make_plugin: MakePlugin) -> None:
+    ep = make_plugin("typo", """
+        from cs_core.drivers.hookspecs import hookimpl
+
+        @hookimpl
+        def cs_register_graph_driver(register):
+            pass
+    """)
+    registry = PluginRegistry([ep])
+    info = registry.load("typo")
+    assert info.error is not None and "cs_register_graph_driver" in info.error
+    assert registry.pm.get_plugin("typo") is None  # nothing half-registered stays behind
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from cs_core.drivers.hookspecs import hookimpl\n\n@hookimpl\n"
+     "def cs_register_graph_drivers(register):\n    register(object)\n", "not a GraphDriver"),
+    ("from cs_core.drivers.base import GraphDriver\nfrom cs_core.drivers.hookspecs import hookimpl\n"
+     "class Nameless(GraphDriver):\n    pass\n\n@hookimpl\n"
+     "def cs_register_graph_drivers(register):\n    register(Nameless)\n", "without a name"),
+])
+def test_invalid_registrations(make_plugin: MakePlugin, source: str, expected: str) -> None:
+    registry = PluginRegistry([make_plugin("bad", source)])
+    assert expected in (registry.load("bad").error or "")
+
+
+def test_entry_point_must_name_a_module(make_plugin: MakePlugin) -> None:
+    ep = make_plugin("attr", "def hooks():\n    pass\n")
+    ep = metadata.EntryPoint(name="attr", value=f"{ep.value}:hooks", group=ENTRY_POINT_GROUP)
+    assert "must name a module" in (PluginRegistry([ep]).load("attr").error or "")
+
+
+def test_unknown_driver(make_plugin: MakePlugin) -> None:
+    with pytest.raises(NotSupported, match="'nosuch' not found"):
+        PluginRegistry([make_plugin("alpha")]).driver_class("nosuch")
+
+
+def test_first_entry_point_of_a_name_wins(make_plugin: MakePlugin) -> None:
+    first = make_plugin("same", driver="from_first")
+    second = make_plugin("same2", driver="from_second")
+    second = metadata.EntryPoint(name="same", value=second.value, group=ENTRY_POINT_GROUP)
+    registry = PluginRegistry([first, second])
+    assert set(registry.drivers()) == {"from_first"}
+
+
+@pytest.mark.cs_driver("some-driver")
+def test_cs_driver_marker(cs_driver: str) -> None:
+    assert cs_driver == "some-driver"
+
+
+def test_cs_tmp_store_fixture(cs_tmp_store: object, tmp_path: Path) -> None:
+    from cs_core.store import Store
+
+    assert isinstance(cs_tmp_store, Store)
+    assert cs_tmp_store.driver_name == "vfs" and Path(cs_tmp_store.graph_root) == tmp_path / "graph"
+    layer = cs_tmp_store.create_layer()
+    assert (tmp_path / "graph" / "vfs" / "dir" / layer.id).is_dir()
+    with pytest.raises(StorageError, match="layer not known"):
+        cs_tmp_store.layer("nope")
