@@ -617,7 +617,8 @@ class Store:
                     raise DigestUnknown(f"digesting manifest: {exc}") from exc
         else:
             digest = sha256_digest(data)
-        ist.write_big_data(image.id, key, data)
+        # Staged: moved into place by the save() that records its size and digest.
+        ist.stage_big_data(image.id, key, data)
         if key not in image.big_data_names:
             image.big_data_names.append(key)
         image.big_data_sizes[key] = len(data)
@@ -777,7 +778,8 @@ class Store:
                 atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
 
     def _set_container_big_data_locked(self, container: Container, key: str, data: bytes) -> None:
-        self.container_store.write_big_data(container.id, key, data, durable=not container.volatile)
+        # Staged: moved into place by the save() that records its size and digest.
+        self.container_store.stage_big_data(container.id, key, data, durable=not container.volatile)
         if key not in container.big_data_names:
             container.big_data_names.append(key)
         container.big_data_sizes[key] = len(data)
@@ -922,7 +924,7 @@ class Store:
         """Copy a read-only store's image into the writable store (it then shadows it)."""
         copy = attrs.evolve(image, read_only=False, names=[], big_data_names=[])
         for key in image.big_data_names:
-            self.image_store.write_big_data(copy.id, key, source.read_big_data(image.id, key))
+            self.image_store.stage_big_data(copy.id, key, source.read_big_data(image.id, key))
             copy.big_data_names.append(key)
         self.image_store.add(copy)
         return copy

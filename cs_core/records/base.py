@@ -37,6 +37,9 @@ R = TypeVar("R")
 
 _BIG_DATA_PLAIN = re.compile(r"^[.0-9a-z]+$")
 
+#: Where image and container big data wait until the record that describes them is saved.
+PENDING_DIR = ".cs-pending"
+
 
 def big_data_file_name(key: str) -> str:
     """File name for a big-data key, as Go's ``makeBigDataBaseName``."""
@@ -103,6 +106,7 @@ class RecordStore(Generic[R]):
         self._sorted_ids: list[str] = []
         self._token: bytes | None = None
         self._loaded = False
+        self._staged: list[tuple[Path, Path, bool]] = []
 
     # -- locking and reloading ---------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class RecordStore(Generic[R]):
             self._reload_if_changed(writing=True)
             yield
         finally:
+            self._discard_staged()
             self.lock.unlock()
 
     def _files_changed(self) -> bool:
@@ -161,6 +166,8 @@ class RecordStore(Generic[R]):
                 self._mark_loaded(record, f)
             records.extend(loaded)
         needs_save = self._index(records)
+        if not self.read_only:
+            self._recover_staged()
         if needs_save:
             if self.read_only or not writing:
                 from cs_core.errors import DuplicateImageNames, DuplicateLayerNames
@@ -218,6 +225,7 @@ class RecordStore(Generic[R]):
             f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic.write_file(f.path, codec.dumps_records(chosen), 0o600, durable=not f.volatile)
             f.mtime_ns = f.path.stat().st_mtime_ns
+        self._commit_staged()
 
     def _file_for(self, record: R) -> RecordFile:
         return self.files[0]
@@ -319,6 +327,90 @@ class RecordStore(Generic[R]):
         path = self.data_path(record_id, key)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic.write_file(path, data, 0o600, durable=durable)
+
+    # Image and container records carry each item's size and digest, so replacing the file
+    # first and the record second (Go's order) leaves a mismatch if we die in between, which
+    # check reports as damage. Instead the new bytes are written (durably) to PENDING_DIR,
+    # the record is saved, and only then renamed into place. After a crash, the next load
+    # finishes the rename if the saved record describes the pending bytes (the operation had
+    # reached its commit point) and deletes them otherwise; either way data and record agree.
+
+    def stage_big_data(self, record_id: str, key: str, data: bytes, *,
+                       durable: bool = True) -> None:
+        """Write a big-data item that ``save()`` will move into place after the record."""
+        final = self.data_path(record_id, key)
+        pending_dir = self.directory / PENDING_DIR
+        pending_dir.mkdir(mode=0o700, exist_ok=True)
+        pending = pending_dir / f"{record_id}-{final.name}"
+        atomic.write_file(pending, data, 0o600, durable=durable)
+        self._staged = [s for s in self._staged if s[0] != pending]
+        self._staged.append((pending, final, durable))
+
+    def _commit_staged(self) -> None:
+        staged, self._staged = self._staged, []
+        dirs: set[Path] = set()
+        for pending, final, durable in staged:
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.rename(pending, final)
+            if durable:
+                dirs.add(final.parent)
+        for d in dirs:
+            atomic.fsync_dir(d)
+
+    def _discard_staged(self) -> None:
+        staged, self._staged = self._staged, []
+        for pending, _final, _durable in staged:
+            with contextlib.suppress(OSError):
+                pending.unlink()
+
+    def _recover_staged(self) -> None:
+        pending_dir = self.directory / PENDING_DIR
+        try:
+            entries = list(os.scandir(pending_dir))
+        except OSError:
+            return
+        for entry in entries:
+            record_id, _, file_name = entry.name.rpartition("-")
+            target = self._staged_target(record_id, file_name, Path(entry.path))
+            try:
+                if target is None:
+                    os.unlink(entry.path)
+                else:
+                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.rename(entry.path, target)
+                    atomic.fsync_dir(target.parent)
+                    log.warning("completed the interrupted write of %s", target)
+            except OSError as exc:  # e.g. a store we may read but not write
+                log.debug("leaving %s: %s", entry.path, exc)
+
+    def _staged_target(self, record_id: str, file_name: str, pending: Path) -> Path | None:
+        """The final path if the saved record describes the pending bytes, else None."""
+        record = self.by_id.get(record_id)
+        if record is None:
+            return None
+        sizes: dict[str, int] = getattr(record, "big_data_sizes", {})
+        digests: dict[str, str] = getattr(record, "big_data_digests", {})
+        for key in getattr(record, "big_data_names", []):
+            if big_data_file_name(key) != file_name:
+                continue
+            try:
+                data = pending.read_bytes()
+            except OSError:
+                return None
+            if sizes.get(key) != len(data):
+                return None
+            final = self.data_path(record_id, key)
+            digest = digests.get(key, "")
+            if digest == sha256_digest(data):
+                return final
+            # A manifest digested some other way: the record is new if the old bytes no
+            # longer match it.
+            try:
+                old = final.read_bytes()
+            except OSError:
+                return final
+            return final if len(old) != len(data) or digest != sha256_digest(old) else None
+        return None
 
     def remove_data_dir(self, record_id: str) -> None:
         atomic.remove_tree(self.data_dir(record_id))
