@@ -263,13 +263,8 @@ def _rw() -> MountOpts:
 @pytest.fixture
 def run_check(world: World, capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """Run ``containers-storage ... check ARGS`` in-process on the world's store."""
-    from cs_core.cli import check_cmd, commands
     from cs_core.cli import main as cli_main
-    from cs_core.cli.app import cli
 
-    if "check" not in cli.commands:  # what the CLI's one-line wiring does
-        check_cmd.register(cli)
-        commands.BUILTIN["check"] = cli.commands["check"]
     store = world.store
 
     def run(*args: str) -> tuple[int, str, str]:

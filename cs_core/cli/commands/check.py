@@ -53,10 +53,9 @@ def check(env: Env, args: tuple[str, ...], quick: bool, repair: bool, force: boo
 
     age = parse_duration(max_age)
     if age is None:
-        # Go declares --max as a duration flag, so a bad value is a flag error (exit 125).
-        err(f'invalid value "{max_age}" for flag -m: time: invalid duration "{max_age}"\n'
-            "See 'containers-storage check --help'.\n")
-        return 125
+        # Go's check.go takes --max as a string and returns time.ParseDuration's error (exit 1).
+        err(f'time: invalid duration "{max_age}"\n')
+        return 1
     store = env.store()
     try:
         options = CheckOptions.most() if quick else CheckOptions.everything()
@@ -79,8 +78,14 @@ def check(env: Env, args: tuple[str, ...], quick: bool, repair: bool, force: boo
                 emit_json([{} for _ in failures])  # Go encodes error values as {}
             else:
                 err("".join(f"{describe(e)}\n" for e in failures))
+            err(f"{describe(failures[0])}\n")  # Go returns errs[0] too; main prints it again
             return 1
         if report.ro_layers or report.ro_images or (report.containers and not force):
+            summary = (f"{len(report.ro_layers)} read-only layer errors, "
+                       f"{len(report.ro_images)} read-only image errors")
+            if not force:
+                summary += f", {len(report.containers)} container errors"
+            err(summary + "\n")
             return 1
         return 0
     finally:
