@@ -769,11 +769,13 @@ class Store:
             container = cs.lookup(ref)
             if container is None:
                 raise NotAContainer()
+            # The record goes first: a crash in between then leaves an unreferenced layer
+            # (which check -r removes), never a container whose layer is gone.
+            cs.remove(container)
+            cs.save()
             layer = ls.by_id.get(container.layer)
             if layer is not None:
                 self._delete_layer_locked(layer)
-            cs.remove(container)
-            cs.save()
             for base in (self.graph_root, self.run_root):
                 atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
 
@@ -935,11 +937,11 @@ class Store:
         with ls.writing(), ist.writing(), cs.writing():
             container = cs.lookup(ref)
             if container is not None:
+                cs.remove(container)  # record first, as in delete_container
+                cs.save()
                 layer = ls.by_id.get(container.layer)
                 if layer is not None:
                     self._delete_layer_locked(layer)
-                cs.remove(container)
-                cs.save()
                 for base in (self.graph_root, self.run_root):
                     atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id /
                                        "userdata")
