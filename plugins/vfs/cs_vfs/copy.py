@@ -17,37 +17,114 @@ from pathlib import Path
 
 FICLONE = 0x40049409
 _CHUNK = 1 << 30
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CLONE_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM)
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
-def _copy_data(src_fd: int, dst_fd: int, size: int) -> None:
-    try:
-        fcntl.ioctl(dst_fd, FICLONE, src_fd)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM):
-            raise
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(src_fd, offset, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole remains
-                break
-            raise
-        end = os.lseek(src_fd, start, os.SEEK_HOLE)
-        pos = start
-        while pos < end:
+class _Copier:
+    """One tree copy. Works relative to directory fds: no path is resolved twice."""
+
+    def __init__(self) -> None:
+        self.links: dict[tuple[int, int], str] = {}
+        # After the first refusal the target cannot clone: stop paying for the attempt
+        # (an exception per file is a large part of a small file's cost in Python).
+        self.try_clone = True
+
+    # -- data ------------------------------------------------------------------------------
+
+    def copy_data(self, src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+        if self.try_clone:
             try:
-                n = os.copy_file_range(src_fd, dst_fd, min(end - pos, _CHUNK), pos, pos)
+                fcntl.ioctl(dst_fd, FICLONE, src_fd)
+                return
             except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                if exc.errno not in _CLONE_UNSUPPORTED:
                     raise
-                n = _plain_copy(src_fd, dst_fd, pos, end - pos)
-            if n == 0:
-                break
-            pos += n
-        offset = end
-    os.ftruncate(dst_fd, size)
+                self.try_clone = False
+        size = st.st_size
+        if st.st_blocks * 512 >= size:
+            _copy_range(src_fd, dst_fd, 0, size)  # fully allocated: no holes to look for
+            return
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(src_fd, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # only a hole remains
+                    break
+                raise
+            end = os.lseek(src_fd, start, os.SEEK_HOLE)
+            _copy_range(src_fd, dst_fd, start, end)
+            offset = end
+        os.ftruncate(dst_fd, size)
+
+    # -- tree ------------------------------------------------------------------------------
+
+    def walk(self, src_dir: int, dst_dir: int, src_path: str, dst_path: str) -> None:
+        with os.scandir(src_dir) as it:
+            entries = list(it)
+        for entry in entries:
+            name = entry.name
+            st = entry.stat(follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                os.mkdir(name, 0o700, dir_fd=dst_dir)
+                sfd = os.open(name, _DIR_FLAGS, dir_fd=src_dir)
+                try:
+                    dfd = os.open(name, _DIR_FLAGS, dir_fd=dst_dir)
+                    try:
+                        self.walk(sfd, dfd, src_path + "/" + name, dst_path + "/" + name)
+                        _fd_meta(sfd, dfd, st)  # after its contents: they change its mtime
+                    finally:
+                        os.close(dfd)
+                finally:
+                    os.close(sfd)
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self.links.get(key)
+                if first is not None:
+                    os.link(first, name, dst_dir_fd=dst_dir, follow_symlinks=False)
+                    continue
+                self.links[key] = dst_path + "/" + name
+            if stat.S_ISREG(mode):
+                self.copy_file(src_dir, dst_dir, name, st)
+                continue
+            if stat.S_ISLNK(mode):
+                os.symlink(os.readlink(name, dir_fd=src_dir), name, dir_fd=dst_dir)
+            elif stat.S_ISFIFO(mode):
+                os.mkfifo(name, 0o600, dir_fd=dst_dir)
+            else:  # character and block devices, sockets
+                os.mknod(name, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=dst_dir)
+            _path_meta(src_path + "/" + name, dst_path + "/" + name, dst_dir, name, st)
+
+    def copy_file(self, src_dir: int, dst_dir: int, name: str, st: os.stat_result) -> None:
+        sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+        try:
+            dfd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                          dir_fd=dst_dir)
+            try:
+                if st.st_size:
+                    self.copy_data(sfd, dfd, st)
+                _fd_meta(sfd, dfd, st)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
+
+def _copy_range(src_fd: int, dst_fd: int, pos: int, end: int) -> None:
+    while pos < end:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, min(end - pos, _CHUNK), pos, pos)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            n = _plain_copy(src_fd, dst_fd, pos, end - pos)
+        if n == 0:  # the source shrank under us
+            break
+        pos += n
 
 
 def _plain_copy(src_fd: int, dst_fd: int, pos: int, length: int) -> int:
@@ -56,73 +133,56 @@ def _plain_copy(src_fd: int, dst_fd: int, pos: int, length: int) -> int:
     return len(data)
 
 
-def _copy_xattrs(src: str, dst: str) -> None:
+def _set_xattr(dst: int | str, name: str, value: bytes) -> None:
     try:
-        names = os.listxattr(src, follow_symlinks=False)
+        os.setxattr(dst, name, value, follow_symlinks=isinstance(dst, int))
     except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+        # security.selinux and friends may be refused; Go ignores ENOTSUP/EPERM too.
+        if exc.errno not in (*_NO_XATTRS, errno.EPERM):
+            raise
+
+
+def _copy_xattrs(src: int | str, dst: int | str) -> None:
+    # Paths are never followed (they may be symlinks); fds cannot be, and Python refuses
+    # follow_symlinks=False with an fd.
+    follow = isinstance(src, int)
+    try:
+        names = os.listxattr(src, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in _NO_XATTRS:
             return
         raise
     for name in names:
-        try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
-                        follow_symlinks=False)
-        except OSError as exc:
-            # security.selinux and friends may be refused; Go ignores ENOTSUP/EPERM too.
-            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-                raise
+        _set_xattr(dst, name, os.getxattr(src, name, follow_symlinks=follow))
 
 
-def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
-    os.lchown(dst, st.st_uid, st.st_gid)
+def _fd_meta(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+    os.fchown(dst_fd, st.st_uid, st.st_gid)  # before chmod: chown clears setuid bits
+    _copy_xattrs(src_fd, dst_fd)
+    os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))
+    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _path_meta(src: str, dst: str, dst_dir: int, name: str, st: os.stat_result) -> None:
+    # Symlinks, FIFOs and devices cannot be opened for this; xattr calls take no dir fd.
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dir, follow_symlinks=False)
     _copy_xattrs(src, dst)
     if not stat.S_ISLNK(st.st_mode):
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
+    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
 
 
 def copy_tree(source: Path, target: Path) -> None:
     """Copy ``source`` to the new directory ``target`` with full fidelity."""
-    links: dict[tuple[int, int], str] = {}
-
-    def walk(src_dir: str, dst_dir: str) -> None:
-        with os.scandir(src_dir) as entries:
-            for entry in entries:
-                src = entry.path
-                dst = os.path.join(dst_dir, entry.name)
-                st = entry.stat(follow_symlinks=False)
-                mode = st.st_mode
-                if stat.S_ISDIR(mode):
-                    os.mkdir(dst, 0o700)
-                    walk(src, dst)
-                    _copy_meta(src, dst, st)  # after its contents: they change its mtime
-                    continue
-                if st.st_nlink > 1 and not stat.S_ISDIR(mode):
-                    key = (st.st_dev, st.st_ino)
-                    if key in links:
-                        os.link(links[key], dst)
-                        continue
-                    links[key] = dst
-                if stat.S_ISREG(mode):
-                    sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    try:
-                        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                        try:
-                            if st.st_size:
-                                _copy_data(sfd, dfd, st.st_size)
-                        finally:
-                            os.close(dfd)
-                    finally:
-                        os.close(sfd)
-                elif stat.S_ISLNK(mode):
-                    os.symlink(os.readlink(src), dst)
-                elif stat.S_ISFIFO(mode):
-                    os.mkfifo(dst, 0o600)
-                elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
-                    os.mknod(dst, stat.S_IFMT(mode) | 0o600, st.st_rdev)
-                _copy_meta(src, dst, st)
-
-    root_st = os.lstat(source)
-    os.mkdir(target, 0o700)
-    walk(str(source), str(target))
-    _copy_meta(str(source), str(target), root_st)
+    src_fd = os.open(source, _DIR_FLAGS)
+    try:
+        root_st = os.fstat(src_fd)
+        os.mkdir(target, 0o700)
+        dst_fd = os.open(target, _DIR_FLAGS)
+        try:
+            _Copier().walk(src_fd, dst_fd, str(source), str(target))
+            _fd_meta(src_fd, dst_fd, root_st)
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
