@@ -465,7 +465,7 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
                     tar_split.add_segment(seg)
             if hdr is None:
                 break
-            if not posixpath.basename(hdr.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
+            if not hdr.name.rstrip("/").rpartition("/")[2].startswith(WHITEOUT_PREFIX):
                 uids.add(hdr.uid & 0xFFFFFFFF)
                 gids.add(hdr.gid & 0xFFFFFFFF)
             try:

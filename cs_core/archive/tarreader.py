@@ -95,9 +95,9 @@ def _numeric(b: bytes, field: str) -> int:
 
 def _num(b: bytes, field: str) -> int:
     """``_numeric`` with a fast path for the usual digits followed by one NUL or space."""
-    if b[-1] in (0, 32):
+    if b[0] != 0:
         try:
-            return int(b[:-1], 8)
+            return int(b.rstrip(b" \x00"), 8)
         except ValueError:
             pass
     return _numeric(b, field)

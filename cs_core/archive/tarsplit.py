@@ -76,9 +76,12 @@ class TarSplitWriter:
             self._pending_size = 0
 
     def add_segment(self, payload: bytes) -> None:
-        b64 = base64.b64encode(payload).decode("ascii")
-        self._emit(f'{{"type":2,"payload":"{b64}","position":{self._pos}}}\n'.encode())
+        line = b'{"type":2,"payload":"%s","position":%d}\n' % (base64.b64encode(payload), self._pos)
         self._pos += 1
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= self._FLUSH:
+            self.flush()
 
     def add_file(self, name: bytes, size: int, crc: int | None) -> None:
         """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0)."""
