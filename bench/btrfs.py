@@ -105,7 +105,7 @@ def library_chain(root: Path, layers: int) -> float:
         s.shutdown(force=True)
 
 
-def changes_timing(root: Path, tar: Path, runs: int) -> tuple[float, float, int]:
+def changes_timing(root: Path, tar: Path, runs: int) -> tuple[float, float, int, dict[str, float]]:
     from cs_core.drivers import naive
     from cs_core.store import ContainerOptions, open_store
 
@@ -125,9 +125,21 @@ def changes_timing(root: Path, tar: Path, runs: int) -> tuple[float, float, int]
         assert [c.path for c in drv.changes(layer, base.id)] == same
         fast = best(runs, lambda: _timed(lambda: drv.changes(layer, base.id)))
         slow = best(runs, lambda: _timed(lambda: naive.changes(drv, layer, base.id)))
-        return fast, slow, n
     finally:
         s.shutdown(force=True)
+    # End to end through both CLIs on this store: `changes` and `diff` of the container layer.
+    cli: dict[str, float] = {}
+    for name, cmd in (("go", [GO]), ("us", OURS)):
+        base_cmd = [*cmd, "-g", str(root / "g"), "-R", str(root / "r"), "-s", "btrfs"]
+        for what in ("changes", "diff"):
+            argv = [*base_cmd, what, *(["-f", "/dev/null"] if what == "diff" else []), layer]
+
+            def run_cli(argv: list[str] = argv) -> float:
+                return _timed(lambda: sh(*argv))
+
+            cli[f"{name} {what}"] = best(runs, run_cli)
+        subprocess.run([*base_cmd, "shutdown", "-f"], capture_output=True, check=False)
+    return fast, slow, n, cli
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -170,17 +182,20 @@ def main() -> None:
 
                 results[name]["import-layer 60MB"] = best(args.runs, imp)
             lib = best(args.runs, lambda: library_chain(mnt / "lib" / str(time.monotonic_ns()), args.layers))
-            fast, slow, n_changes = changes_timing(mnt / "lib" / "changes", tar, args.runs)
+            fast, slow, n_changes, cli = changes_timing(mnt / "lib" / "changes", tar, args.runs)
+            for what in ("changes", "diff"):
+                results["go"][f"{what} of container (CLI)"] = cli[f"go {what}"]
+                results["us"][f"{what} of container (CLI)"] = cli[f"us {what}"]
         finally:
             go.close()
             us.close()
             subprocess.run(["umount", "-R", "-l", str(mnt / "lib")], capture_output=True, check=False)
 
     n = args.layers
-    print(f"\n{'workload':<22} {'Go CLI':>9} {'ours':>9} {'ours/Go':>8}")
+    print(f"\n{'workload':<28} {'Go CLI':>9} {'ours':>9} {'ours/Go':>8}")
     for key in results["go"]:
         g, u = results["go"][key], results["us"][key]
-        print(f"{key:<22} {g:8.2f}s {u:8.2f}s {u / g:8.2f}")
+        print(f"{key:<28} {g:8.2f}s {u:8.2f}s {u / g:8.2f}")
     g, u = results["go"]["create chain (CLI)"], results["us"]["create chain (CLI)"]
     print(f"\nper layer: Go CLI {g / n * 1000:.1f} ms/process, ours {u / n * 1000:.1f} ms/process, "
           f"ours in one process (Store.create_layer) {lib / n * 1000:.2f} ms")
