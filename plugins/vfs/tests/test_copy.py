@@ -69,3 +69,47 @@ def test_reflink_on_btrfs(tmp_path: Path) -> None:
         used = (free_before - os.statvfs(mnt).f_bfree) * os.statvfs(mnt).f_frsize
         assert used < 8 << 20
         assert (mnt / "dst" / "big").read_bytes() == (src / "big").read_bytes()
+
+
+def test_sockets_read_only_dirs_and_symlink_owners(tmp_path: Path) -> None:
+    import socket
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "locked").mkdir(parents=True)
+    (src / "locked" / "inside").write_text("still copied")
+    os.chmod(src / "locked", 0o555)  # a read-only directory must still receive its files
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(src / "sock"))
+    finally:
+        sock.close()
+    (src / "link").symlink_to("locked/inside")
+    if os.geteuid() == 0:
+        os.lchown(src / "link", 42, 43)
+        os.setxattr(src / "link", "trusted.note", b"on a symlink", follow_symlinks=False)
+        os.setxattr(src / "locked" / "inside", "security.capability",
+                    bytes.fromhex("0100000200200000000000000000000000000000"))
+    copy_tree(src, dst)
+    assert stat.S_IMODE(os.lstat(dst / "locked").st_mode) == 0o555
+    assert (dst / "locked" / "inside").read_text() == "still copied"
+    assert stat.S_ISSOCK(os.lstat(dst / "sock").st_mode)
+    assert os.readlink(dst / "link") == "locked/inside"
+    if os.geteuid() == 0:
+        link = os.lstat(dst / "link")
+        assert (link.st_uid, link.st_gid) == (42, 43)
+        assert os.getxattr(dst / "link", "trusted.note", follow_symlinks=False) == b"on a symlink"
+        assert os.getxattr(dst / "locked" / "inside", "security.capability") == bytes.fromhex(
+            "0100000200200000000000000000000000000000")
+
+
+def test_hard_links_across_directories(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    (src / "a" / "one").write_bytes(b"shared")
+    os.link(src / "a" / "one", src / "b" / "two")
+    os.link(src / "a" / "one", src / "three")
+    copy_tree(src, dst)
+    inodes = {os.lstat(dst / p).st_ino for p in ("a/one", "b/two", "three")}
+    assert len(inodes) == 1 and os.lstat(dst / "three").st_nlink == 3
+    assert os.lstat(dst / "three").st_ino != os.lstat(src / "three").st_ino
