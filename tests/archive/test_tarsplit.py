@@ -156,3 +156,26 @@ def test_tar_split_is_byte_identical_to_go(tmp_path: Path, fmt: str) -> None:
     ours.mkdir()
     _, split = apply_bytes(ours, (tmp_path / "x.tar").read_bytes(), split=True)
     assert split == _go_tar_split(tmp_path, tmp_path / "x.tar")
+
+
+@pytest.mark.interop
+def test_sparse_tar_split_matches_go(tmp_path: Path) -> None:
+    # Go records a sparse member's expanded content (so neither side can replay it bit-exactly);
+    # what matters for a shared store is that both write the same record.
+    requires_command("/usr/bin/containers-storage", "tar")
+    from cs_core.testing import require_privileged
+
+    require_privileged("the Go CLI's vfs store chowns files")
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as fh:
+        fh.seek(5 << 20)
+        fh.write(b"mid")
+        fh.seek(9 << 20)
+        fh.write(b"end")
+    subprocess.run(["tar", "--format=pax", "--sparse", "-C", str(src), "-cf", str(tmp_path / "s.tar"), "."],
+                   check=True)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    _, split = apply_bytes(ours, (tmp_path / "s.tar").read_bytes(), split=True)
+    assert split == _go_tar_split(tmp_path, tmp_path / "s.tar")
