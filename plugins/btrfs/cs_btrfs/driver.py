@@ -92,6 +92,10 @@ class BtrfsDriver(GraphDriver):
         return self.home / "quotas"
 
     def layer_dir(self, id: str) -> Path:
+        # Every path the driver touches comes from here: an ID must name one entry of
+        # subvolumes/, never climb out of it (remove would otherwise delete whatever it names).
+        if not id or "/" in id or id in (".", "..") or "\0" in id:
+            raise BtrfsError(f"invalid layer ID {id!r}")
         return self.subvolumes / id
 
     def _mkdir(self, path: Path) -> None:
@@ -183,7 +187,7 @@ class BtrfsDriver(GraphDriver):
             raise
 
     def remove(self, id: str) -> None:
-        target = self.layer_dir(id)
+        target = self.layer_dir(id)  # validates the ID before anything is unlinked
         if not os.path.lexists(target):
             with contextlib.suppress(FileNotFoundError):
                 (self.quotas / id).unlink()
@@ -224,7 +228,10 @@ class BtrfsDriver(GraphDriver):
         """Nothing to undo: ``get`` mounts nothing."""
 
     def exists(self, id: str) -> bool:
-        return os.path.exists(self.layer_dir(id))
+        try:
+            return os.path.exists(self.layer_dir(id))
+        except BtrfsError:
+            return False
 
     def list_layers(self) -> list[str]:
         try:

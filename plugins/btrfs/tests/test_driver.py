@@ -193,3 +193,15 @@ def test_driver_id_maps_own_the_subvolume_roots(graph_dir: Path) -> None:
             assert (st.st_uid, st.st_gid) == (100000, 200000), p
     finally:
         d.cleanup()
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../outside", "a/b"])
+def test_ids_cannot_escape_the_subvolumes_dir(driver: BtrfsDriver, graph_dir: Path, bad: str) -> None:
+    victim = graph_dir / "outside"
+    victim.mkdir()
+    (victim / "precious").write_text("x")
+    for call in (lambda: driver.remove(bad), lambda: driver.create(bad, None, CreateOpts()),
+                 lambda: driver.get(bad, MountOpts())):
+        with pytest.raises(Exception, match="invalid layer ID"):
+            call()
+    assert (victim / "precious").exists()
