@@ -375,14 +375,14 @@ class OverlayDriver(GraphDriver):
             lowers.append(str(d.parent / LINK_DIR / link / ".." / diff_suffix("diff", n)))
             n += 1
         for entry in self.layout.lower_entries(id):
-            lower = self.layout.resolve_lower(entry)
+            lower = self.layout.resolve_lower_str(entry)
             if perms is None:
                 with contextlib.suppress(OSError):
                     perms = os.stat(lower).st_mode & 0o7777
-            lowers.append(str(lower))
+            lowers.append(lower)
             n = 1
-            while os.path.isdir(f"{lower}/../{diff_suffix('diff', n)}"):
-                lowers.append(f"{lower}/../{diff_suffix('diff', n)}")
+            while os.path.isdir(f"{lower}/../diff{n}"):  # diffN left by update_layer_id_map
+                lowers.append(f"{lower}/../diff{n}")
                 n += 1
         return lowers, perms
 

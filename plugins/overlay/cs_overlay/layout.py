@@ -44,6 +44,7 @@ class Layout:
         #: Writable homes: the driver home and, with a split image store, its ``overlay/``
         #: (where read-only layers are created, as Go HEAD does).
         self.homes = [home] + ([split_image_store / name] if split_image_store else [])
+        self._roots = [str(h) for h in self.homes] + [str(st / name) for st in image_stores]
 
     def dir2(self, id: str) -> tuple[Path, bool]:
         """The layer's directory and whether it lives in an additional (read-only) store."""
@@ -88,16 +89,20 @@ class Layout:
 
     def resolve_lower(self, entry: str) -> Path:
         """An ``l/LINK`` entry as an absolute path (our homes' links, else a read-only store's)."""
-        roots = [*self.homes, *(store / self.name for store in self.image_stores)]
-        for root in roots:
-            if (root / entry).exists():
-                return root / entry
-        path = self.home / entry
+        return Path(self.resolve_lower_str(entry))
+
+    def resolve_lower_str(self, entry: str) -> str:
+        # Plain strings: this runs once per lower layer on every mount of deep stacks.
+        for root in self._roots:
+            path = f"{root}/{entry}"
+            if os.path.exists(path):
+                return path
+        path = f"{self.home}/{entry}"
         log.warning("Can't stat lower layer %s because it does not exist; recreating symlinks", path)
         self.recreate_symlinks()
-        for root in self.homes:
-            if (root / entry).exists():
-                return root / entry
+        for root in self._roots[:len(self.homes)]:
+            if os.path.exists(f"{root}/{entry}"):
+                return f"{root}/{entry}"
         return path
 
     def lower_diff_dirs(self, id: str) -> list[Path]:
