@@ -114,3 +114,18 @@ def test_legacy_mount_falls_back_to_relative_paths(driver: OverlayDriver) -> Non
         assert os.getcwd() != str(driver.home)
     finally:
         mounting.force_legacy(False)
+
+
+def test_deep_stack_without_new_mount_api_is_a_clear_error(driver: OverlayDriver) -> None:
+    from cs_core.errors import StorageError
+
+    ids = build_chain(driver, 520)
+    mounting.force_legacy(True)
+    try:
+        with pytest.raises(StorageError) as info:
+            driver.get(ids[-1], MountOpts())
+        assert "519 lower layers need a kernel with the new mount API" in str(info.value)
+        assert "\n" not in str(info.value)
+        assert not driver.is_mounted(ids[-1], str(driver.home / ids[-1] / "merged"))
+    finally:
+        mounting.force_legacy(False)
