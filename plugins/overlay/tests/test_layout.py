@@ -97,3 +97,18 @@ def test_run_home_feature_cache(driver: OverlayDriver) -> None:
     driver.status()
     assert "native-diff()-true" in set(os.listdir(driver.run_home))
     assert (driver.home / ".has-mount-program").read_text() == "false"
+
+
+def test_recreate_symlinks_repairs_mismatches(driver: OverlayDriver) -> None:
+    driver.create(layer_id(1), None, CreateOpts())
+    link = (driver.home / layer_id(1) / "link").read_text()
+    (driver.home / layer_id(1) / "link").write_text("WRONGWRONGWRONGWRONGWRONG2")
+    os.symlink("../gone-layer/diff", driver.home / "l" / "DANGLINGDANGLINGDANGLING22")
+    os.symlink("/etc", driver.home / "l" / "WEIRDWEIRDWEIRDWEIRDWEIRD2")
+    driver.layout.recreate_symlinks()
+    # Go's rule: the l/ entry pointing at a layer names it; weird and dangling entries go
+    names = set(os.listdir(driver.home / "l"))
+    assert link in names and "WEIRDWEIRDWEIRDWEIRDWEIRD2" not in names
+    assert "DANGLINGDANGLINGDANGLING22" not in names
+    assert os.readlink(driver.home / "l" / (driver.home / layer_id(1) / "link").read_text()) == \
+        f"../{layer_id(1)}/diff"
