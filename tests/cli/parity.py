@@ -124,7 +124,9 @@ STEPS: list[str] = [
     f"applydiff -f {{F}}/layer.tar {L4}", f"apply-diff -f {{F}}/junk.bin {L4}",
     f"import-layer -i {L5} -n imported -f {{F}}/layer.tar {L1}",
     "importlayer -f {F}/nofile", f"changes {L5}", f"changes --json {L5}", f"diffsize {L5}",
-    f"diff-size {L5}", f"diff -u -f {{OUT}}/l5.tar {L5}", f"diff -b {L5}", "changes nope",
+    f"diff-size {L5}", f"diff -u -f {{OUT}}/l5.tar {L5}", f"diff -f {{OUT}}/l5.tar.gz {L5}",
+    f"diff --uncompressed -f {{OUT}}/l4.tar {L4}", "get-container-data -f {OUT}/c.out ctr1 config",
+    "get-layer-data -f {OUT}/l.out base blob", f"diff -b {L5}", "changes nope",
     "diffsize nope", "diff", "changes a b c", "applydiff",
     # deletions
     "delete-container ctr2", "delete-container nope", "deletecontainer ctr2",
@@ -265,6 +267,14 @@ def compare(go: Twin, ours: Twin, files: Path, driver: str,
             y = normalise(getattr(b, what), ours.root, our_ids, unordered)
             if x != y:
                 diffs.append(Difference(step, what, x, y))
+    # Files the commands wrote (get-*-data -f, diff -f) must be byte-identical.
+    for produced in sorted((go.root / "out").iterdir()):
+        theirs = produced.read_bytes()
+        mine_path = ours.root / "out" / produced.name
+        mine = mine_path.read_bytes() if mine_path.exists() else b"<missing>"
+        if theirs != mine:
+            diffs.append(Difference(f"<file {produced.name}>", "content",
+                                    f"{len(theirs)} bytes", f"{len(mine)} bytes"))
     return diffs
 
 
