@@ -23,7 +23,8 @@ PACKAGES = ("cs_tinydriver", "cs_brokenplugin")
 
 
 @pytest.fixture(scope="session")
-def thirdparty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def thirdparty_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-install the packages once per session into a directory of their own."""
     work = tmp_path_factory.mktemp("thirdparty")
     site = work / "site"
     for package in PACKAGES:
@@ -36,14 +37,25 @@ def thirdparty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             capture_output=True, text=True,
         )
         assert done.returncode == 0, f"pip install {package} failed:\n{done.stderr}"
-    sys.path.insert(0, str(site))
+    return site
+
+
+@pytest.fixture(scope="module")
+def thirdparty_site(thirdparty_build: Path) -> Iterator[Path]:
+    """The packages visible to this module's tests (and their child processes) only.
+
+    Module scope, so that tests collected later in the session (other drivers' suites,
+    CLI listings) never see the extra plugins.
+    """
+    site = str(thirdparty_build)
+    sys.path.insert(0, site)
     importlib.invalidate_caches()
     old_pythonpath = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), old_pythonpath]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, old_pythonpath]))
     try:
-        yield site
+        yield thirdparty_build
     finally:
-        sys.path.remove(str(site))
+        sys.path.remove(site)
         if old_pythonpath is None:
             del os.environ["PYTHONPATH"]
         else:
