@@ -53,7 +53,7 @@ from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
-from cs_core.records.layers import INCOMPLETE, LayerStore
+from cs_core.records.layers import APPLYING, INCOMPLETE, LayerStore
 from cs_core.selection import select_driver
 
 if TYPE_CHECKING:
@@ -349,8 +349,19 @@ class Store:
         ls = self.layer_store
         with ls.writing():
             layer = ls.get(to)
-            self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
-            syncfs(self.driver.home)
+            # Mark the layer first (durably): if we die mid-apply, the next write-access load
+            # resets it instead of leaving half the files in it.
+            layer.flags[APPLYING] = True
+            ls.save()
+            try:
+                self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
+                syncfs(self.driver.home)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    ls.undo_interrupted_apply(layer)
+                    ls.save()
+                raise
+            del layer.flags[APPLYING]
             ls.save()
             return layer.uncompressed_size
 

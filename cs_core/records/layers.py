@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cs_core import atomic, codec, lockfile
-from cs_core.drivers.base import GraphDriver
+from cs_core.drivers.base import CreateOpts, GraphDriver
 from cs_core.errors import LayerUnknown
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
@@ -20,6 +20,8 @@ from cs_core.records.base import RecordFile, RecordStore
 log = logging.getLogger(__name__)
 
 INCOMPLETE = "incomplete"
+#: Set (durably) while applydiff fills an existing layer; see ``undo_interrupted_apply``.
+APPLYING = "cs-applying-diff"
 
 
 class LayerStore(RecordStore[Layer]):
@@ -62,9 +64,32 @@ class LayerStore(RecordStore[Layer]):
                 log.warning('Found incomplete layer "%s", deleting it', layer.id)
                 self.delete_data(layer)
                 self.records.remove(layer)
-            if doomed:
+            interrupted = [layer for layer in self.records if layer.flags.get(APPLYING)]
+            for layer in interrupted:
+                self.undo_interrupted_apply(layer)
+            if doomed or interrupted:
                 self.reindex()
                 self.save()
+
+    def undo_interrupted_apply(self, layer: Layer) -> None:
+        """Put back a layer whose applydiff died half-way (caller saves).
+
+        A layer that held nothing before (no digest, no tar-split) is re-created empty, which
+        is exactly its state before the apply. One that already had content cannot be rolled
+        back file by file; it is left for ``check`` (content modified) and ``check -r``.
+        """
+        log.warning('Found layer "%s" with an interrupted applydiff, resetting it', layer.id)
+        if not layer.uncompressed_digest and not self.tar_split_path(layer.id).exists():
+            self.driver.remove(layer.id)
+            self.driver.create(layer.id, layer.parent or None, CreateOpts(
+                mount_label=layer.mount_label, uid_map=tuple(layer.uid_map),
+                gid_map=tuple(layer.gid_map)))
+            parent = self.by_id.get(layer.parent)
+            parent_maps = (parent.uid_map, parent.gid_map) if parent else ([], [])
+            maps = (layer.uid_map, layer.gid_map)
+            if parent_maps != maps and (layer.uid_map or layer.gid_map or parent):
+                self.driver.update_layer_id_map(layer.id, parent_maps, maps, layer.mount_label)
+        layer.flags.pop(APPLYING, None)
 
     # -- tar-split and data ------------------------------------------------------------------
 
