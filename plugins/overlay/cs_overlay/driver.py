@@ -103,7 +103,7 @@ class OverlayDriver(GraphDriver):
         self.supports_d_type = True
         self.using_metacopy = False
         flag = self.home / ".has-mount-program"
-        if not self.opts.mount_program and not flag.exists() and os.geteuid() == 0:
+        if not self.opts.mount_program and not flag.exists():
             # A store from before the flag file existed: look for signs of fuse-overlayfs once.
             detected = features.mount_program_indicators(self.home)
             flag.write_text("true" if detected else "false")
@@ -394,7 +394,7 @@ class OverlayDriver(GraphDriver):
             options.append("metacopy=on")
         if not self.using_metacopy:
             options = [o for o in options if o != "metacopy=on"]
-        if not self.opts.mount_program and os.geteuid() != 0:
+        if not self.opts.mount_program and fsinfo.rootless():
             options.append("userxattr")
         if opts.volatile and "volatile" not in options and self.supports_volatile():
             options.append("volatile")
@@ -528,7 +528,7 @@ class OverlayDriver(GraphDriver):
 
     def _opaque_xattr(self) -> str:
         # Unprivileged overlay mounts use userxattr, so the opaque marker is a user.* xattr.
-        return "user.overlay.opaque" if os.geteuid() != 0 else "trusted.overlay.opaque"
+        return "user.overlay.opaque" if fsinfo.rootless() else "trusted.overlay.opaque"
 
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
              gid_map: Sequence[IDMap] = ()) -> BinaryIO:

@@ -53,8 +53,15 @@ def _scratch(home: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(td, ignore_errors=True)
 
 
+def _xattr(name: str) -> str:
+    """An overlay xattr name as the kernel reads it here (user.* under userxattr)."""
+    return f"{'user' if fsinfo.rootless() else 'trusted'}.overlay.{name}"
+
+
 def _mount(td: Path, data: str, mount_opts: str = "") -> None:
     flags, extra = parse_options(mount_opts.split(","))
+    if fsinfo.rootless():
+        extra.append("userxattr")
     if extra:
         data = f"{data},{','.join(extra)}"
     syscalls.mount("overlay", str(td / "merged"), "overlay", flags, data)
@@ -94,7 +101,7 @@ def supports_overlay(home: Path, backing: str) -> tuple[bool, str]:
 
 def native_diff_problem(home: Path, mount_opts: str) -> str:
     """Empty if the upper dir alone describes a layer's changes (Go ``doesSupportNativeDiff``)."""
-    opaque = "trusted.overlay.opaque"
+    opaque = _xattr("opaque")
     with _scratch(home, "opaque-bug-check") as td:
         for d in ("l1/d", "l1/d1", "l2/d", "l3", "work", "merged"):
             (td / d).mkdir(parents=True, mode=0o755)
@@ -117,7 +124,7 @@ def native_diff_problem(home: Path, mount_opts: str) -> str:
                     return ""
                 return f"failed to rename dir in merged directory: {exc.strerror}"
             try:
-                if os.getxattr(td / "l3" / "d2", "trusted.overlay.redirect") == b"d1":
+                if os.getxattr(td / "l3" / "d2", _xattr("redirect")) == b"d1":
                     return "kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled"
             except OSError:
                 pass
@@ -141,7 +148,7 @@ def does_metacopy(home: Path, mount_opts: str) -> bool:
         try:
             os.chmod(td / "merged" / "f", 0o600)
             try:
-                os.getxattr(td / "l2" / "f", "trusted.overlay.metacopy")
+                os.getxattr(td / "l2" / "f", _xattr("metacopy"))
                 return True
             except OSError:
                 return False

@@ -97,3 +97,18 @@ def _dtype_known(path: str | os.PathLike[str], name: str) -> bool:
                 return bool(ent.contents.d_type != 0)
     finally:
         _libc.closedir(d)
+
+
+def rootless() -> bool:
+    """Go ``unshare.IsRootless``: not real root, or root only inside a user namespace.
+
+    There, trusted.* xattrs are off limits, so overlay needs ``userxattr`` and user.overlay.*.
+    """
+    if os.geteuid() != 0:
+        return True
+    try:
+        with open("/proc/self/uid_map") as fh:
+            fields = fh.read().split()
+    except OSError:
+        return False
+    return fields != ["0", "0", "4294967295"]
