@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -109,9 +111,21 @@ def describe(exc: BaseException) -> str:
     return str(exc)
 
 
+_OPS = {"makedirs": "mkdir", "mkdir": "mkdir", "lstat": "lstat", "stat": "stat",
+        "rename": "rename", "replace": "rename", "unlink": "remove", "remove": "remove",
+        "rmdir": "remove", "listdir": "open", "scandir": "open", "lchown": "lchown",
+        "chown": "chown", "symlink": "symlink", "readlink": "readlink", "mknod": "mknod",
+        "link": "link", "utime": "utimes", "chmod": "chmod", "open": "open"}
+_CALL = re.compile(r"\b(" + "|".join(_OPS) + r")\(")
+
+
 def _os_op(exc: OSError) -> str:
-    # Python does not record the failing syscall; "open" is what Go says for nearly every
-    # path the CLI touches (input and output files).
+    """Go names the failing syscall ("mkdir /x: ..."); Python does not, so read it off the
+    source line that raised, defaulting to "open" (what Go says for most file errors)."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    for frame in reversed(frames):
+        if frame.line and (m := _CALL.search(frame.line)):
+            return _OPS[m.group(1)]
     return "open"
 
 
