@@ -29,3 +29,33 @@ def test_found_through_its_entry_point(thirdparty_site: Path) -> None:
 
 class TestTinyConformance(GraphDriverConformance):
     driver_name = "tiny"
+
+
+def test_cli_uses_the_installed_driver(tmp_path: Path) -> None:
+    import io
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    base = [sys.executable, "-c", "from cs_core.cli.main import main; main()",
+            "-g", str(tmp_path / "graph"), "-R", str(tmp_path / "run"), "-s", "tiny"]
+
+    def cli(*args: str, data: bytes | None = None) -> bytes:
+        done = subprocess.run([*base, *args], input=data, capture_output=True,
+                              env=dict(os.environ), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"world"))
+    layer = cli("create-layer").decode().strip()
+    cli("applydiff", "--file", "/dev/stdin", layer, data=buf.getvalue())
+    assert (tmp_path / "graph" / "tiny" / layer / "hello").read_bytes() == b"world"
+    with tarfile.open(fileobj=io.BytesIO(cli("diff", "--uncompressed", layer))) as tar:
+        assert tar.getnames() == ["hello"]
+    assert layer in cli("layers").decode()
+    assert "tiny: loaded (cs-tinydriver 0.1.0; cs_tinydriver.hooks)" in cli("plugins").decode()
