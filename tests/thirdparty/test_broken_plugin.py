@@ -49,6 +49,10 @@ def test_cli_works_beside_it(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     listed = _cli("--storage-driver", "vfs", "layers", root=tmp_path)
     assert listed.returncode == 0 and made.stdout.strip() in listed.stdout
+    plugins = _cli("plugins", root=tmp_path)
+    assert plugins.returncode == 0
+    assert "broken: error (cs-brokenplugin 0.1.0; cs_brokenplugin.hooks)" in plugins.stdout
+    assert "vfs: loaded" in plugins.stdout
 
 
 def test_cli_names_it_when_selected(tmp_path: Path) -> None:
