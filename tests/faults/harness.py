@@ -84,7 +84,7 @@ def _b64(data: bytes) -> str:
 
 def _hex_id(rng: random.Random) -> str:
     while True:
-        value = "%064x" % rng.getrandbits(256)
+        value = f"{rng.getrandbits(256):064x}"
         if not value[:12].isdigit():
             return value
 
@@ -179,15 +179,17 @@ class Generator:
             return {"op": kind, "id": _hex_id(rng), "layer": _hex_id(rng),
                     "image": rng.choice(sorted(m.images)), "names": [self.name("ctr")]}
         if kind.startswith("set-") and kind.endswith("-data"):
-            pool: dict[str, Any] = {"set-layer-data": m.layers, "set-image-data": m.images,
-                                    "set-container-data": m.containers}[kind]
+            pools_by_kind: dict[str, dict[str, Any]] = {
+                "set-layer-data": m.layers, "set-image-data": m.images,
+                "set-container-data": m.containers}
+            pool = pools_by_kind[kind]
             if not pool:
                 return None
             return {"op": kind, "id": rng.choice(sorted(pool)),
                     "key": rng.choice(["config", "manifest", "state", "k=v/x"]),
                     "data": _b64(self.data())}
         if kind == "set-names":
-            pools = [p for p in (m.layers, m.images, m.containers) if p]
+            pools: list[dict[str, Any]] = [p for p in (m.layers, m.images, m.containers) if p]
             if not pools:
                 return None
             pool = rng.choice(pools)
@@ -225,9 +227,10 @@ def apply_acked(model: Model, op: dict[str, Any], store_view: Callable[[], Store
         model.layers[op["layer"]] = LayerState(top, [], "")
         model.containers[oid] = ContainerState(op["image"], op["layer"], list(op["names"]))
     elif kind.startswith("set-") and kind.endswith("-data"):
-        pool: dict[str, Any] = {"set-layer-data": model.layers, "set-image-data": model.images,
-                                "set-container-data": model.containers}[kind]
-        pool[oid].big[op["key"]] = base64.b64decode(op["data"])
+        by_kind: dict[str, dict[str, Any]] = {
+            "set-layer-data": model.layers, "set-image-data": model.images,
+            "set-container-data": model.containers}
+        by_kind[kind][oid].big[op["key"]] = base64.b64decode(op["data"])
     elif kind == "set-names":
         for kind_name, pool in (("layer", model.layers), ("image", model.images),
                                 ("container", model.containers)):
@@ -247,8 +250,9 @@ def apply_acked(model: Model, op: dict[str, Any], store_view: Callable[[], Store
 
 
 def _steal_names(model: Model, owner: str, names: list[str], kind: str) -> None:
-    pool: dict[str, Any] = {"layer": model.layers, "image": model.images,
-                            "container": model.containers}[kind]
+    pools: dict[str, dict[str, Any]] = {"layer": model.layers, "image": model.images,
+                                        "container": model.containers}
+    pool = pools[kind]
     for oid, state in pool.items():
         if oid != owner:
             state.names = [n for n in state.names if n not in names]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import run_campaign
+from faults.harness import run_campaign
 
 KILLS = int(os.environ.get("CS_FAULT_KILLS", "200"))
 SECONDS = float(os.environ.get("CS_FAULT_SECONDS", "120"))
