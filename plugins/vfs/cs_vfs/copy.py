@@ -61,7 +61,35 @@ class _Copier:
 
     # -- tree ------------------------------------------------------------------------------
 
-    def walk(self, src_dir: int, dst_dir: int, src_path: str, dst_path: str) -> None:
+    def copy(self, source: str, target: str) -> None:
+        # Iterative, two directory fds open at a time whatever the depth (hostile layers can
+        # nest thousands of levels; the soft fd limit is often 1024). Directory modes and
+        # times are set last: a read-only directory must still receive its entries, and
+        # creating them changes its mtime.
+        pending: list[tuple[str, str, os.stat_result]] = [(source, target, os.lstat(source))]
+        finished: list[tuple[str, os.stat_result]] = []
+        while pending:
+            src_path, dst_path, st = pending.pop()
+            src_dir = os.open(src_path, _DIR_FLAGS)
+            try:
+                dst_dir = os.open(dst_path, _DIR_FLAGS)
+                try:
+                    os.fchown(dst_dir, st.st_uid, st.st_gid)
+                    _copy_xattrs(src_dir, dst_dir)
+                    pending += self.copy_entries(src_dir, dst_dir, src_path, dst_path)
+                finally:
+                    os.close(dst_dir)
+            finally:
+                os.close(src_dir)
+            finished.append((dst_path, st))
+        for path, st in finished:
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def copy_entries(self, src_dir: int, dst_dir: int, src_path: str,
+                     dst_path: str) -> list[tuple[str, str, os.stat_result]]:
+        """Copy one directory's non-directory entries; return its subdirectories, created."""
+        subdirs = []
         with os.scandir(src_dir) as it:
             entries = list(it)
         for entry in entries:
@@ -70,16 +98,7 @@ class _Copier:
             mode = st.st_mode
             if stat.S_ISDIR(mode):
                 os.mkdir(name, 0o700, dir_fd=dst_dir)
-                sfd = os.open(name, _DIR_FLAGS, dir_fd=src_dir)
-                try:
-                    dfd = os.open(name, _DIR_FLAGS, dir_fd=dst_dir)
-                    try:
-                        self.walk(sfd, dfd, src_path + "/" + name, dst_path + "/" + name)
-                        _fd_meta(sfd, dfd, st)  # after its contents: they change its mtime
-                    finally:
-                        os.close(dfd)
-                finally:
-                    os.close(sfd)
+                subdirs.append((src_path + "/" + name, dst_path + "/" + name, st))
                 continue
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
@@ -98,6 +117,7 @@ class _Copier:
             else:  # character and block devices, sockets
                 os.mknod(name, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=dst_dir)
             _path_meta(src_path + "/" + name, dst_path + "/" + name, dst_dir, name, st)
+        return subdirs
 
     def copy_file(self, src_dir: int, dst_dir: int, name: str, st: os.stat_result) -> None:
         sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
@@ -174,15 +194,5 @@ def _path_meta(src: str, dst: str, dst_dir: int, name: str, st: os.stat_result) 
 
 def copy_tree(source: Path, target: Path) -> None:
     """Copy ``source`` to the new directory ``target`` with full fidelity."""
-    src_fd = os.open(source, _DIR_FLAGS)
-    try:
-        root_st = os.fstat(src_fd)
-        os.mkdir(target, 0o700)
-        dst_fd = os.open(target, _DIR_FLAGS)
-        try:
-            _Copier().walk(src_fd, dst_fd, str(source), str(target))
-            _fd_meta(src_fd, dst_fd, root_st)
-        finally:
-            os.close(dst_fd)
-    finally:
-        os.close(src_fd)
+    os.mkdir(target, 0o700)
+    _Copier().copy(str(source), str(target))

@@ -113,3 +113,22 @@ def test_hard_links_across_directories(tmp_path: Path) -> None:
     inodes = {os.lstat(dst / p).st_ino for p in ("a/one", "b/two", "three")}
     assert len(inodes) == 1 and os.lstat(dst / "three").st_nlink == 3
     assert os.lstat(dst / "three").st_ino != os.lstat(src / "three").st_ino
+
+
+def test_deep_tree_under_a_low_fd_limit(tmp_path: Path) -> None:
+    import resource
+
+    src = tmp_path / "s"
+    leaf = src.joinpath(*["d"] * 400)
+    leaf.mkdir(parents=True)
+    (leaf / "f").write_text("bottom")
+    os.chmod(leaf, 0o500)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))  # far fewer fds than levels
+    try:
+        copy_tree(src, tmp_path / "t")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    copied = (tmp_path / "t").joinpath(*["d"] * 400)
+    assert (copied / "f").read_text() == "bottom"
+    assert stat.S_IMODE(os.lstat(copied).st_mode) == 0o500
