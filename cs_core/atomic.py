@@ -9,10 +9,72 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# -- the space reserve -------------------------------------------------------------------------
+#
+# Every bookkeeping write makes a new file before the old one goes away, so on a full disk even
+# a delete, which would free space, cannot record that it happened: the user is stuck. Each
+# store keeps a small preallocated file in its graph root; a write that hits ENOSPC deletes it
+# (on the same filesystem) and retries once. A failed create frees what it wrote, so a delete
+# that follows still finds room. The reserve is re-made when a store is opened with room.
+
+RESERVE_NAME = ".cs-space-reserve"
+RESERVE_SIZE = 1 << 20
+_reserves: dict[int, Path] = {}
+_reserves_lock = threading.Lock()
+
+
+def keep_space_reserve(directory: str | os.PathLike[str]) -> None:
+    """Make sure ``directory`` holds a space reserve (best effort; quiet when there is no room)."""
+    path = Path(directory) / RESERVE_NAME
+    try:
+        dev = os.stat(directory).st_dev
+        try:
+            if os.stat(path).st_size >= RESERVE_SIZE:
+                with _reserves_lock:
+                    _reserves[dev] = path
+                return
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_SIZE)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_size < RESERVE_SIZE:
+                os.unlink(path)  # a partial reserve only hides space
+        log.debug("no space reserve in %s: %s", directory, exc)
+        return
+    with _reserves_lock:
+        _reserves[dev] = path
+
+
+def release_space_reserve(near: str | os.PathLike[str]) -> bool:
+    """Delete the reserve on ``near``'s filesystem; True if that freed something."""
+    try:
+        dev = os.stat(near).st_dev
+    except OSError:
+        return False
+    with _reserves_lock:
+        path = _reserves.pop(dev, None)
+    if path is None:
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False  # another process used it first; its space is already free
+    log.warning("filesystem of %s is full: used the space reserve %s", near, path)
+    return True
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -33,6 +95,19 @@ def write_file(
     are allowed to vanish on reboot.
     """
     target = Path(path)
+    try:
+        _write_once(target, data, mode, durable)
+    except OSError as exc:
+        if not is_no_space(exc) or not release_space_reserve(target.parent):
+            if is_no_space(exc) and not exc.filename:
+                raise OSError(exc.errno, exc.strerror, str(target)) from exc
+            raise
+        _write_once(target, data, mode, durable)
+    if durable:
+        fsync_dir(target.parent)
+
+
+def _write_once(target: Path, data: bytes, mode: int, durable: bool) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -46,8 +121,6 @@ def write_file(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if durable:
-        fsync_dir(target.parent)
 
 
 @contextlib.contextmanager

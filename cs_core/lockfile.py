@@ -192,7 +192,16 @@ class LockFile:
         if self._fd is None or not self._exclusive:
             raise RuntimeError(f"recording a write on {self.path} without the write lock")
         token = new_token()
-        written = os.pwrite(self._fd, token, 0)
+        try:
+            written = os.pwrite(self._fd, token, 0)
+        except OSError as exc:
+            from cs_core.atomic import is_no_space, release_space_reserve
+
+            # A never-written lock file needs a block for its first token: on a full disk,
+            # use the store's space reserve (see cs_core.atomic) so deletes still work.
+            if not is_no_space(exc) or not release_space_reserve(self.path):
+                raise
+            written = os.pwrite(self._fd, token, 0)
         if written != len(token):
             raise OSError(28, "No space left on device", self.path)
         return token
