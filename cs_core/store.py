@@ -151,6 +151,7 @@ class Store:
         self.transient = options.transient_store
         for path in (self.run_root, self.graph_root):
             atomic.makedirs(path)
+        atomic.keep_space_reserve(self.graph_root)  # so deletes work on a full disk
         self.graph_lock = lockfile.get(self.graph_root / "storage.lock")
         lockfile.get(self.graph_root / "userns.lock")
         with self.graph_lock.write_locked():
