@@ -217,15 +217,21 @@ class RecordStore(Generic[R]):
             raise StoreIsReadOnly(f"not allowed to modify the {self.kind} store at {self.directory}")
         if not self.lock.locked_for_writing:
             raise RuntimeError(f"{self.kind} store is not locked for writing")
-        self._token = self.lock.record_write()
-        for f in self.files:
-            chosen = [r for r in self.records if self._file_for(r) is f]
-            if f.volatile and not chosen and not f.path.exists():
-                continue
-            f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic.write_file(f.path, codec.dumps_records(chosen), 0o600, durable=not f.volatile)
-            f.mtime_ns = f.path.stat().st_mtime_ns
-        self._commit_staged()
+        try:
+            self._token = self.lock.record_write()
+            for f in self.files:
+                chosen = [r for r in self.records if self._file_for(r) is f]
+                if f.volatile and not chosen and not f.path.exists():
+                    continue
+                f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic.write_file(f.path, codec.dumps_records(chosen), 0o600,
+                                  durable=not f.volatile)
+                f.mtime_ns = f.path.stat().st_mtime_ns
+            self._commit_staged()
+        except BaseException:
+            # Memory now differs from disk (e.g. the disk is full): the next use reloads.
+            self._loaded = False
+            raise
 
     def _file_for(self, record: R) -> RecordFile:
         return self.files[0]
