@@ -101,7 +101,7 @@ def assert_no_space(exc_info: pytest.ExceptionInfo[BaseException]) -> None:
 
 def test_creates_fail_cleanly_and_deletes_still_work(
         full_store: tuple[Store, Path, dict[str, str]]) -> None:
-    store, mnt, ids = full_store
+    store, _mnt, ids = full_store
     before = state(store)
     big = layer_tar(3, 2 * MB, 7)
     with pytest.raises(OSError) as exc_info:
