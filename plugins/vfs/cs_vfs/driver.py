@@ -20,6 +20,13 @@ from cs_vfs.copy import copy_tree
 from cs_vfs.errors import VfsConfigError, VfsError
 
 
+def _go_os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` in Go's lower-case style, e.g. ``/x: no space left on device``."""
+    reason = exc.strerror or str(exc)
+    reason = reason[:1].lower() + reason[1:]
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def parse_bool(value: str) -> bool:
     """Go's strconv.ParseBool, with its error text."""
     if value in ("1", "t", "T", "TRUE", "true", "True"):
@@ -88,6 +95,9 @@ class VfsDriver(GraphDriver):
         atomic.makedirs(target.parent)
         uid_map = opts.uid_map or self.config.uid_map
         gid_map = opts.gid_map or self.config.gid_map
+        if os.path.lexists(target):
+            # Checked first: the cleanup below must never delete an existing layer.
+            raise VfsError(f"mkdir {target}: file exists")
         try:
             if parent:
                 source = self.layer_dir(parent)
@@ -98,8 +108,10 @@ class VfsDriver(GraphDriver):
                 os.mkdir(target, DEFAULT_PERMS)
                 os.chmod(target, DEFAULT_PERMS)  # not subject to the umask, as Go's chmod
                 os.chown(target, to_host(0, uid_map), to_host(0, gid_map))
-        except BaseException:
+        except BaseException as exc:
             atomic.remove_tree(target)
+            if isinstance(exc, OSError):
+                raise VfsError(_go_os_error(exc)) from exc
             raise
 
     def remove(self, id: str) -> None:

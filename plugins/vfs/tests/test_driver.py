@@ -102,3 +102,32 @@ def test_go_and_we_share_a_store(tmp_path: Path) -> None:
     os.chmod(ours, 0o555)
     child = go.out("create-layer", base).strip()
     assert (drv.layer_dir(child) / "marker").read_text() == "written by cs_vfs"
+
+
+def test_existing_layer_is_never_clobbered(tmp_path: Path) -> None:
+    drv = VfsDriver(_config(tmp_path))
+    drv.create("l", None, CreateOpts())
+    os.chmod(drv.layer_dir("l"), 0o755)
+    (drv.layer_dir("l") / "precious").write_text("keep")
+    with pytest.raises(StorageError, match="file exists"):
+        drv.create("l", None, CreateOpts())
+    assert (drv.layer_dir("l") / "precious").read_text() == "keep"
+
+
+def test_full_filesystem_is_one_clear_error(tmp_path: Path) -> None:
+    from cs_core.testing import require_privileged
+    from cs_core.testing.loopfs import loop_filesystem
+
+    require_privileged("needs a small loop filesystem")
+    with loop_filesystem("ext4", "32M", workdir=tmp_path) as mnt:
+        config = DriverConfig(home=mnt / "vfs", run_home=tmp_path / "run", graph_root=mnt,
+                              run_root=tmp_path / "run")
+        drv = VfsDriver(config)
+        drv.create("base", None, CreateOpts())
+        os.chmod(drv.layer_dir("base"), 0o755)
+        (drv.layer_dir("base") / "big").write_bytes(os.urandom(18 << 20))
+        with pytest.raises(StorageError) as caught:
+            drv.create("child", "base", CreateOpts())
+        assert str(caught.value).endswith("no space left on device")
+        assert "\n" not in str(caught.value)
+        assert drv.list_layers() == ["base"]  # the partial copy is gone
