@@ -122,6 +122,8 @@ _CALL = re.compile(r"\b(" + "|".join(_OPS) + r")\(")
 def _os_op(exc: OSError) -> str:
     """Go names the failing syscall ("mkdir /x: ..."); Python does not, so read it off the
     source line that raised, defaulting to "open" (what Go says for most file errors)."""
+    if isinstance(op := getattr(exc, "go_op", None), str):
+        return op
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     for frame in reversed(frames):
         if frame.line and (m := _CALL.search(frame.line)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -103,18 +104,32 @@ def _copy_entry(src: str, dst: str, owners: Owners) -> None:
     os.lchown(dst, uid, gid)
 
 
+def mkdir_all(path: str) -> None:
+    """Go's ``os.MkdirAll``: a non-directory in the way is ENOTDIR, not "file exists"."""
+    probe = path
+    while probe and probe != "/":
+        if os.path.lexists(probe):
+            if not os.path.isdir(probe):
+                exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), probe)
+                exc.go_op = "mkdir"  # type: ignore[attr-defined]
+                raise exc
+            break
+        probe = os.path.dirname(probe)
+    os.makedirs(path, exist_ok=True)
+
+
 def copy_with_tar(source: str, target: str, owners: Owners) -> None:
     """Go's ``CopyWithTar``: a directory's contents merge into ``target``; a file lands at
     ``target``, or inside it when ``target`` is a directory or ends with ``/``."""
     st = os.stat(source)
     if stat.S_ISDIR(st.st_mode):
-        os.makedirs(target, exist_ok=True)
+        mkdir_all(target)
         for name in sorted(os.listdir(source)):
             _copy_entry(os.path.join(source, name), os.path.join(target, name), owners)
         return
     if target.endswith("/") or os.path.isdir(target):
         target = os.path.join(target, os.path.basename(source))
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    mkdir_all(os.path.dirname(target) or ".")
     _copy_entry(source, target, owners)
 
 
