@@ -139,7 +139,11 @@ def _make_converter() -> cattrs.Converter:
                 key, _omit, persist = f.metadata[JSON]
                 if not persist or key not in data or data[key] is None:
                     continue
-                kwargs[f.name] = conv.structure(data[key], f.type)
+                try:
+                    kwargs[f.name] = conv.structure(data[key], f.type)
+                except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+                    # Name the field: a hand-edited file must be fixable from the message.
+                    raise ValueError(f'field "{key}": {_describe(exc)}') from exc
             return cls(**kwargs)
 
         conv.register_unstructure_hook(cls, unstructure)
@@ -150,6 +154,12 @@ def _make_converter() -> cattrs.Converter:
         record_hooks(cls)
     conv.register_structure_hook_func(
         lambda t: t == dict[str, Any], lambda v, _: _require(v, dict)
+    )
+    # Strict lists too: cattrs would turn "names": "x" into ["x"] and the next save would
+    # silently rewrite the hand-edited record.
+    conv.register_structure_hook_func(
+        lambda t: getattr(t, "__origin__", None) is list,
+        lambda v, t: [conv.structure(x, t.__args__[0]) for x in _require(v, list)],
     )
     # Strict scalars: a wrong-type field is corruption, not something to coerce.
     conv.register_structure_hook(str, lambda v, _: _require(v, str))
