@@ -225,3 +225,14 @@ def test_unexpected_errors_are_one_line(cli: CLI) -> None:
         r = cli(*args)
         assert r.rc == 1, args
         assert r.err.count("\n") == 1 and "Traceback" not in r.err, (args, r.err)
+
+
+def test_corrupt_bookkeeping_is_one_line(cli: CLI) -> None:
+    build(cli)
+    (cli.graph / f"{cli.driver}-layers" / "layers.json").write_text("{not json")
+    # The store fails to open, which Go reports as "error initializing: ..." on stdout.
+    for args in (["layers"], ["--debug", "layers"]):
+        r = cli(*args)
+        assert r.rc == 1
+        assert r.out.startswith("error initializing: ") and r.out.count("\n") == 1
+        assert "layers.json" in r.out and "Traceback" not in r.err
