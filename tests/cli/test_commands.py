@@ -202,6 +202,11 @@ def test_import_and_diff(cli: CLI, tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(diff)) as archive:
         names = archive.getnames()
     assert "etc/hello" in names
+    from_stdin = cli.ok("importlayer", "-j", stdin=_layer_tar())
+    assert json.loads(from_stdin)["diff-size"] == len(_layer_tar())  # the tar stream's size
+    target = cli.ok("create-layer").strip()
+    cli.ok("apply-diff", target, stdin=_layer_tar())
+    assert cli.ok("changes", target) == 'Add "/etc"\nAdd "/etc/hello"\n'
     r = cli("applydiff", "imp", stdin=b"junk" * 300)
     assert r.rc == 1 and r.err.count("\n") == 1
 
