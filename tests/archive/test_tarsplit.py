@@ -179,3 +179,10 @@ def test_sparse_tar_split_matches_go(tmp_path: Path) -> None:
     ours.mkdir()
     _, split = apply_bytes(ours, (tmp_path / "s.tar").read_bytes(), split=True)
     assert split == _go_tar_split(tmp_path, tmp_path / "s.tar")
+
+
+def test_segments_in_any_json_layout_are_read() -> None:
+    canonical = b'{"type":2,"payload":"aGk=","position":0}\n'
+    spaced = b'{ "position": 1, "payload": "aGk=", "type": 2 }\n'
+    entries = list(iter_tar_split(io.BytesIO(canonical + spaced)))
+    assert [(e.type, e.payload, e.position) for e in entries] == [(2, b"hi", 0), (2, b"hi", 1)]
