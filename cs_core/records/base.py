@@ -150,6 +150,9 @@ class RecordStore(Generic[R]):
 
     def load(self, *, writing: bool) -> None:
         """Read every file; fix what Go fixes on load (duplicate names) when writing."""
+        # Until this load succeeds, what we hold is no longer known to match the disk: a
+        # damaged file must keep failing every use, not be served (or saved) from memory.
+        self._loaded = False
         records: list[R] = []
         for f in self.files:
             try:
