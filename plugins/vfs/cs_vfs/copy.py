@@ -23,12 +23,15 @@ _NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
 class _Copier:
-    """One tree copy. Works relative to directory fds: no path is resolved twice."""
+    """One tree copy. Entries are reached relative to their directory's fd, so each file costs
+    one path-component lookup, not a walk from the root."""
 
     def __init__(self) -> None:
         self.links: dict[tuple[int, int], str] = {}
         # After the first refusal the target cannot clone: stop paying for the attempt
-        # (an exception per file is a large part of a small file's cost in Python).
+        # (an exception per file is a large part of a small file's cost in Python). A
+        # file-specific refusal (btrfs nodatasum vs datasum) costs the rest only speed:
+        # copy_file_range still shares extents where the filesystem can.
         self.try_clone = True
 
     # -- data ------------------------------------------------------------------------------
@@ -44,7 +47,9 @@ class _Copier:
                 self.try_clone = False
         size = st.st_size
         if st.st_blocks * 512 >= size:
-            _copy_range(src_fd, dst_fd, 0, size)  # fully allocated: no holes to look for
+            # Fully allocated: no holes to look for. (Compressed or inline files may look
+            # sparse; they only take the slower, equally correct path below.)
+            _copy_range(src_fd, dst_fd, 0, size)
             return
         offset = 0
         while offset < size:
