@@ -142,7 +142,7 @@ def test_acknowledged_operations_survive_a_power_cut(tmp_path: Path, driver_name
                 store = open_store(graph_root=str(after / "graph"),
                                    run_root=str(tmp_path / "run-after"), driver_name=driver_name)
                 try:
-                    seen = {
+                    seen: dict[str, dict[str, Any]] = {
                         "layers": {x.id: (x.names, x.uncompressed_digest) for x in store.layers()},
                         "images": {x.id: (x.names, {k: store.image_big_data(x.id, k)
                                                     for k in x.big_data_names})
