@@ -219,7 +219,11 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
         decoder = _open_decoder(kind, raw)
     except _DECODE_ERRORS as exc:
         raise UnsafeArchive(f"reading {kind.label} stream: {exc}") from None
-    return kind, _GuardedReader(decoder, kind)  # type: ignore[return-value]
+    guarded = _GuardedReader(decoder, kind)
+    if kind == Compression.GZIP:
+        return kind, guarded  # type: ignore[return-value]  # isal already inflates in a thread
+    # zstd, bzip2 and xz decoders release the GIL: decode ahead in a thread too.
+    return kind, _Prefetcher(guarded)  # type: ignore[return-value]
 
 
 class DigestReader(io.RawIOBase):
