@@ -145,7 +145,9 @@ STEPS: list[str] = [
     "--debug=false layers", "--debug=nope layers", "create-layer -n", "layers --help",
     "create-layer --help", "mount -h", "images extra", "layers --json=true", "layer",
     "images-by-digest a b", "status extra", "create-image a b", "layers -- -t",
-    "get-names", "set-metadata",
+    "get-names", "set-metadata", "layers --json=false", "images -qj", "layers -j=false",
+    "-D=false layers", "layers -t=1", "images --quiet=T", "images -q=F", "layers ---tree",
+    "layers -", "create-layer -n=", "exists -lq base",
 ]
 
 

@@ -18,6 +18,7 @@ NEWER_GO = {
     ("images extra", "exit code"), ("images extra", "out"), ("images extra", "err"),
     ("status extra", "exit code"), ("status extra", "out"), ("status extra", "err"),
     ("layers -- -t", "exit code"), ("layers -- -t", "out"), ("layers -- -t", "err"),
+    ("layers -", "exit code"), ("layers -", "out"), ("layers -", "err"),
     # ^ newer Go: maxArgs 0 means "no arguments"; 1.43 treated it as unlimited.
     ("mount -r img1", "exit code"), ("mount -r img1", "out"), ("mount -r img1", "err"),
     ("unmount img1", "exit code"), ("unmount img1", "out"), ("unmount img1", "err"),
