@@ -71,6 +71,11 @@ def clean_member_name(name: str) -> str:
     """The entry's path relative to the root ("" for the root itself); rejects escapes."""
     if "\x00" in name:
         raise UnsafeArchive(f"NUL byte in entry name {name!r}")
+    if name.startswith("./"):
+        name = name[2:] or "."
+    if name and "//" not in name and "/." not in name and not name.startswith((".", "/")) \
+            and not name.endswith("/"):
+        return name  # already clean: the common case, without normpath
     cleaned = posixpath.normpath(name) if name else "."
     if cleaned == ".." or cleaned.startswith("../"):
         raise UnsafeArchive(f"{name!r} is outside of the layer")

@@ -92,10 +92,11 @@ class TarSplitWriter:
         except UnicodeDecodeError:
             name_json = f'"name_raw":"{base64.b64encode(name).decode("ascii")}",'
             check = name.decode("utf-8", "surrogateescape")
-        if "//" in check or "/." in check or check.startswith(".") or check.endswith("/") or not check:
+        bare = check[2:] if check.startswith("./") else check
+        if "//" in bare or "/." in bare or bare.startswith(".") or bare.endswith("/") or not bare:
             cleaned = clean_name(check)
         else:
-            cleaned = check  # already what filepath.Clean would give
+            cleaned = bare  # already what filepath.Clean would give
         if cleaned in self._seen:
             raise UnsafeArchive("duplicates of file paths not supported")
         self._seen.add(cleaned)
