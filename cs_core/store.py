@@ -49,11 +49,12 @@ from cs_core.errors import (
     StorageError,
     StoreIsReadOnly,
 )
+from cs_core.intents import LayerIntents
 from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
-from cs_core.records.layers import APPLYING, INCOMPLETE, LayerStore
+from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY, INCOMPLETE, LayerStore
 from cs_core.selection import select_driver
 
 if TYPE_CHECKING:
@@ -186,6 +187,23 @@ class Store:
         # First use with write access: clean up layers a crashed process left incomplete.
         with self.layer_store.writing():
             pass
+        self.layer_intents = LayerIntents(self.graph_root / f"{name}-layers")
+        self._finish_interrupted()
+
+    def _finish_interrupted(self) -> None:
+        """Delete layers that a killed create/delete of a container or image stranded."""
+        ls, ist, cs = self.layer_store, self.image_store, self.container_store
+        for layer_ids in self.layer_intents.stale():
+            with ls.writing(), ist.reading(), cs.reading():
+                for layer_id in layer_ids:  # listed children before parents
+                    layer = ls.by_id.get(layer_id)
+                    if layer is None or ls.children(layer_id) or cs.by_layer(layer_id):
+                        continue
+                    if ist.by_top_layer(layer_id):
+                        continue
+                    log.warning('Found layer "%s" left behind by an interrupted operation, '
+                                "deleting it", layer_id)
+                    self._delete_layer_locked(layer)
 
     # -- driver ------------------------------------------------------------------------------
 
@@ -352,7 +370,8 @@ class Store:
             layer = ls.get(to)
             # Mark the layer first (durably): if we die mid-apply, the next write-access load
             # resets it instead of leaving half the files in it.
-            layer.flags[APPLYING] = True
+            empty = not layer.uncompressed_digest and not ls.tar_split_path(layer.id).exists()
+            layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
             ls.save()
             try:
                 self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
@@ -607,13 +626,19 @@ class Store:
                 slated.add(current)
                 current = parent
             if commit:
-                ist.remove(image)
-                ist.save()
-                ist.remove_data_dir(image.id)
-                for layer_id in to_remove:
-                    layer = ls.by_id.get(layer_id)
-                    if layer is not None:
-                        self._delete_layer_locked(layer)
+                # Image record first, then its layers: a crash in between strands them, so
+                # the next open finishes the job (cs_core.intents).
+                intent = self.layer_intents.begin(to_remove)
+                try:
+                    ist.remove(image)
+                    ist.save()
+                    ist.remove_data_dir(image.id)
+                    for layer_id in to_remove:
+                        layer = ls.by_id.get(layer_id)
+                        if layer is not None:
+                            self._delete_layer_locked(layer)
+                finally:
+                    intent.end()
             return to_remove
 
     def _set_image_big_data_locked(self, image: Image, key: str, data: bytes,
@@ -708,13 +733,22 @@ class Store:
         uid_map = options.uid_map or ([] if options.host_uid_mapping else image_maps[0] or self.uid_map)
         gid_map = options.gid_map or ([] if options.host_gid_mapping else image_maps[1] or self.gid_map)
         volatile = options.volatile or self.transient
-        rw_layer = self.put_layer(
-            layer, top_layer or None, (), options.mount_label, True,
-            LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map), volatile=volatile,
-                         host_uid_mapping=options.host_uid_mapping,
-                         host_gid_mapping=options.host_gid_mapping,
-                         storage_opt=options.storage_opt),
-        )
+        from cs_core.records.base import generate_id
+
+        layer = layer or generate_id()
+        # Layer first, record second: if we die in between, the next open removes the layer.
+        intent = self.layer_intents.begin([layer])
+        try:
+            rw_layer = self.put_layer(
+                layer, top_layer or None, (), options.mount_label, True,
+                LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map), volatile=volatile,
+                             host_uid_mapping=options.host_uid_mapping,
+                             host_gid_mapping=options.host_gid_mapping,
+                             storage_opt=options.storage_opt),
+            )
+        except BaseException:
+            intent.end()
+            raise
         try:
             with cs.writing():
                 cs.new_id(container_id)  # still free?
@@ -747,6 +781,8 @@ class Store:
             with contextlib.suppress(Exception):
                 self.delete_layer(rw_layer.id)
             raise
+        finally:
+            intent.end()
 
     def container(self, ref: str) -> Container:
         with self.container_store.reading():
@@ -782,12 +818,17 @@ class Store:
             if container is None:
                 raise NotAContainer()
             # The record goes first: a crash in between then leaves an unreferenced layer
-            # (which check -r removes), never a container whose layer is gone.
-            cs.remove(container)
-            cs.save()
-            layer = ls.by_id.get(container.layer)
-            if layer is not None:
-                self._delete_layer_locked(layer)
+            # (removed by the next open, see cs_core.intents), never a container whose layer
+            # is gone.
+            intent = self.layer_intents.begin([container.layer])
+            try:
+                cs.remove(container)
+                cs.save()
+                layer = ls.by_id.get(container.layer)
+                if layer is not None:
+                    self._delete_layer_locked(layer)
+            finally:
+                intent.end()
             for base in (self.graph_root, self.run_root):
                 atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
 
@@ -949,11 +990,15 @@ class Store:
         with ls.writing(), ist.writing(), cs.writing():
             container = cs.lookup(ref)
             if container is not None:
-                cs.remove(container)  # record first, as in delete_container
-                cs.save()
-                layer = ls.by_id.get(container.layer)
-                if layer is not None:
-                    self._delete_layer_locked(layer)
+                intent = self.layer_intents.begin([container.layer])
+                try:
+                    cs.remove(container)  # record first, as in delete_container
+                    cs.save()
+                    layer = ls.by_id.get(container.layer)
+                    if layer is not None:
+                        self._delete_layer_locked(layer)
+                finally:
+                    intent.end()
                 for base in (self.graph_root, self.run_root):
                     atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id /
                                        "userdata")
