@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 INCOMPLETE = "incomplete"
 #: Set (durably) while applydiff fills an existing layer; see ``undo_interrupted_apply``.
 APPLYING = "cs-applying-diff"
+APPLYING_TO_EMPTY = "empty"  # its value when the layer held nothing before
 
 
 class LayerStore(RecordStore[Layer]):
@@ -79,7 +80,11 @@ class LayerStore(RecordStore[Layer]):
         back file by file; it is left for ``check`` (content modified) and ``check -r``.
         """
         log.warning('Found layer "%s" with an interrupted applydiff, resetting it', layer.id)
-        if not layer.uncompressed_digest and not self.tar_split_path(layer.id).exists():
+        # The flag says what the layer held before: the apply may have got as far as
+        # replacing the tar-split file, so the files on disk cannot tell any more.
+        if layer.flags.get(APPLYING) == APPLYING_TO_EMPTY:
+            with contextlib.suppress(FileNotFoundError):
+                self.tar_split_path(layer.id).unlink()
             self.driver.remove(layer.id)
             self.driver.create(layer.id, layer.parent or None, CreateOpts(
                 mount_label=layer.mount_label, uid_map=tuple(layer.uid_map),
