@@ -141,7 +141,7 @@ class Generator:
             ("create-container", 1.5), ("set-layer-data", 1.0), ("set-image-data", 1.5),
             ("set-container-data", 1.5), ("set-names", 1.5), ("applydiff", 2.5),
             ("delete-layer", 3.0 if big else 1.0), ("delete-image", 3.0 if big else 1.0),
-            ("delete-container", 3.0 if big else 1.0),
+            ("delete-container", 3.0 if big else 1.0), ("delete", 2.0 if big else 0.7),
         ]
         while True:
             kind = rng.choices([c[0] for c in choices], [c[1] for c in choices])[0]
@@ -204,6 +204,11 @@ class Generator:
             return {"op": kind, "id": rng.choice(free)} if free else None
         if kind == "delete-container":
             return {"op": kind, "id": rng.choice(sorted(m.containers))} if m.containers else None
+        if kind == "delete":  # Store.delete: no safety checks, so pick what is safe to drop
+            used = {c.image for c in m.containers.values()}
+            targets = [*sorted(m.containers), *sorted(i for i in m.images if i not in used),
+                       *self._leaf_layers()]
+            return {"op": kind, "id": rng.choice(targets)} if targets else None
         raise ValueError(kind)
 
 
@@ -244,9 +249,13 @@ def apply_acked(model: Model, op: dict[str, Any], store_view: Callable[[], Store
         del model.images[oid]
         for lid in removed:
             model.layers.pop(lid, None)
-    elif kind == "delete-container":
+    elif kind == "delete-container" or (kind == "delete" and oid in model.containers):
         layer = model.containers.pop(oid).layer
         model.layers.pop(layer, None)
+    elif kind == "delete" and oid in model.images:
+        del model.images[oid]  # the record only: Go's Delete keeps the image's layers
+    elif kind == "delete":
+        del model.layers[oid]
 
 
 def _steal_names(model: Model, owner: str, names: list[str], kind: str) -> None:

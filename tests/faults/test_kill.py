@@ -37,7 +37,7 @@ def test_sigkill_anywhere_loses_nothing(driver: str, tmp_path: Path) -> None:
     assert stats.verified >= stats.kills
     # Every kind of operation was interrupted at least once in a full-size run.
     if wanted >= 100:
-        assert len(stats.by_kind) >= 10, stats.by_kind
+        assert len(stats.by_kind) >= 9, stats.by_kind
 
 
 def _shutdown(graph: Path, run: Path, driver: str) -> None:

@@ -52,6 +52,8 @@ def perform(store: Store, op: dict[str, Any]) -> None:
         store.delete_image(op["id"])
     elif kind == "delete-container":
         store.delete_container(op["id"])
+    elif kind == "delete":
+        store.delete(op["id"])
     else:
         raise ValueError(kind)
 
