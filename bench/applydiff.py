@@ -67,16 +67,27 @@ def make_tiny(path: Path, files: int = 100_000) -> None:
             tf.addfile(info, io.BytesIO(data))
 
 
-def best(runs: int, prepare: Callable[[], None], run: Callable[[], None]) -> float:
-    times = []
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def best(runs: int, prepare: Callable[[], None], run: Callable[[], object]) -> tuple[float, float]:
+    """Best wall-clock and best CPU (user+system, threads and children included) seconds.
+
+    CPU time is reported too because on a shared 2-core machine wall time swings with the
+    neighbours' load; the CPU ratio is the steadier comparison.
+    """
+    walls, cpus = [], []
     for _ in range(runs):
         prepare()
         subprocess.run(["sync"], check=True)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         run()
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(_cpu() - c0)
     prepare()  # leave nothing behind: four trees of 100,000 files would exhaust the inodes
-    return min(times)
+    return min(walls), min(cpus)
 
 
 def sh(*cmd: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
@@ -110,10 +121,41 @@ def gzip_floor(src: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _store_cmd(exe: list[str], root: Path, driver: str, *args: str) -> list[str]:
+    return [*exe, "-g", str(root / "g"), "-R", str(root / "r"), "-s", driver, *args]
+
+
+def _fresh(path: Path) -> Callable[[], None]:
+    def prep() -> None:
+        if path.exists():
+            subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+
+    return prep
+
+
+def _fresh_engine(path: Path) -> Callable[[], None]:
+    inner = _fresh(path)
+
+    def prep() -> None:
+        inner()
+        (path / "root").mkdir()
+
+    return prep
+
+
+Timing = tuple[float, float]
+
+
+def _ratio(a: Timing, b: Timing) -> str:
+    return f"{a[0] / b[0]:5.2f} ({a[1] / b[1]:4.2f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--driver", default="overlay", help="driver for the store rows (ours and Go's)")
+    ap.add_argument("--driver", default="vfs", help="driver for the store rows (ours and Go's)")
     ap.add_argument("--size", default="6G")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -129,148 +171,47 @@ def main() -> None:
         make_tiny(tiny)
         sh("gzip", "-k", "-6", str(big))
         sh("zstd", "-q", "-3", str(big), "-o", str(work / "big.tar.zst"))
-        inputs = {
-            "big plain": big,
-            "big gzip": work / "big.tar.gz",
-            "big zstd": work / "big.tar.zst",
-            "tiny plain": tiny,
-        }
-        rows: list[tuple[str, float, float, float, float]] = []
-
-        def fresh(path: Path) -> Callable[[], None]:
-            def prep() -> None:
-                if path.exists():
-                    subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
-                    shutil.rmtree(path)
-                path.mkdir(parents=True)
-
-            return prep
-
+        inputs = {"big plain": big, "big gzip": work / "big.tar.gz", "big zstd": work / "big.tar.zst",
+                  "tiny plain": tiny}
+        rows: list[tuple[str, Timing, Timing, Timing, Timing]] = []
         store_go, store_us, xdir, edir = work / "go", work / "us", work / "x", work / "e"
         for label, src in inputs.items():
-            t_tar = best(args.runs, fresh(xdir), lambda src=src: sh("tar", "-xf", str(src), "-C", str(xdir)))
-            t_eng = best(
-                args.runs,
-                fresh(edir),
-                lambda src=src: engine_apply(src, edir / "root") if (edir / "root").mkdir() is None else None,
-            )
-            t_go = best(
-                args.runs,
-                fresh(store_go),
-                lambda src=src: sh(
-                    GO,
-                    "-g",
-                    str(store_go / "g"),
-                    "-R",
-                    str(store_go / "r"),
-                    "-s",
-                    args.driver,
-                    "import-layer",
-                    "-f",
-                    str(src),
-                ),
-            )
-            t_us = best(
-                args.runs,
-                fresh(store_us),
-                lambda src=src: sh(
-                    *OURS,
-                    "-g",
-                    str(store_us / "g"),
-                    "-R",
-                    str(store_us / "r"),
-                    "-s",
-                    args.driver,
-                    "import-layer",
-                    "-f",
-                    str(src),
-                ),
-            )
+            t_tar = best(args.runs, _fresh(xdir), lambda src=src: sh("tar", "-xf", str(src), "-C", str(xdir)))
+            t_eng = best(args.runs, _fresh_engine(edir), lambda src=src: engine_apply(src, edir / "root"))
+            t_go = best(args.runs, _fresh(store_go), lambda src=src: sh(
+                *_store_cmd([GO], store_go, args.driver, "import-layer", "-f", str(src))))
+            t_us = best(args.runs, _fresh(store_us), lambda src=src: sh(
+                *_store_cmd(OURS, store_us, args.driver, "import-layer", "-f", str(src))))
             rows.append((label, t_tar, t_eng, t_go, t_us))
-            print(
-                f"{label}: tar {t_tar:.2f}s engine {t_eng:.2f}s go {t_go:.2f}s ours {t_us:.2f}s",
-                file=sys.stderr,
-            )
+            print(f"{label}: tar {t_tar} engine {t_eng} go {t_go} ours {t_us}", file=sys.stderr)
         floor = min(gzip_floor(work / "big.tar.gz") for _ in range(args.runs))
 
         # diff of the big layer, both CLIs, each on a layer it imported itself.
-        def import_once(cmd: list[str], root: Path) -> str:
-            fresh(root)()
-            out = sh(
-                *cmd,
-                "-g",
-                str(root / "g"),
-                "-R",
-                str(root / "r"),
-                "-s",
-                args.driver,
-                "import-layer",
-                "-f",
-                str(big),
-            ).stdout.decode()
-            return out.split()[-1]
-
-        go_id = import_once([GO], store_go)
-        us_id = import_once(OURS, store_us)
-        t_go_diff = best(
-            args.runs,
-            lambda: None,
-            lambda: sh(
-                GO,
-                "-g",
-                str(store_go / "g"),
-                "-R",
-                str(store_go / "r"),
-                "-s",
-                args.driver,
-                "diff",
-                "-u",
-                "-f",
-                str(work / "go.diff"),
-                go_id,
-            ),
-        )
-        t_us_diff = best(
-            args.runs,
-            lambda: None,
-            lambda: sh(
-                *OURS,
-                "-g",
-                str(store_us / "g"),
-                "-R",
-                str(store_us / "r"),
-                "-s",
-                args.driver,
-                "diff",
-                "-u",
-                "-f",
-                str(work / "us.diff"),
-                us_id,
-            ),
-        )
+        ids = {}
+        for name, exe, root in (("go", [GO], store_go), ("us", OURS, store_us)):
+            _fresh(root)()
+            out = sh(*_store_cmd(exe, root, args.driver, "import-layer", "-f", str(big))).stdout.decode()
+            ids[name] = out.split()[-1]
+        t_go_diff = best(args.runs, lambda: None, lambda: sh(
+            *_store_cmd([GO], store_go, args.driver, "diff", "-u", "-f", str(work / "go.diff"), ids["go"])))
+        t_us_diff = best(args.runs, lambda: None, lambda: sh(
+            *_store_cmd(OURS, store_us, args.driver, "diff", "-u", "-f", str(work / "us.diff"), ids["us"])))
         same = (work / "go.diff").read_bytes() == (work / "us.diff").read_bytes() == big.read_bytes()
         for root in (store_go, store_us):
             subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
 
-    print(
-        f"\n{'workload':<12} {'tar -xf':>8} {'engine':>8} {'Go CLI':>8} {'ours':>8} "
-        f"{'ours/Go':>8} {'ours/tar':>9} {'eng/Go':>7} {'eng/tar':>8}"
-    )
+    print(f"\ndriver {args.driver}; seconds as wall (cpu); ratios as wall (cpu); best of {args.runs}")
+    print(f"{'workload':<11} {'tar -xf':>12} {'engine':>12} {'Go CLI':>12} {'ours':>12} "
+          f"{'ours/Go':>12} {'ours/tar':>12} {'eng/Go':>12} {'eng/tar':>12}")
     for label, t_tar, t_eng, t_go, t_us in rows:
-        print(
-            f"{label:<12} {t_tar:8.2f} {t_eng:8.2f} {t_go:8.2f} {t_us:8.2f} {t_us / t_go:8.2f} "
-            f"{t_us / t_tar:9.2f} {t_eng / t_go:7.2f} {t_eng / t_tar:8.2f}"
-        )
+        cells = " ".join(f"{t[0]:5.2f} ({t[1]:4.1f})" for t in (t_tar, t_eng, t_go, t_us))
+        print(f"{label:<11} {cells} {_ratio(t_us, t_go)} {_ratio(t_us, t_tar)} {_ratio(t_eng, t_go)} "
+              f"{_ratio(t_eng, t_tar)}")
     gz = next(r for r in rows if r[0] == "big gzip")
-    print(
-        f"\ngzip decompression floor (isal, to nowhere): {floor:.2f}s; "
-        f"ours/floor {gz[4] / floor:.2f}, engine/floor {gz[2] / floor:.2f}"
-    )
-    print(
-        f"diff of the big layer: Go {t_go_diff:.2f}s ours {t_us_diff:.2f}s "
-        f"ratio {t_us_diff / t_go_diff:.2f}; "
-        f"both byte-identical to the input: {same}"
-    )
+    print(f"\ngzip decompression floor (isal, to nowhere): {floor:.2f}s; "
+          f"ours/floor {gz[4][0] / floor:.2f}, engine/floor {gz[2][0] / floor:.2f}")
+    print(f"diff of the big layer: Go {t_go_diff[0]:.2f}s ours {t_us_diff[0]:.2f}s "
+          f"ratio {_ratio(t_us_diff, t_go_diff)}; all byte-identical to the input: {same}")
 
 
 if __name__ == "__main__":
