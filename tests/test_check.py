@@ -314,3 +314,45 @@ def test_cli_check_max_age_and_force(world: World,
     assert run_check("-f")[0] == 0
     assert world.store.containers() == []
     assert run_check() == (0, "", "")
+
+
+def test_read_only_store_damage_is_reported_never_repaired(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from cs_core.cli import main as cli_main
+    from cs_core.store import open_store
+
+    ro = open_store(graph_root=str(tmp_path / "ro"), run_root=str(tmp_path / "ro-run"),
+                    driver_name="vfs")
+    layer = ro.create_layer(names=["ro-layer"])
+    ro.set_layer_big_data(layer.id, "notes", b"kept")
+    image = ro.create_image(names=["ro-image"], layer=layer.id,
+                            options=ImageOptions(big_data={"manifest": b"{}"}))
+    ro.shutdown(True)
+    graph, run = tmp_path / "graph", tmp_path / "run"
+    opt = f"vfs.imagestore={tmp_path / 'ro'}"
+    store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs",
+                       driver_options=[opt])
+    assert store.check(EVERYTHING).empty()
+    (tmp_path / "ro" / "vfs-layers" / layer.id / "notes").unlink()
+    (tmp_path / "ro" / "vfs-images" / image.id / "manifest").write_bytes(b"{ }")
+    report = store.check(EVERYTHING)
+    assert not report.layers and not report.images
+    assert [str(e) for e in report.ro_layers[layer.id]] == [
+        f'read-only layer {layer.id}: data item "notes": layer data item is missing'
+    ]
+    assert [str(e) for e in report.ro_images[image.id]] == [
+        f'read-only image {image.id}: data item "manifest": image data item has incorrect size',
+        f'read-only layer {layer.id}: data item "notes": layer data item is missing',
+    ]
+    ro_files = sorted(p for p in (tmp_path / "ro").rglob("*") if p.is_file())
+    assert store.repair(report) == []
+    assert sorted(p for p in (tmp_path / "ro").rglob("*") if p.is_file()) == ro_files
+    assert store.image("ro-image").id == image.id
+    # The CLI: nothing it may repair, so -r still exits 1 with Go's read-only summary.
+    capfd.readouterr()
+    code = cli_main.run(["-g", str(graph), "-R", str(run), "-s", "vfs", "--storage-opt", opt,
+                         "check", "-r"])
+    _out, err = capfd.readouterr()
+    assert code == 1
+    assert err.endswith("1 read-only layer errors, 1 read-only image errors, "
+                        "0 container errors\n")
