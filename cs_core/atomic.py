@@ -149,6 +149,28 @@ def atomic_writer(
         fsync_dir(target.parent)
 
 
+def makedirs_durable(path: str | os.PathLike[str], mode: int = 0o700) -> None:
+    """``mkdir -p`` whose new directories survive a power cut.
+
+    An fsync of a file makes its entry in its directory durable, not that directory's own
+    entry in *its* parent: a big-data file written into a fresh ``<id>/`` directory could
+    vanish with the directory. So each directory we create gets its parent fsynced.
+    """
+    target = Path(path)
+    missing: list[Path] = []
+    while not target.is_dir():
+        missing.append(target)
+        if target.parent == target:
+            break
+        target = target.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            continue
+        fsync_dir(directory.parent)
+
+
 def makedirs(path: str | os.PathLike[str], mode: int = 0o700) -> None:
     """``mkdir -p`` that leaves existing directories' modes alone."""
     os.makedirs(path, mode=mode, exist_ok=True)

@@ -485,6 +485,10 @@ class Store:
         layer.flags[INCOMPLETE] = True
         ls.save()
         ls.delete_data(layer)
+        # The removal must be on disk before the record goes: otherwise a power cut can
+        # bring back the layer's directory with no record, which check reports as an
+        # unaccounted layer (ext4's journal happens to order these; btrfs and xfs do not).
+        syncfs(self.driver.home)
         ls.remove(layer)
         ls.save()
 

@@ -334,7 +334,10 @@ class RecordStore(Generic[R]):
 
     def write_big_data(self, record_id: str, key: str, data: bytes, *, durable: bool = True) -> None:
         path = self.data_path(record_id, key)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if durable:
+            atomic.makedirs_durable(path.parent)
+        else:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic.write_file(path, data, 0o600, durable=durable)
 
     # Image and container records carry each item's size and digest, so replacing the file
@@ -359,7 +362,10 @@ class RecordStore(Generic[R]):
         staged, self._staged = self._staged, []
         dirs: set[Path] = set()
         for pending, final, durable in staged:
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if durable:
+                atomic.makedirs_durable(final.parent)
+            else:
+                final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.rename(pending, final)
             if durable:
                 dirs.add(final.parent)
