@@ -356,3 +356,24 @@ def test_read_only_store_damage_is_reported_never_repaired(
     assert code == 1
     assert err.endswith("1 read-only layer errors, 1 read-only image errors, "
                         "0 container errors\n")
+
+
+def test_tar_split_that_rebuilds_other_bytes_is_incorrect_digest(world: World) -> None:
+    """Bytes after the end-of-archive marker: every file reads back fine, the digest does not."""
+    import base64
+    import gzip
+
+    path = world.store.layer_store.tar_split_path(world.top)
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    last = max(i for i, line in enumerate(lines) if json.loads(line).get("payload"))
+    entry = json.loads(lines[last])
+    payload = bytearray(base64.b64decode(entry["payload"]))
+    payload[-1] ^= 0x01
+    entry["payload"] = base64.b64encode(bytes(payload)).decode()
+    lines[last] = json.dumps(entry, separators=(",", ":")).encode()
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    report = world.store.check(EVERYTHING)
+    assert [str(e) for e in report.layers[world.top]] == [
+        f"layer {world.top}: layer content incorrect digest"
+    ]
+    repair_and_verify(world, report)
