@@ -14,6 +14,7 @@ import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -377,3 +378,33 @@ def test_tar_split_that_rebuilds_other_bytes_is_incorrect_digest(world: World) -
         f"layer {world.top}: layer content incorrect digest"
     ]
     repair_and_verify(world, report)
+
+
+def test_store_written_by_go_checks_clean(tmp_path: Path, make_store: Callable[[], Store],
+                                          go_cli: Any) -> None:
+    """Go's tar-split, layout and records: our check finds nothing wrong, and finds Go's
+    layers' damage just the same."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "usr" / "bin").mkdir(parents=True)
+    (src / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    (src / "usr" / "bin" / "tool").write_bytes(os.urandom(100_000))
+    os.symlink("tool", src / "usr" / "bin" / "link")
+    os.link(src / "etc" / "hosts", src / "etc" / "hosts2")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src, arcname=".")
+    layer = go_cli.run("import-layer", "-n", "go-base", input=buf.getvalue()).stdout.split()[0]
+    go_cli.run("create-image", "-n", "go-img", layer.decode())
+    go_cli.run("create-container", "-n", "go-ctr", "go-img")
+    store = make_store()
+    assert store.check(EVERYTHING).empty(), store.check(EVERYTHING).lines()
+    root = Path(store.driver.get(layer.decode(), _rw()))
+    try:
+        os.chmod(root / "usr" / "bin" / "tool", 0o700)
+    finally:
+        store.driver.put(layer.decode())
+    report = store.check(EVERYTHING)
+    assert [str(e) for e in report.layers[layer.decode()]] == [
+        f"layer {layer.decode()}: /usr/bin/tool(mode:0644￫0700), layer content modified"
+    ]
