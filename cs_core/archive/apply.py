@@ -479,6 +479,8 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
                 if exc.errno in _SYSTEM_ERRNOS:
                     raise
                 raise UnsafeArchive(f"applying {hdr.name!r}: {exc.strerror or exc}") from None
+            except RecursionError:
+                raise UnsafeArchive(f"applying {hdr.name!r}: directory tree too deep") from None
             if tar_split is not None:
                 tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None)
                 if reader.has_raw():

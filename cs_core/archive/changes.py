@@ -9,20 +9,35 @@ Change paths are absolute inside the layer (``/etc/passwd``), as Go prints them.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from cs_core.archive import tarreader as tr
 from cs_core.archive.idmap import to_container
 from cs_core.archive.tarwriter import TarEntryOut, encode_header, entry_from_stat, write_end
 from cs_core.archive.whiteouts import WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, WhiteoutFormat
-from cs_core.errors import InvalidMappings
+from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import Change, IDMap
 
 _COPY = 1 << 20
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _shallow(fn: _F) -> _F:
+    """Turn a RecursionError (a tree nested thousands deep) into a clean one-line error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise UnsafeArchive("directory tree too deep to compare or export") from None
+
+    return wrapper  # type: ignore[return-value]
 _XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
@@ -171,6 +186,7 @@ def _add_changes(
         out.insert(at_entry, Change(path, Change.MODIFY))
 
 
+@_shallow
 def changes_dirs(
     new: Path,
     old: Path | None,
@@ -246,6 +262,7 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
             yield from _walk(root, crel)
 
 
+@_shallow
 def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> list[Change]:
     """Go ``OverlayChanges``: char device 0/0 = deleted; opaque dir over a lower = deleted (and re-added)."""
     up = os.fspath(upper)
@@ -368,6 +385,7 @@ class _Appender:
         self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime)))
 
 
+@_shallow
 def export_changes(
     root: Path,
     changes: Sequence[Change],
@@ -420,6 +438,7 @@ def _overlay_converter(
     return convert
 
 
+@_shallow
 def export_tree(
     root: Path,
     out: BinaryIO,

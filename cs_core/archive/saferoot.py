@@ -123,14 +123,31 @@ class SafeRoot:
                 raise
         except OSError as exc:
             raise _unsafe(rel, exc) from None
-        parent, _, name = rel.rpartition("/")
-        pfd = self.dir_fd(parent, create=True)
-        with contextlib.suppress(FileExistsError):  # e.g. a dangling symlink: reported below
-            os.mkdir(name, 0o755, dir_fd=pfd)
-        try:
-            return self._remember(rel, openat2(self.fd, rel, _DIR_FLAGS))
-        except OSError as exc:
-            raise _unsafe(rel, exc) from None
+        # Walk up to the deepest existing ancestor, then create downwards (iteratively: a
+        # hostile tar may nest thousands of levels).
+        parts = rel.split("/")
+        have = len(parts) - 1
+        while have > 0:
+            prefix = "/".join(parts[:have])
+            if prefix in self._cache:
+                break
+            try:
+                os.close(openat2(self.fd, prefix, _DIR_FLAGS))
+                break
+            except FileNotFoundError:
+                have -= 1
+            except OSError as exc:
+                raise _unsafe(prefix, exc) from None
+        for i in range(have, len(parts)):
+            parent = "/".join(parts[:i])
+            pfd = self.dir_fd(parent) if parent else self.fd
+            with contextlib.suppress(FileExistsError):  # e.g. a dangling symlink: reported below
+                os.mkdir(parts[i], 0o755, dir_fd=pfd)
+            try:
+                self.dir_fd("/".join(parts[: i + 1]))
+            except OSError as exc:
+                raise _unsafe("/".join(parts[: i + 1]), exc) from None
+        return self._cache[rel]
 
 
 def _unsafe(rel: str, exc: OSError) -> UnsafeArchive:

@@ -10,6 +10,7 @@ import gzip
 import io
 import lzma
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -377,3 +378,17 @@ def test_junk_after_bzip2_or_xz_stream_is_ignored(arena: tuple[Path, Path], kind
     _, plain = decompress_stream(io.BytesIO(packed + b"\x01garbage" * 100))  # type: ignore[arg-type]
     apply_tar(root, plain, ApplyOptions())
     assert sorted(os.listdir(root)) == ["f"]
+
+
+def test_very_deep_nesting_gives_clean_errors(arena: tuple[Path, Path]) -> None:
+    from cs_core.archive.changes import changes_dirs
+
+    root, _ = arena
+    deep = "/".join(["a"] * 1500)
+    apply_bytes(root, make_tar(member(deep + "/f", data=b"x")))  # parents made without recursion
+    assert (root / deep / "f").read_bytes() == b"x"
+    with pytest.raises(UnsafeArchive, match="too deep"):
+        changes_dirs(root, None)
+    with pytest.raises(UnsafeArchive, match="too deep"):
+        apply_bytes(root, make_tar(member(".wh.a")))
+    subprocess.run(["rm", "-rf", str(root / "a")], check=True)
