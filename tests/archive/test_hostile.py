@@ -10,7 +10,6 @@ import gzip
 import io
 import lzma
 import os
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -389,6 +388,5 @@ def test_very_deep_nesting_gives_clean_errors(arena: tuple[Path, Path]) -> None:
     assert (root / deep / "f").read_bytes() == b"x"
     with pytest.raises(UnsafeArchive, match="too deep"):
         changes_dirs(root, None)
-    with pytest.raises(UnsafeArchive, match="too deep"):
-        apply_bytes(root, make_tar(member(".wh.a")))
-    subprocess.run(["rm", "-rf", str(root / "a")], check=True)
+    apply_bytes(root, make_tar(member(".wh.a")))  # removal is iterative too
+    assert not (root / "a").exists()
