@@ -621,8 +621,8 @@ class Store:
             while current:
                 if cs.by_layer(current) is not None or current in other_tops:
                     break
-                layer = ls.by_id.get(current)
-                parent = layer.parent if layer else ""
+                walked = ls.by_id.get(current)
+                parent = walked.parent if walked else ""
                 check = [current] + (image.mapped_top_layers if current == image.top_layer else [])
                 if any(c not in slated for x in check for c in children.get(x, [])):
                     break
@@ -638,9 +638,9 @@ class Store:
                     ist.save()
                     ist.remove_data_dir(image.id)
                     for layer_id in to_remove:
-                        layer = ls.by_id.get(layer_id)
-                        if layer is not None:
-                            self._delete_layer_locked(layer)
+                        doomed = ls.by_id.get(layer_id)
+                        if doomed is not None:
+                            self._delete_layer_locked(doomed)
                 finally:
                     intent.end()
             return to_remove
@@ -1057,11 +1057,12 @@ class Store:
                     volatile=container.volatile and not self.options.disable_volatile,
                 )
             else:
-                layer = ls.lookup(ref)
-                if layer is None:
+                found = ls.lookup(ref)
+                if found is None:
                     if any(ro.lookup(ref) for ro in self.ro_layer_stores):
                         raise StoreIsReadOnly("mounting read/only store images is not allowed")
                     raise LayerUnknown()
+                layer = found
                 opts = MountOpts(mount_label=mount_label or layer.mount_label, options=tuple(options))
             with ls.mounts_writing():
                 if layer.mount_count > 0 and driver.is_mounted(layer.id, layer.mount_point):

@@ -102,7 +102,7 @@ def test_go_cli_waits_for_our_write_lock(tmp_path: Path) -> None:
         time.sleep(1.0)
         assert proc.poll() is None, "Go did not wait for our lock"
         token = lock.read_token()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     with lock.read_locked():
         assert lock.read_token() != token  # Go recorded its write

@@ -101,7 +101,7 @@ def test_image_digests_from_manifest_items(tmp_path: Path) -> None:
 def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
     (tmp_path / "images.json").write_bytes(b'[{"id":"a"},')
     store = ImageStore(tmp_path)
-    with pytest.raises(CorruptRecordFile, match="images.json"):
+    with pytest.raises(CorruptRecordFile, match=r"images\.json"):
         with store.writing():
             pass
     assert (tmp_path / "images.json").read_bytes() == b'[{"id":"a"},'

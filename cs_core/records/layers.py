@@ -125,9 +125,9 @@ class LayerStore(RecordStore[Layer]):
         except FileNotFoundError:
             return
         for mount in codec.loads_records(data, MountRecord, str(self.mounts_path)):
-            layer = self.by_id.get(mount.id)
-            if layer is not None and mount.path:
-                layer.mount_point, layer.mount_count = mount.path, mount.count
+            mounted = self.by_id.get(mount.id)
+            if mounted is not None and mount.path:
+                mounted.mount_point, mounted.mount_count = mount.path, mount.count
 
     @contextlib.contextmanager
     def mounts_writing(self) -> Iterator[None]:

@@ -36,7 +36,8 @@ def test_go_reads_what_we_wrote(vfs_store: Store, go_cli: GoCLI) -> None:
     layers_file = _records(s.graph_root / f"{s.driver_name}-layers" / "layers.json")
     assert sorted(x["id"] for x in go_cli.json("layers")) == sorted(x["id"] for x in layers_file)
     assert go_cli.json("images") == _records(s.graph_root / f"{s.driver_name}-images" / "images.json")
-    assert go_cli.json("containers") == _records(s.graph_root / f"{s.driver_name}-containers" / "containers.json")
+    containers_file = s.graph_root / f"{s.driver_name}-containers" / "containers.json"
+    assert go_cli.json("containers") == _records(containers_file)
     assert go_cli.out("get-image-data", "py/img:1", "Weird Key/1") == "w"
     assert go_cli.out("get-container-data", "py-ctr", "state") == "running"
     assert go_cli.out("metadata", "-q", "py/img:1").strip() == "image-meta"
