@@ -1,4 +1,7 @@
-"""User-namespace ID maps: translation, /etc/subuid lookups, and the CLI's map flags.
+"""User-namespace ID maps: /etc/subuid lookups and the CLI's map flags.
+
+Translation itself (``to_host``/``to_container``) lives with the tar engine, which needs it
+without the rest of the core; it is re-exported here.
 
 A map is a list of ``IDMap(container_id, host_id, size)`` ranges. Layer contents on disk are
 owned by *host* IDs; tar streams carry *container* IDs.
@@ -10,29 +13,13 @@ import grp
 import pwd
 from collections.abc import Sequence
 
+from cs_core.archive.idmap import to_container, to_host
 from cs_core.config import parse_id_map
 from cs_core.errors import InvalidMappings, UsageError
 from cs_core.model import IDMap
 
-
-def to_host(container_id: int, maps: Sequence[IDMap]) -> int:
-    """Host ID for a container ID (identity without maps)."""
-    if not maps:
-        return container_id
-    for m in maps:
-        if m.container_id <= container_id < m.container_id + m.size:
-            return m.host_id + container_id - m.container_id
-    raise InvalidMappings(f"container ID {container_id} cannot be mapped to a host ID")
-
-
-def to_container(host_id: int, maps: Sequence[IDMap]) -> int:
-    """Container ID for a host ID (identity without maps)."""
-    if not maps:
-        return host_id
-    for m in maps:
-        if m.host_id <= host_id < m.host_id + m.size:
-            return m.container_id + host_id - m.host_id
-    raise InvalidMappings(f"host ID {host_id} cannot be mapped to a container ID")
+__all__ = ["maps_from_flags", "maps_from_subid", "read_subid_ranges", "representable_on_host",
+           "to_container", "to_host"]
 
 
 def representable_on_host(host_id: int, maps: Sequence[IDMap]) -> bool:

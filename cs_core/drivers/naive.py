@@ -76,10 +76,11 @@ def apply_diff(
         driver.put(id)
 
 
-class _PipeStream(io.RawIOBase):
+class PipeStream(io.RawIOBase):
     """The read end of a pipe filled by a producer thread; errors surface on read, cleanup on close."""
 
-    def __init__(self, produce: Callable[[BinaryIO], None], cleanup: Callable[[], None]) -> None:
+    def __init__(self, produce: Callable[[BinaryIO], None],
+                 cleanup: Callable[[], None] = lambda: None) -> None:
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         with contextlib.suppress(OSError):
             fcntl.fcntl(wfd, _F_SETPIPE_SZ, 1 << 20)
@@ -133,7 +134,7 @@ def diff(
             def produce(out: BinaryIO) -> None:
                 export_tree(layer_fs, out, uid_map=uid_map, gid_map=gid_map)
 
-            return _PipeStream(produce, lambda: driver.put(id))  # type: ignore[return-value]
+            return PipeStream(produce, lambda: driver.put(id))  # type: ignore[return-value]
         parent_fs = driver.get(parent, MountOpts(options=("ro",)))
     except BaseException:
         driver.put(id)
@@ -154,7 +155,7 @@ def diff(
         finally:
             driver.put(parent)  # type: ignore[arg-type]
 
-    return _PipeStream(produce_changes, cleanup)  # type: ignore[return-value]
+    return PipeStream(produce_changes, cleanup)  # type: ignore[return-value]
 
 
 def changes(driver: GraphDriver, id: str, parent: str | None) -> list[Change]:

@@ -310,7 +310,7 @@ class BtrfsDriver(GraphDriver):
         def produce(out: BinaryIO) -> None:
             export_changes(root, found, out, uid_map, gid_map)
 
-        from cs_btrfs.streaming import PipeStream
+        from cs_core.drivers.naive import PipeStream
 
         return PipeStream(produce)  # type: ignore[return-value]
 
