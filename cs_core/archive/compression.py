@@ -15,19 +15,39 @@ import io
 import lzma
 import queue
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
-import zstandard
-from isal import igzip, igzip_threaded
-from isal.isal_zlib import IsalError
+from cs_core.errors import NotSupported, UnsafeArchive
 
-from cs_core.errors import UnsafeArchive
+# The compiled codecs are optional at run time: the single-file zipapp cannot carry compiled
+# modules, so it falls back to the standard library's gzip and refuses zstd with a clear error.
+try:
+    import zstandard
+except ImportError:  # pragma: no cover - exercised by the zipapp
+    zstandard = None  # type: ignore[assignment]
+try:
+    from isal import igzip_threaded
+    from isal.igzip import IGzipFile as _GzipFile
+    from isal.isal_zlib import IsalError
+except ImportError:  # pragma: no cover - exercised by the zipapp
+    import gzip as _stdgzip
+
+    igzip_threaded = None  # type: ignore[assignment]
+    _GzipFile = _stdgzip.GzipFile  # type: ignore[misc,assignment]
+    IsalError = zlib.error  # type: ignore[assignment,misc]
 
 #: What the decoders raise on junk or truncated input.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, EOFError, ValueError, lzma.LZMAError, zstandard.ZstdError, cast(type[BaseException], IsalError),
+    OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, cast(type[BaseException], IsalError),
+    *((zstandard.ZstdError,) if zstandard is not None else ()),
 )
+
+
+def _require_zstandard() -> None:
+    if zstandard is None:
+        raise NotSupported("zstd compression needs the zstandard package, which is not installed")
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
 
@@ -189,8 +209,11 @@ class _Prefetcher(io.RawIOBase):
 def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
     if kind == Compression.GZIP:
         # A decoding thread overlaps inflate with extraction on a second core.
+        if igzip_threaded is None:
+            return _GzipFile(fileobj=raw, mode="rb")
         return igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-untyped-call]
     if kind == Compression.ZSTD:
+        _require_zstandard()
         return zstandard.ZstdDecompressor().stream_reader(
             raw, read_across_frames=True, closefd=False  # type: ignore[arg-type]
         )
@@ -305,6 +328,7 @@ class _PlainWriter(io.RawIOBase):
 class _ZstdWriter(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
+        _require_zstandard()
         self._writer = zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False)
 
     def writable(self) -> bool:
@@ -324,7 +348,7 @@ class _ZstdWriter(io.RawIOBase):
 class _GzipWriter(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._writer = igzip.IGzipFile(  # type: ignore[no-untyped-call]
+        self._writer = _GzipFile(  # type: ignore[no-untyped-call]
             fileobj=out, mode="wb", compresslevel=2, mtime=0
         )
 

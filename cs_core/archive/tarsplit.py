@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import attrs
-import fastcrc
 
 from cs_core.errors import UnsafeArchive
 
@@ -27,7 +26,37 @@ FILE_TYPE = 1
 SEGMENT_TYPE = 2
 _COPY = 1 << 20
 
-crc64 = fastcrc.crc64.go_iso
+def _make_crc64_iso() -> Callable[..., int]:
+    """Go's ``crc64.Checksum(data, crc64.MakeTable(crc64.ISO))``, with update support.
+
+    fastcrc's SIMD version is used when installed; the table-driven fallback (for the
+    zipapp, which cannot carry compiled modules) gives the same values, only slower.
+    """
+    try:
+        import fastcrc
+    except ImportError:  # pragma: no cover - exercised by the zipapp
+        pass
+    else:
+        fast: Callable[..., int] = fastcrc.crc64.go_iso
+        return fast
+    poly = 0xD800000000000000  # ISO polynomial, reversed
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+        table.append(crc)
+
+    def crc64(data: bytes, crc: int = 0) -> int:
+        crc ^= 0xFFFFFFFFFFFFFFFF
+        for byte in data:
+            crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFFFFFFFFFF
+
+    return crc64
+
+
+crc64 = _make_crc64_iso()
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
             "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
