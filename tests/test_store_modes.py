@@ -1,0 +1,77 @@
+"""Store modes: transient store bookkeeping under the runroot, and ID-mapped layers/containers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+from cs_core.config import StoreOptions
+from cs_core.model import IDMap
+from cs_core.store import ContainerOptions, LayerOptions, open_store
+
+
+def _tar_owned_by(uid: int, gid: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("owned")
+        info.size, info.uid, info.gid = 2, uid, gid
+        tar.addfile(info, io.BytesIO(b"hi"))
+    return buf.getvalue()
+
+
+def test_transient_store_keeps_containers_under_the_runroot(tmp_path: Path) -> None:
+    graph, run = tmp_path / "g", tmp_path / "r"
+    store = open_store(StoreOptions(graph_root=str(graph), run_root=str(run), driver_name="vfs",
+                                    transient_store=True))
+    try:
+        image = store.create_image(layer=store.create_layer().id)
+        container = store.create_container(names=["t"], image=image.id)
+        assert container.flags.get("Volatile") is True
+        volatile = json.loads((run / "vfs-containers" / "volatile-containers.json").read_text())
+        assert [c["id"] for c in volatile] == [container.id]
+        assert (run / "vfs-containers" / "containers.lock").exists()
+        layers = json.loads((run / "vfs-layers" / "volatile-layers.json").read_text())
+        assert [x["id"] for x in layers] == [container.layer]
+        stable = graph / "vfs-containers" / "containers.json"
+        assert not stable.exists() or json.loads(stable.read_text()) == []
+        store.delete_container("t")
+        assert store.containers() == []
+    finally:
+        store.shutdown(force=True)
+
+
+def test_layer_applied_with_maps_is_owned_by_host_ids(tmp_path: Path) -> None:
+    from cs_core.testing import require_privileged
+
+    require_privileged("chown to other users needs root")
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name="vfs")
+    try:
+        maps = [IDMap(0, 100000, 65536)]
+        layer = store.put_layer(options=LayerOptions(uid_map=maps, gid_map=maps),
+                                diff=io.BytesIO(_tar_owned_by(10, 20)))
+        rec = store.layer(layer.id)
+        assert rec.uid_map == maps and rec.uidset == [10] and rec.gidset == [20]
+        root = Path(store.mount(layer.id))
+        st = os.lstat(root / "owned")
+        assert (st.st_uid, st.st_gid) == (100010, 100020)
+        store.unmount(layer.id)
+        # A container with other maps gets its files re-owned for its namespace.
+        image = store.create_image(layer=layer.id)
+        other = [IDMap(0, 200000, 65536)]
+        container = store.create_container(image=image.id,
+                                           options=ContainerOptions(uid_map=other, gid_map=other))
+        root = Path(store.mount(container.id))
+        st = os.lstat(root / "owned")
+        assert (st.st_uid, st.st_gid) == (200010, 200020)
+        store.unmount(container.id)
+        # The diff carries container IDs again, whatever the host ownership.
+        out = io.BytesIO()
+        store.diff(None, layer.id, out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            member = tar.getmember("owned")
+            assert (member.uid, member.gid) == (10, 20)
+    finally:
+        store.shutdown(force=True)
