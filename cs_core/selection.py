@@ -56,6 +56,6 @@ def _construct(cls: type[GraphDriver], config: DriverConfig, graph_root: Path,
         cls.probe(config)
         return cls(config)
     except NotSupported as exc:
-        if fatal:
+        if fatal and not exc.detail:
             raise NotSupported(f"failed to GetDriver graph {cls.name} {graph_root}") from exc
-        raise
+        raise  # the driver's own reason, as Go reports it
