@@ -1,0 +1,80 @@
+"""Containers with ID maps on overlay and btrfs (vfs is covered in test_store_modes.py).
+
+The image layer is applied with one mapping and the container asks for another, so the
+driver has to re-own the container's view: host IDs on disk, container IDs in the diff.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from cs_core.model import IDMap
+from cs_core.store import ContainerOptions, LayerOptions, open_store
+from cs_core.testing import require_privileged
+from cs_core.testing.loopfs import loop_filesystem
+
+
+def _tar_owned_by(uid: int, gid: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("owned")
+        info.size, info.uid, info.gid = 2, uid, gid
+        tar.addfile(info, io.BytesIO(b"hi"))
+    return buf.getvalue()
+
+
+@pytest.fixture(params=["overlay", "btrfs"])
+def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    require_privileged("mounts and chown to other users need root")
+    with ExitStack() as stack:
+        if request.param == "btrfs":
+            root = stack.enter_context(loop_filesystem("btrfs", "1G", workdir=tmp_path))
+        else:
+            root = tmp_path
+        yield request.param, root
+
+
+def test_container_with_maps_is_owned_by_its_host_ids(store_root: tuple[str, Path]) -> None:
+    driver, root = store_root
+    store = open_store(graph_root=str(root / "g"), run_root=str(root / "r"), driver_name=driver)
+    try:
+        image_maps = [IDMap(0, 100000, 65536)]
+        layer = store.put_layer(options=LayerOptions(uid_map=image_maps, gid_map=image_maps),
+                                diff=io.BytesIO(_tar_owned_by(10, 20)))
+        image = store.create_image(layer=layer.id)
+        other = [IDMap(0, 200000, 65536)]
+        container = store.create_container(image=image.id,
+                                           options=ContainerOptions(uid_map=other, gid_map=other))
+        assert store.container(container.id).uid_map == other
+        merged = Path(store.mount(container.id))
+        try:
+            st = os.lstat(merged / "owned")
+            assert (st.st_uid, st.st_gid) == (200010, 200020)
+            assert (merged / "owned").read_text() == "hi"
+            # A file the container creates as its uid 5 / gid 6.
+            (merged / "new").write_text("n")
+            os.lchown(merged / "new", 200005, 200006)
+        finally:
+            store.unmount(container.id)
+        # The image layer keeps its own owners.
+        image_root = Path(store.mount(layer.id))
+        try:
+            st = os.lstat(image_root / "owned")
+            assert (st.st_uid, st.st_gid) == (100010, 100020)
+        finally:
+            store.unmount(layer.id)
+        # The container's diff speaks container IDs, whatever the host ownership.
+        out = io.BytesIO()
+        store.diff(None, container.layer, out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            member = tar.getmember("new")
+            assert (member.uid, member.gid) == (5, 6)
+    finally:
+        store.shutdown(force=True)
