@@ -711,6 +711,14 @@ class Store:
 
     # -- containers --------------------------------------------------------------------------
 
+    def add_mapped_top_layer(self, image: str, layer: str) -> None:
+        """Record an ID-mapped copy of the image's top layer (Go ``addMappedTopLayer``)."""
+        with self.image_store.writing():
+            record = self.image_store.get(image)
+            if layer not in record.mapped_top_layers:
+                record.mapped_top_layers.append(layer)
+                self.image_store.save()
+
     def create_container(self, id: str | None = None, names: Sequence[str] = (),
                          image: str = "", layer: str | None = None, metadata: str = "",
                          options: ContainerOptions | None = None) -> Container:
@@ -723,6 +731,13 @@ class Store:
             image_id, top_layer = img.id, img.top_layer
             if top_layer:
                 top = self.layer(top_layer)
+                if options.uid_map or options.gid_map:
+                    from cs_core.mapped_layers import top_layer_for_mapping
+
+                    top = top_layer_for_mapping(
+                        self, img, [] if options.host_uid_mapping else list(options.uid_map),
+                        [] if options.host_gid_mapping else list(options.gid_map))
+                    top_layer = top.id
                 image_maps = (top.uid_map, top.gid_map)
         with cs.reading():
             names = dedupe(names)

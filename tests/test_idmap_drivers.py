@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -17,7 +18,7 @@ import pytest
 
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, open_store
-from cs_core.testing import require_privileged
+from cs_core.testing import require_privileged, requires_command
 from cs_core.testing.loopfs import loop_filesystem
 
 
@@ -76,5 +77,50 @@ def test_container_with_maps_is_owned_by_its_host_ids(store_root: tuple[str, Pat
         with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
             member = tar.getmember("new")
             assert (member.uid, member.gid) == (5, 6)
+    finally:
+        store.shutdown(force=True)
+
+
+def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> None:
+    require_privileged("chown to other users needs root")
+    requires_command("containers-storage")
+    graph, run = tmp_path / "g", tmp_path / "r"
+    store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+    try:
+        base = store.create_layer()
+        top = store.put_layer(parent=base.id, diff=io.BytesIO(_tar_owned_by(10, 20)))
+        image = store.create_image(layer=top.id)
+        maps = [IDMap(0, 300000, 65536)]
+        opts = ContainerOptions(uid_map=maps, gid_map=maps)
+        first = store.create_container(image=image.id, options=opts)
+        mapped = store.image(image.id).mapped_top_layers
+        assert len(mapped) == 1
+        copy = store.layer(mapped[0])
+        assert copy.parent == base.id and copy.uid_map == maps and copy.gid_map == maps
+        assert store.layer(first.layer).parent == copy.id
+        root = Path(store.mount(copy.id))
+        try:
+            st = os.lstat(root / "owned")
+            assert (st.st_uid, st.st_gid) == (300010, 300020)
+        finally:
+            store.unmount(copy.id)
+        # Same maps: the copy is reused; no maps: the original top layer.
+        second = store.create_container(image=image.id, options=opts)
+        plain = store.create_container(image=image.id)
+        assert store.layer(second.layer).parent == copy.id
+        assert store.layer(plain.layer).parent == top.id
+        assert store.image(image.id).mapped_top_layers == [copy.id]
+        store.shutdown()
+        # Go reads the image record and lists the copy as another top layer.
+        out = subprocess.run(
+            ["containers-storage", "-g", str(graph), "-R", str(run), "-s", "vfs", "image", image.id],
+            capture_output=True, text=True, check=True).stdout
+        assert f"Top Layer: {top.id}\n" in out and f"Top Layer: {copy.id}\n" in out
+        store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+        for container in (first, second, plain):
+            store.delete_container(container.id)
+        store.delete_image(image.id)
+        remaining = {layer.id for layer in store.layers()}
+        assert copy.id not in remaining and top.id not in remaining
     finally:
         store.shutdown(force=True)

@@ -1,0 +1,65 @@
+"""ID-mapped copies of an image's top layer (Go ``imageTopLayerForMapping``).
+
+A container whose maps differ from its image's top layer gets its layer on a copy of that
+top layer owned for the container's maps. The copy is made once, recorded in the image's
+``mapped-layers`` and reused by later containers with the same maps, so each container
+layer does not have to re-own the whole image view again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from typing import TYPE_CHECKING
+
+from cs_core.errors import LayerUnknown
+from cs_core.model import IDMap, Image, Layer
+
+if TYPE_CHECKING:
+    from cs_core.store import Store
+
+
+def _matches(layer: Layer, uid_map: list[IDMap], gid_map: list[IDMap]) -> bool:
+    return list(layer.uid_map) == uid_map and list(layer.gid_map) == gid_map
+
+
+def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
+                          gid_map: list[IDMap]) -> Layer:
+    """The image's top layer, or a (possibly new) mapped copy whose maps are the wanted ones.
+
+    Images in read-only stores, and top layers in read-only layer stores, cannot get a
+    copy: their top layer is returned and the container layer is re-owned instead.
+    """
+    from cs_core.store import LayerOptions
+
+    first: Layer | None = None
+    for candidate in [image.top_layer, *image.mapped_top_layers]:
+        with contextlib.suppress(LayerUnknown):
+            layer = store.layer(candidate)
+            if _matches(layer, uid_map, gid_map):
+                return layer
+            first = first or layer
+    if first is None:
+        raise LayerUnknown(f"layer not known: {image.top_layer}")
+    with store.image_store.reading(), store.layer_store.reading():
+        editable = image.id in store.image_store.by_id and first.id in store.layer_store.by_id
+    if not editable:
+        return first
+    # The copy is the template's tree read back with its maps and applied with ours: the
+    # same content, owned for the new maps, with the same parent as the template.
+    with tempfile.TemporaryFile() as spool:
+        store.diff(None, first.id, spool)
+        spool.seek(0)
+        mapped = store.put_layer(
+            None, first.parent or None, (), first.mount_label, False,
+            LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map),
+                         host_uid_mapping=not uid_map, host_gid_mapping=not gid_map),
+            diff=spool,
+        )
+    try:
+        store.add_mapped_top_layer(image.id, mapped.id)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.delete_layer(mapped.id)
+        raise
+    return mapped
