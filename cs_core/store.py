@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gzip
+import json
 import logging
 import os
 import shutil
@@ -33,6 +34,7 @@ from cs_core.durability import syncfs
 from cs_core.errors import (
     ContainerUnknown,
     DigestUnknown,
+    DuplicateID,
     DuplicateName,
     ImageUnknown,
     ImageUsedByContainer,
@@ -46,6 +48,7 @@ from cs_core.errors import (
     NotAnID,
     NotAnImage,
     ParentIsContainer,
+    SizeUnknown,
     StorageError,
     StoreIsReadOnly,
 )
@@ -290,7 +293,7 @@ class Store:
             if parent:
                 found = self._find_layer(parent)
                 if found is None:
-                    raise LayerUnknown(f"parent layer {parent!r}")
+                    raise LayerUnknown()  # Go names no layer here
                 parent_layer = found[0]
                 if self.container_store.by_layer(parent_layer.id) is not None:
                     raise ParentIsContainer()
@@ -500,7 +503,12 @@ class Store:
             found = self._find_layer(ref)
             if found is None:
                 raise LayerUnknown()
-            return found[1].read_big_data(found[0].id, key)
+            try:
+                return found[1].read_big_data(found[0].id, key)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"locating item named {_go_quote(key)} for layer with ID "
+                    f"{_go_quote(found[0].id)}: file does not exist") from None
 
     def set_layer_big_data(self, ref: str, key: str, data: bytes) -> None:
         ls = self.layer_store
@@ -524,7 +532,10 @@ class Store:
                     raise LayerUnknown()
                 top = found[0].id
             ist = self.image_store
-            image_id = ist.new_id(id)
+            try:
+                image_id = ist.new_id(id)
+            except DuplicateID as exc:
+                raise exc.wrap(f"an image with ID {_go_quote(id or '')} already exists") from None
             names = dedupe(names)
             for name in names:
                 holder = ist.by_name.get(name)
@@ -677,19 +688,33 @@ class Store:
             ist.save()
 
     def list_image_big_data(self, ref: str) -> list[str]:
-        return list(self.image(ref).big_data_names)
+        return list(self._locate_image(ref).big_data_names)
+
+    def _locate_image(self, ref: str) -> Image:
+        """``image(ref)`` with the context Go's callers put on an unknown image."""
+        try:
+            return self.image(ref)
+        except ImageUnknown as exc:
+            raise exc.wrap(f"locating image with ID {_go_quote(ref)}") from None
 
     def image_big_data(self, ref: str, key: str) -> bytes:
         with self._read_all(layers=False, containers=False):
             found = self._find_image(ref)
             if found is None:
                 raise ImageUnknown()
+            if key not in found[0].big_data_names:
+                raise FileNotFoundError(
+                    f"locating item named {_go_quote(key)} for image with ID "
+                    f"{_go_quote(found[0].id)} (consider removing the image to resolve the "
+                    f"issue): file does not exist")
             return found[1].read_big_data(found[0].id, key)
 
     def image_big_data_size(self, ref: str, key: str) -> int:
         image = self.image(ref)
         if key in image.big_data_sizes:
             return image.big_data_sizes[key]
+        if key not in image.big_data_names:
+            raise SizeUnknown()
         return len(self.image_big_data(ref, key))
 
     def image_big_data_digest(self, ref: str, key: str) -> str:
@@ -700,12 +725,12 @@ class Store:
         return digest
 
     def image_directory(self, ref: str) -> str:
-        path = self.graph_root / f"{self.driver_name}-images" / ref / "userdata"
+        path = self.graph_root / f"{self.driver_name}-images" / self.image(ref).id / "userdata"
         atomic.makedirs(path)
         return str(path)
 
     def image_run_directory(self, ref: str) -> str:
-        path = self.run_root / f"{self.driver_name}-images" / ref / "userdata"
+        path = self.run_root / f"{self.driver_name}-images" / self.image(ref).id / "userdata"
         atomic.makedirs(path)
         return str(path)
 
@@ -727,7 +752,7 @@ class Store:
         image_id, top_layer = "", ""
         image_maps: tuple[list[IDMap], list[IDMap]] = ([], [])
         if image:
-            img = self.image(image)
+            img = self._locate_image(image)
             image_id, top_layer = img.id, img.top_layer
             if top_layer:
                 top = self.layer(top_layer)
@@ -826,8 +851,9 @@ class Store:
             layer = self.layer(container.layer)
             total += self.driver.diff_size(layer.id, layer.parent or None)
         total += sum(container.big_data_sizes.get(k, 0) for k in container.big_data_names)
+        # Only the userdata directories, as Go: the big data files beside them are counted above.
         for base in (self.graph_root, self.run_root):
-            total += _tree_size(base / f"{self.driver_name}-containers" / container.id)
+            total += _tree_size(base / f"{self.driver_name}-containers" / container.id / "userdata")
         return total
 
     def delete_container(self, ref: str) -> None:
@@ -872,7 +898,11 @@ class Store:
     def container_big_data(self, ref: str, key: str) -> bytes:
         with self.container_store.reading():
             container = self.container_store.get(ref)
-            return self.container_store.read_big_data(container.id, key)
+            try:
+                return self.container_store.read_big_data(container.id, key)
+            except FileNotFoundError:
+                path = self.container_store.data_path(container.id, key)
+                raise FileNotFoundError(f"open {path}: no such file or directory") from None
 
     def container_big_data_size(self, ref: str, key: str) -> int:
         container = self.container(ref)
@@ -884,6 +914,8 @@ class Store:
         container = self.container(ref)
         if key in container.big_data_digests:
             return container.big_data_digests[key]
+        if key not in container.big_data_names:
+            raise DigestUnknown()
         return sha256_digest(self.container_big_data(ref, key))
 
     def container_directory(self, ref: str) -> str:
@@ -1032,7 +1064,7 @@ class Store:
             if layer is not None:
                 self._delete_layer_locked(layer)
                 return
-        raise NotAnID()
+        raise LayerUnknown()  # Go's Delete tries layers last and reports their miss
 
     def wipe(self) -> None:
         ls, ist, cs = self.layer_store, self.image_store, self.container_store
@@ -1125,7 +1157,7 @@ class Store:
     def mount_image(self, ref: str, options: Sequence[str] = (), mount_label: str = "") -> str:
         if "rw" in options:
             raise StorageError("mount options may not contain rw when mounting an image")
-        image = self.image(ref)
+        image = self._locate_image(ref)
         if not image.top_layer:
             raise LayerUnknown(f"image {image.id} has no top layer")
         return self.mount(image.top_layer, mount_label, (*options, "ro"))
@@ -1337,3 +1369,8 @@ def _tree_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+def _go_quote(text: str) -> str:
+    """Quote as Go's %q does for the printable text IDs and keys are made of."""
+    return json.dumps(text, ensure_ascii=False)

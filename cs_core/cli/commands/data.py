@@ -53,8 +53,8 @@ def _data_commands(kind: str) -> None:
              min_args=1, max_args=1)
     @json_option
     def list_data(env: Env, args: tuple[str, ...], json_output: bool) -> int:
-        ident = _resolve(env, kind, args[0])
-        keys = getattr(env.store(), f"list_{kind}_big_data")(ident)
+        # The store resolves the reference itself, with Go's "locating image" context.
+        keys = getattr(env.store(), f"list_{kind}_big_data")(args[0])
         if json_output:
             emit_json(list(keys))
         else:
