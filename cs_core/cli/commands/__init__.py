@@ -11,6 +11,7 @@ from cs_core.cli.commands import (  # noqa: F401  (imported for their registrati
     copy,
     create,
     data,
+    dedup,
     delete,
     diff,
     images,
