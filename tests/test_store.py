@@ -193,3 +193,25 @@ def test_wipe(vfs_store: Store) -> None:
     s.create_container(image=img.id)
     s.wipe()
     assert (s.layers(), s.images(), s.containers()) == ([], [], [])
+
+
+def test_go_error_texts_sizes_and_directories(vfs_store: Store) -> None:
+    s = vfs_store
+    layer = s.create_layer()
+    image = s.create_image(names=["img"], layer=layer.id)
+    with pytest.raises(errors.LayerUnknown, match=r"^layer not known$"):
+        s.create_layer(parent="nosuch")
+    with pytest.raises(errors.DuplicateID, match=rf'^an image with ID "{image.id}" already exists'):
+        s.create_image(id=image.id)
+    with pytest.raises(errors.ImageUnknown, match=r'^locating image with ID "nope": image not'):
+        s.create_container(image="nope")
+    with pytest.raises(errors.SizeUnknown):
+        s.image_big_data_size("img", "nokey")
+    with pytest.raises(errors.LayerUnknown):
+        s.delete("nothing-here")
+    assert s.image_directory("img") == s.image_directory(image.id)
+    assert Path(s.image_directory("img")).parent.name == image.id
+    ctr = s.create_container(image="img")
+    s.set_container_big_data(ctr.id, "config", b"x" * 36)
+    # Big data counts once, as in Go (its file is not walked again with userdata).
+    assert s.container_size(ctr.id) == 36 + s.driver.diff_size(ctr.layer, layer.id)
