@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -122,5 +123,44 @@ def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> No
         store.delete_image(image.id)
         remaining = {layer.id for layer in store.layers()}
         assert copy.id not in remaining and top.id not in remaining
+    finally:
+        store.shutdown(force=True)
+
+
+def _both_clis(graph: Path, run: Path, *args: str) -> tuple[list[str], list[str]]:
+    outs = []
+    for prog in (["containers-storage"], [sys.executable, "-m", "cs_core"]):
+        done = subprocess.run([*prog, "-g", str(graph), "-R", str(run), "-s", "vfs", *args],
+                              capture_output=True, text=True)
+        outs.append([str(done.returncode), done.stdout, done.stderr])
+    return outs[0], outs[1]
+
+
+def test_parent_owners_match_go(tmp_path: Path) -> None:
+    require_privileged("chown and mounts need root")
+    requires_command("containers-storage")
+    # The store sits under a directory owned by IDs outside the maps: those are reported.
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 4242, 4343)
+    graph, run = home / "g", home / "r"
+    store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
+    try:
+        maps = [IDMap(0, 100000, 65536)]
+        layer = store.create_layer(options=LayerOptions(uid_map=maps, gid_map=maps))
+        image = store.create_image(layer=store.create_layer().id)
+        container = store.create_container(image=image.id,
+                                           options=ContainerOptions(uid_map=maps, gid_map=maps))
+        store.mount(layer.id)
+        store.mount(container.id)
+        for args in (["layer-parent-owners", layer.id], ["layer-parent-owners", "-j", layer.id],
+                     ["container-parent-owners", container.id],
+                     ["container-parent-owners", "-j", container.id]):
+            go, ours = _both_clis(graph, run, *args)
+            assert ours == go, args
+        go, _ = _both_clis(graph, run, "layer-parent-owners", "-j", layer.id)
+        assert "4242" in go[1] and "4343" in go[1]
+        store.unmount(layer.id)
+        store.unmount(container.id)
     finally:
         store.shutdown(force=True)
