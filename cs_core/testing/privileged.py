@@ -21,6 +21,12 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require(condition: bool, reason: str) -> None:
+    """Skip (or fail under CS_REQUIRE_PRIVILEGED=1) unless ``condition`` holds (kernel features)."""
+    if not condition:
+        _missing(reason)
+
+
 def require_privileged(reason: str = "needs root") -> None:
     """Skip (or, under CS_REQUIRE_PRIVILEGED=1, fail) unless running as root."""
     if os.geteuid() != 0:

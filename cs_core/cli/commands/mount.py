@@ -56,13 +56,7 @@ def unmount(env: Env, args: tuple[str, ...], json_output: bool, force: bool) -> 
             except (StorageError, OSError):
                 error = describe(exc)
         results.append({"id": arg, "error": error})
-    if json_output:
-        emit_json(results)
-    else:
-        for r in results:
-            if r["error"]:
-                err(f"{r['error']} while unmounting {r['id']}\n")
-    return 1 if any(r["error"] for r in results) else 0
+    return _report(results, json_output, "while unmounting {}")
 
 
 @command(cli, "mounted", "Check if a file system is mounted", options_help="LayerOrContainerNameOrID",
@@ -79,10 +73,15 @@ def mounted(env: Env, args: tuple[str, ...], json_output: bool) -> int:
         except (StorageError, OSError) as exc:
             error = describe(exc)
         results.append({"id": arg, "error": error})
+    return _report(results, json_output, "checking if {} is mounted")
+
+
+def _report(results: list[dict[str, str]], json_output: bool, context: str) -> int:
+    """Go's per-argument error report: JSON document, or ``<err> <context>`` lines on stderr."""
     if json_output:
         emit_json(results)
     else:
         for r in results:
             if r["error"]:
-                err(f"{r['error']} checking if {r['id']} is mounted\n")
+                err(f"{r['error']} {context.format(r['id'])}\n")
     return 1 if any(r["error"] for r in results) else 0

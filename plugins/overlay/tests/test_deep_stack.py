@@ -71,8 +71,10 @@ def test_summary_records_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_1000_layer_stack_shows_every_layer(driver: OverlayDriver) -> None:
-    if not mounting.fd_lowers_usable():
-        pytest.skip("kernel lacks fsconfig(FSCONFIG_SET_FD) for overlay lowers (< 6.13)")
+    from cs_core.testing.privileged import require
+
+    require(mounting.fd_lowers_usable(),
+            "kernel lacks fsconfig(FSCONFIG_SET_FD) for overlay lowers (< 6.13)")
     ids = build_chain(driver, 1000)
     top = ids[-1]
     # deletions that cross run boundaries must hold: layer 900 (a middle run) removes a file
