@@ -39,6 +39,7 @@ from cs_core.archive.whiteouts import (
     WHITEOUT_PREFIX,
     WhiteoutFormat,
 )
+from cs_core.durability import WRITEBACK_MIN, start_writeback
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import ApplyResult, IDMap
 
@@ -301,6 +302,8 @@ class _Applier:
             os.utime(fd, ns=(mtime if atime is None or atime < mtime else atime, mtime))
             if hdr.xattrs or self.opts.force_mask is not None:
                 self.xattrs(hdr, fd)
+            if hdr.size >= WRITEBACK_MIN:
+                start_writeback(fd)
         finally:
             os.close(fd)
         return crc
