@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cs_core.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 UNLIMITED = -1
 
@@ -129,6 +130,21 @@ def _os_op(exc: OSError) -> str:
         if frame.line and (m := _CALL.search(frame.line)):
             return _OPS[m.group(1)]
     return "open"
+
+
+def lookup_each(lookup: Callable[[str], T], args: tuple[str, ...]) -> list[T]:
+    """The items ``args`` name, skipping those that match nothing.
+
+    The examining commands (``layer``, ``image``, ``container`` and the parent-owner reports) show
+    unmatched arguments only in their exit status, as Go's do.
+    """
+    found: list[T] = []
+    for arg in args:
+        try:
+            found.append(lookup(arg))
+        except StorageError:
+            continue
+    return found
 
 
 def out(text: str) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING
-
 from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     Env,
@@ -14,13 +11,11 @@ from cs_core.cli.framework import (
     err,
     go_list,
     json_option,
+    lookup_each,
     out,
     unstructure,
 )
 from cs_core.errors import StorageError
-
-if TYPE_CHECKING:
-    from cs_core.model import Container
 
 
 @command(cli, "containers", "List containers", options_help="[options [...]]", max_args=0)
@@ -45,10 +40,7 @@ def containers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
 def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
     images = {i.id: i for i in store.images()}
-    matched: list[Container] = []
-    for arg in args:
-        with contextlib.suppress(StorageError):
-            matched.append(store.container(arg))
+    matched = lookup_each(store.container, args)
     if json_output:
         emit_json([unstructure(m) for m in matched])
     else:
@@ -74,10 +66,7 @@ def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
 @json_option
 def container_parent_owners(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
-    matched: list[Container] = []
-    for arg in args:
-        with contextlib.suppress(StorageError):
-            matched.append(store.container(arg))
+    matched = lookup_each(store.container, args)
     for m in matched:
         try:
             uids, gids = store.container_parent_owners(m.id)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import TYPE_CHECKING
 
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out, unstructure
+from cs_core.cli.framework import (
+    Env,
+    command,
+    describe,
+    emit_json,
+    err,
+    json_option,
+    lookup_each,
+    out,
+    unstructure,
+)
 from cs_core.errors import StorageError
 
 if TYPE_CHECKING:
@@ -80,10 +89,7 @@ def images_by_digest(env: Env, args: tuple[str, ...], json_output: bool, quiet: 
 @json_option
 def image(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
-    matched: list[Image] = []
-    for arg in args:
-        with contextlib.suppress(StorageError):
-            matched.append(store.image(arg))
+    matched = lookup_each(store.image, args)
     if json_output:
         emit_json([unstructure(m) for m in matched])
     else:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, emit_json, err, go_list, json_option, out, unstructure
+from cs_core.cli.framework import (
+    Env,
+    command,
+    emit_json,
+    err,
+    go_list,
+    json_option,
+    lookup_each,
+    out,
+    unstructure,
+)
 from cs_core.cli.tree import TreeNode, render_tree
 from cs_core.errors import StorageError
 
@@ -77,11 +86,7 @@ def _node(layer: Layer, images: dict[str, list[Image]], containers: dict[str, Co
 @json_option
 def layer(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
-    matched: list[Layer] = []
-    for arg in args:
-        # Unmatched arguments only show in the exit status, as in Go.
-        with contextlib.suppress(StorageError):
-            matched.append(store.layer(arg))
+    matched = lookup_each(store.layer, args)
     if json_output:
         emit_json([unstructure(m) for m in matched])
     else:
@@ -117,10 +122,7 @@ def storage_layers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
 @json_option
 def layer_parent_owners(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
-    matched: list[Layer] = []
-    for arg in args:
-        with contextlib.suppress(StorageError):
-            matched.append(store.layer(arg))
+    matched = lookup_each(store.layer, args)
     for m in matched:
         try:
             uids, gids = store.layer_parent_owners(m.id)
