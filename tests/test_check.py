@@ -22,6 +22,7 @@ import pytest
 from cs_core.check import CheckOptions, CheckReport, RepairOptions
 from cs_core.drivers.base import MountOpts
 from cs_core.store import ImageOptions, Store
+from cs_core.testing.tars import layer_tar
 
 EVERYTHING = CheckOptions.everything()
 MTIME = 1_700_000_000
@@ -29,19 +30,7 @@ MTIME = 1_700_000_000
 
 def make_tar(entries: list[tuple[str, bytes | None]]) -> bytes:
     """A layer tar: (name, data) for files, (name/, None) for directories."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.mtime = MTIME
-            info.uid, info.gid = 1000, 100
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return layer_tar(entries, uid=1000, gid=100)
 
 
 @attrs.define

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,18 +13,11 @@ import pytest
 
 from cs_core import errors
 from cs_core.store import ImageOptions, Store
+from cs_core.testing.tars import layer_tar
 
 
 def make_tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            info.uid, info.gid = 1000, 100
-            tar.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
+    raw = layer_tar(files.items(), uid=1000, gid=100)
     return gzip.compress(raw, mtime=0) if gz else raw
 
 

@@ -11,15 +11,11 @@ from pathlib import Path
 from cs_core.config import StoreOptions
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, open_store
+from cs_core.testing.tars import layer_tar
 
 
 def _tar_owned_by(uid: int, gid: int) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("owned")
-        info.size, info.uid, info.gid = 2, uid, gid
-        tar.addfile(info, io.BytesIO(b"hi"))
-    return buf.getvalue()
+    return layer_tar([("owned", b"hi")], uid=uid, gid=gid)
 
 
 def test_transient_store_keeps_containers_under_the_runroot(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphD
 from cs_core.drivers.plugins import PluginRegistry
 from cs_core.errors import StorageError
 from cs_core.model import Change
+from cs_core.testing.tars import layer_tar
 
 if TYPE_CHECKING:
     from cs_core.store import Store
@@ -38,19 +39,7 @@ if TYPE_CHECKING:
 
 def make_tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
     """A PAX tar of ``(name, data or None for a directory, mode)`` entries."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data, mode in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            info.mode = mode
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return layer_tar(entries)
 
 
 def make_special_tar(with_device: bool) -> bytes:

@@ -16,26 +16,13 @@ from cs_btrfs.options import human_size, ram_in_bytes
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, MountOpts
 from cs_core.errors import ConfigError, NotSupported
 from cs_core.model import Change
+from cs_core.testing.tars import layer_tar
 
 from .conftest import DriverFactory, subvolume_paths
 
 
 def _tar(*members: tuple[str, bytes | None]) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tf.addfile(info)
-            else:
-                info.size = len(data)
-                info.mode = 0o644
-                tf.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
+    return io.BytesIO(layer_tar(members))
 
 
 def test_layout_matches_go(driver: BtrfsDriver) -> None:

@@ -12,25 +12,12 @@ from cs_overlay.driver import OverlayDriver
 from cs_overlay.testing import layer_id
 
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, MountOpts
+from cs_core.testing.tars import layer_tar
 
 
 def make_tar(entries: list[tuple[str, bytes | None]]) -> io.BytesIO:
     """``(name, data)``; data None makes a directory."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tf.addfile(info)
-            else:
-                info.size = len(data)
-                info.mode = 0o644
-                tf.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
+    return io.BytesIO(layer_tar(entries))
 
 
 def entries(data: bytes) -> list[tuple[str, bytes, int, int, bytes]]:
