@@ -30,7 +30,7 @@ from cs_core.archive.compression import (
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry
-from cs_core.durability import syncfs
+from cs_core.durability import flushing, syncfs
 from cs_core.errors import (
     ContainerUnknown,
     DigestUnknown,
@@ -325,7 +325,8 @@ class Store:
                     ls.write_big_data(layer_id, key, value)
                     layer.big_data_names.append(key)
                 if diff is not None:
-                    self._apply_diff_locked(layer, diff, options)
+                    with flushing(self.driver.home):
+                        self._apply_diff_locked(layer, diff, options)
                 # The layer's files must be on disk before the record that says it is whole.
                 syncfs(self.driver.home)
                 del layer.flags[INCOMPLETE]
@@ -377,7 +378,8 @@ class Store:
             layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
             ls.save()
             try:
-                self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
+                with flushing(self.driver.home):
+                    self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
                 syncfs(self.driver.home)
             except BaseException:
                 with contextlib.suppress(Exception):
