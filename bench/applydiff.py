@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import io
 import os
 import random
@@ -148,6 +149,17 @@ def _fresh_engine(path: Path) -> Callable[[], None]:
 Timing = tuple[float, float]
 
 
+def _driver_packages() -> list[Path]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group="cs_core"):
+        spec = importlib.util.find_spec(ep.module.partition(".")[0])
+        if spec is not None and spec.origin:
+            found.append(Path(spec.origin).parent)
+    return found
+
+
 def _ratio(a: Timing, b: Timing) -> str:
     return f"{a[0] / b[0]:5.2f} ({a[1] / b[1]:4.2f})"
 
@@ -160,7 +172,15 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (loop filesystem, stores)")
+    import compileall
+
+    import cs_core
     from cs_core.testing.loopfs import loop_filesystem
+
+    # An installed package has its bytecode compiled by pip; a development tree may hold stale
+    # .pyc files (or none, under PYTHONDONTWRITEBYTECODE), which would time the compiler too.
+    for pkg in (Path(cs_core.__file__).parent, *_driver_packages()):
+        compileall.compile_dir(str(pkg), quiet=1)
 
     with loop_filesystem("ext4", args.size) as mnt:
         work = mnt / "work"
