@@ -165,3 +165,12 @@ class UsageError(StorageError):
     """A user mistake on the command line (exit code as Go's CLI)."""
 
     message = "usage error"
+
+
+class UserNamespaceTooBig(StorageError):
+    """An auto user namespace would exceed ``auto-userns-max-size`` (Go words it alone)."""
+
+    message = "the container needs a user namespace bigger than the maximum allowed"
+
+    def __str__(self) -> str:
+        return self.detail or self.message

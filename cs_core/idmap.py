@@ -10,8 +10,10 @@ owned by *host* IDs; tar streams carry *container* IDs.
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 from collections.abc import Sequence
+from typing import Literal
 
 from cs_core.archive.idmap import to_container, to_host
 from cs_core.config import parse_id_map
@@ -19,17 +21,32 @@ from cs_core.errors import InvalidMappings, UsageError
 from cs_core.model import IDMap
 
 __all__ = ["maps_from_flags", "maps_from_subid", "read_subid_ranges", "representable_on_host",
-           "to_container", "to_host"]
+           "subid_file", "to_container", "to_host"]
+
+# Test knobs (like Go's _CONTAINERS_OVERLAY_DISABLE_IDMAP): tests point these at temporary
+# files so they never have to edit the real /etc/subuid and /etc/subgid.
+SUBUID_FILE_ENV = "_CS_CORE_SUBUID_FILE"
+SUBGID_FILE_ENV = "_CS_CORE_SUBGID_FILE"
+
+SubIDKind = Literal["uid", "gid"]
+
+
+def subid_file(kind: SubIDKind) -> str:
+    """/etc/subuid or /etc/subgid (unless a test points elsewhere)."""
+    if kind == "uid":
+        return os.environ.get(SUBUID_FILE_ENV) or "/etc/subuid"
+    return os.environ.get(SUBGID_FILE_ENV) or "/etc/subgid"
 
 
 def representable_on_host(host_id: int, maps: Sequence[IDMap]) -> bool:
     return not maps or any(m.host_id <= host_id < m.host_id + m.size for m in maps)
 
 
-def read_subid_ranges(name: str, path: str) -> list[tuple[int, int]]:
+def read_subid_ranges(name: str, kind: SubIDKind) -> list[tuple[int, int]]:
     """``(start, count)`` ranges of ``name`` (or its numeric ID) in /etc/subuid or /etc/subgid."""
+    path = subid_file(kind)
     try:
-        numeric = str(pwd.getpwnam(name).pw_uid) if "subuid" in path else str(grp.getgrnam(name).gr_gid)
+        numeric = str(pwd.getpwnam(name).pw_uid) if kind == "uid" else str(grp.getgrnam(name).gr_gid)
     except KeyError:
         numeric = ""
     ranges = []
@@ -44,11 +61,12 @@ def read_subid_ranges(name: str, path: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def maps_from_subid(name: str, path: str) -> list[IDMap]:
+def maps_from_subid(name: str, kind: SubIDKind) -> list[IDMap]:
     """Maps starting at container ID 0 covering every range of ``name`` (Go NewIDMappings)."""
-    ranges = read_subid_ranges(name, path)
+    ranges = read_subid_ranges(name, kind)
     if not ranges:
-        raise InvalidMappings(f'no subuid ranges found for user "{name}" in {path}')
+        who = "user" if kind == "uid" else "group"
+        raise InvalidMappings(f'no sub{kind} ranges found for {who} "{name}" in {subid_file(kind)}')
     maps, next_id = [], 0
     for start, count in ranges:
         maps.append(IDMap(next_id, start, count))
@@ -71,8 +89,8 @@ def maps_from_flags(
     if subgidmap and not subuidmap:
         subuidmap = subgidmap
     if subuidmap:
-        uids = maps_from_subid(subuidmap, "/etc/subuid")
-        gids = maps_from_subid(subgidmap, "/etc/subgid")
+        uids = maps_from_subid(subuidmap, "uid")
+        gids = maps_from_subid(subgidmap, "gid")
     if uids and not gids:
         gids = list(uids)
     if gids and not uids:

@@ -4,6 +4,10 @@ A container whose maps differ from its image's top layer gets its layer on a cop
 top layer owned for the container's maps. The copy is made once, recorded in the image's
 ``mapped-layers`` and reused by later containers with the same maps, so each container
 layer does not have to re-own the whole image view again.
+
+The caller holds ``userns.lock`` (as Go's ``CreateContainer`` does) from the choice of a copy
+until its container record is saved, so concurrent creates with the same new maps make one
+copy between them, not one each.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
     """
     from cs_core.store import LayerOptions
 
+    assert store.userns_lock.locked_for_writing, "userns.lock must be held"
     first: Layer | None = None
     for candidate in [image.top_layer, *image.mapped_top_layers]:
         with contextlib.suppress(LayerUnknown):

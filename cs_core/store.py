@@ -59,6 +59,7 @@ from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
 from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY, INCOMPLETE, LayerStore
 from cs_core.selection import select_driver
+from cs_core.userns import AutoUserNsOptions, auto_userns_maps
 
 if TYPE_CHECKING:
     from cs_core.check import CheckOptions, CheckReport, RepairOptions
@@ -103,6 +104,9 @@ class ContainerOptions:
     gid_map: list[IDMap] = attrs.field(factory=list)
     host_uid_mapping: bool = False
     host_gid_mapping: bool = False
+    # Pick unused host IDs for the container (cs_core.userns); replaces the maps above.
+    auto_userns: bool = False
+    auto_userns_opts: AutoUserNsOptions = attrs.field(factory=AutoUserNsOptions)
     mount_label: str = ""
     process_label: str = ""
     mount_opts: list[str] = attrs.field(factory=list)
@@ -157,7 +161,9 @@ class Store:
             atomic.makedirs(path)
         atomic.keep_space_reserve(self.graph_root)  # so deletes work on a full disk
         self.graph_lock = lockfile.get(self.graph_root / "storage.lock")
-        lockfile.get(self.graph_root / "userns.lock")
+        # Serializes picking ID maps for new containers (auto user namespaces, mapped copies
+        # of image top layers) with other processes, Go's included.
+        self.userns_lock = lockfile.get(self.graph_root / "userns.lock")
         with self.graph_lock.write_locked():
             self._graph_token = self.graph_lock.read_token()
             self.driver = self._make_driver(options.driver_name)
@@ -750,11 +756,26 @@ class Store:
                          image: str = "", layer: str | None = None, metadata: str = "",
                          options: ContainerOptions | None = None) -> Container:
         options = options or ContainerOptions()
+        if not (options.auto_userns or options.uid_map or options.gid_map):
+            return self._create_container(id, names, image, layer, metadata, options)
+        # As Go: from choosing maps (free ranges, or an existing mapped copy of the top layer)
+        # until the container record holds them, so that two creates cannot both pick the
+        # same range or both make a copy. Explicit maps are not checked against auto ones.
+        with self.userns_lock.write_locked():
+            return self._create_container(id, names, image, layer, metadata, options)
+
+    def _create_container(self, id: str | None, names: Sequence[str], image: str,
+                          layer: str | None, metadata: str,
+                          options: ContainerOptions) -> Container:
         cs = self.container_store
         image_id, top_layer = "", ""
         image_maps: tuple[list[IDMap], list[IDMap]] = ([], [])
-        if image:
-            img = self._locate_image(image)
+        img: Image | None = self._locate_image(image) if image else None
+        if options.auto_userns:
+            uid_map, gid_map = auto_userns_maps(self, options.auto_userns_opts, img)
+            options = attrs.evolve(options, uid_map=uid_map, gid_map=gid_map,
+                                   host_uid_mapping=False, host_gid_mapping=False)
+        if img is not None:
             image_id, top_layer = img.id, img.top_layer
             if top_layer:
                 top = self.layer(top_layer)

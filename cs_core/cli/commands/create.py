@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, emit_json, json_option, out, unstructure
+from cs_core.cli.framework import CommandError, Env, command, emit_json, json_option, out, unstructure
 from cs_core.cli.progress import progress_reader
 from cs_core.errors import UsageError
 
@@ -39,6 +39,13 @@ def id_maps(hostuidmap: bool, hostgidmap: bool, uidmap: str, gidmap: str, subuid
         raise UsageError("host gid map specified along with GID mapping")
     return maps_from_flags([uidmap] if uidmap else [], [gidmap] if gidmap else [],
                            subuidmap, subgidmap, hostuidmap, hostgidmap)
+
+
+def size_flag(flag: str, text: str) -> int:
+    """A user-namespace size flag: a uint32, as Go's ``AutoUserNsOptions`` holds it."""
+    if not text.isdigit() or int(text) >= 2**32:
+        raise CommandError(f'invalid value "{text}" for flag --{flag}: not a size')
+    return int(text)
 
 
 def print_created(record: Any, json_output: bool, name_end: str = "\n") -> None:
@@ -131,8 +138,15 @@ def create_image(env: Env, args: tuple[str, ...], name: tuple[str, ...], image_i
 @click.option("--metadata-file", "-f", default="", help="Metadata File")
 @json_option
 @map_options
+@click.option("--auto-userns", "auto_userns", is_flag=True,
+              help="Pick unused host IDs for the container's user namespace")
+@click.option("--auto-userns-size", "auto_userns_size", default="0",
+              help="Exact size of the automatic user namespace (0: as the image needs)")
+@click.option("--auto-userns-initial-size", "auto_userns_initial_size", default="0",
+              help="Minimum size of the automatic user namespace")
 def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], volatile: bool,
                      container_id: str, metadata: str, metadata_file: str, json_output: bool,
+                     auto_userns: bool, auto_userns_size: str, auto_userns_initial_size: str,
                      **maps: Any) -> int:
     from cs_core.store import ContainerOptions
 
@@ -140,6 +154,16 @@ def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], vol
     uids, gids = id_maps(**maps)
     options = ContainerOptions(uid_map=uids, gid_map=gids, host_uid_mapping=maps["hostuidmap"],
                                host_gid_mapping=maps["hostgidmap"], volatile=volatile)
+    sizes = {"auto-userns-size": auto_userns_size,
+             "auto-userns-initial-size": auto_userns_initial_size}
+    options.auto_userns_opts.size, options.auto_userns_opts.initial_size = (
+        size_flag(flag, text) for flag, text in sizes.items())
+    if auto_userns:
+        if any(maps.values()):
+            raise CommandError("--auto-userns cannot be combined with ID map flags")
+        options.auto_userns = True
+    elif options.auto_userns_opts.size or options.auto_userns_opts.initial_size:
+        raise CommandError("--auto-userns-size and --auto-userns-initial-size need --auto-userns")
     container = env.store().create_container(container_id or None, list(name), args[0], None, md,
                                              options)
     # Go prints container names without a newline after each (kept: scripts may rely on it).

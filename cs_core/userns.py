@@ -1,0 +1,233 @@
+"""Automatic user namespaces (Go ``userns.go``): pick unused host ID ranges for a container.
+
+The host IDs on offer are the subordinate ranges of one user (``root-auto-userns-user``,
+default ``containers``; rootless: the caller, renumbered as seen inside its namespace). IDs
+any container's maps already use, plus the caller's additional mappings, are taken out; the
+first free ``size`` IDs are paired with container IDs 0..size-1. Without a requested size the
+image decides: the highest ID its layers' files use or its /etc/passwd and /etc/group name.
+
+The caller (``Store.create_container``) holds ``userns.lock`` from here until the container
+record is saved, so two creates never pick the same free range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import stat
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from cs_core.archive.saferoot import openat2
+from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE, is_rootless
+from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
+from cs_core.idmap import maps_from_subid
+from cs_core.idset import IDSet
+from cs_core.model import IDMap, Image
+
+if TYPE_CHECKING:
+    from cs_core.store import Store
+
+log = logging.getLogger(__name__)
+
+ROOT_AUTO_USERNS_USER = "containers"
+# "nobody"/"nogroup" would make nearly every image need 65536 IDs; Go skips them by name
+# and by number.
+NOBODY_ID = 65534
+NOBODY_NAMES = frozenset({"nobody", "nogroup"})
+
+
+@attrs.define
+class AutoUserNsOptions:
+    """Go ``types.AutoUserNsOptions``."""
+
+    size: int = 0  # exactly this many IDs; 0: decide from the image
+    initial_size: int = 0  # at least this many IDs when deciding
+    passwd_file: str = ""  # read instead of the image's /etc/passwd (a host path)
+    group_file: str = ""  # read instead of the image's /etc/group (a host path)
+    additional_uid_mappings: list[IDMap] = attrs.field(factory=list)
+    additional_gid_mappings: list[IDMap] = attrs.field(factory=list)
+
+
+# -- the IDs on offer ----------------------------------------------------------------------
+
+def _rootless_user() -> str:
+    if user := os.environ.get("USER"):
+        return user
+    uid = os.geteuid()
+    if uid == 0:  # re-executed inside our own namespace: the real user is in the environment
+        with contextlib.suppress(ValueError):
+            uid = int(os.environ.get("_CONTAINERS_ROOTLESS_UID", ""))
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+def available_ids(user: str, *, rootless: bool) -> tuple[IDSet, IDSet]:
+    """Host UIDs and GIDs auto user namespaces may use (empty when the user has none)."""
+    if rootless:
+        user = _rootless_user()  # only the caller's own ranges are usable
+    elif not user:
+        user = ROOT_AUTO_USERNS_USER
+    try:
+        uids = IDSet.host_ids(maps_from_subid(user, "uid"))
+        gids = IDSet.host_ids(maps_from_subid(user, "gid"))
+    except InvalidMappings as exc:
+        # Go logs this and goes on with no IDs, which then fails as "not enough unused IDs".
+        log.error('Cannot find mappings for user "%s": %s', user, exc.detail)
+        return IDSet(), IDSet()
+    if rootless:
+        # Inside the rootless namespace the subordinate IDs appear as 1..N (0 is the user).
+        return IDSet([(1, uids.size + 1)]), IDSet([(1, gids.size + 1)])
+    return uids, gids
+
+
+# -- how many IDs an image needs -----------------------------------------------------------
+
+def _number(text: str) -> int:
+    # libcontainer's parser turns an unparsable number into 0; so do we.
+    try:
+        return int(text, 10)
+    except ValueError:
+        return 0
+
+
+def _open_regular(root: str, rel: str, override: str) -> int | None:
+    """A descriptor of the override path (a host file), or of ``rel`` resolved *inside*
+    ``root``: an image's /etc/passwd may be a symlink, and it must not lead to the host's
+    files. Anything but a regular file (a FIFO would block us forever) counts as missing."""
+    try:
+        if override:
+            fd = os.open(override, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        else:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = openat2(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)
+            finally:
+                os.close(root_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def _user_file(root: str, rel: str, override: str) -> Iterator[Iterator[list[str]]]:
+    """The colon-separated fields of each non-blank line (none if the file is missing)."""
+    fd = _open_regular(root, rel, override)
+    if fd is None:
+        yield iter(())
+        return
+    with open(fd, encoding="utf-8", errors="replace") as fh:
+        yield (line.strip().split(":") for line in fh if line.strip())
+
+
+def size_from_user_files(root: str, passwd_file: str = "", group_file: str = "") -> int:
+    """One more than the highest UID/GID /etc/passwd and /etc/group name (0 if none)."""
+    size = 0
+    with _user_file(root, "etc/passwd", passwd_file) as entries:
+        for fields in entries:  # name:password:uid:gid:...
+            if fields[0] in NOBODY_NAMES:
+                continue
+            for text in fields[2:4]:
+                if (n := _number(text)) != NOBODY_ID:
+                    size = max(size, n + 1)
+    with _user_file(root, "etc/group", group_file) as entries:
+        for fields in entries:  # name:password:gid:members
+            if fields[0] in NOBODY_NAMES or len(fields) < 3:
+                continue
+            if (n := _number(fields[2])) != NOBODY_ID:
+                size = max(size, n + 1)
+    return size
+
+
+def size_from_image(store: Store, image: Image, passwd_file: str = "",
+                    group_file: str = "") -> int:
+    """IDs the image needs: its layers' file owners, and the users and groups it defines."""
+    from cs_core.store import LayerOptions
+
+    size = 0
+    name = image.top_layer
+    while name:
+        try:
+            layer = store.layer(name)
+        except LayerUnknown:
+            raise LayerUnknown(f'cannot find layer "{name}"') from None
+        size = max([size, *(uid + 1 for uid in layer.uidset), *(gid + 1 for gid in layer.gidset)])
+        name = layer.parent
+    if not image.top_layer:
+        return size
+    # The files are read through a throw-away layer on top of the image, as Go does, so no
+    # image layer is ever mounted writable. It keeps its parent's maps: it is never chowned.
+    from cs_core.records.base import generate_id
+
+    temp_id = generate_id()
+    intent = store.layer_intents.begin([temp_id])  # a kill leaves it for the next open
+    try:
+        temp = store.put_layer(temp_id, image.top_layer, (), "", False, LayerOptions())
+        try:
+            mountpoint = store.mount(temp.id)
+            try:
+                size = max(size, size_from_user_files(mountpoint, passwd_file, group_file))
+            finally:
+                store.unmount(temp.id, force=True)
+        finally:
+            store.delete_layer(temp.id)
+    finally:
+        intent.end()
+    return size
+
+
+# -- the allocation ------------------------------------------------------------------------
+
+def allocate(size: int, available_uids: IDSet, available_gids: IDSet,
+             used_uids: Sequence[IDMap], used_gids: Sequence[IDMap],
+             additional_uids: Sequence[IDMap] = (), additional_gids: Sequence[IDMap] = (),
+             ) -> tuple[list[IDMap], list[IDMap]]:
+    """Maps for container IDs 0..size-1 on the lowest free host IDs (Go
+    ``getAutoUserNSIDMappings``). Additional mappings keep their container IDs and their host
+    IDs are not handed out again."""
+    wanted = IDSet([(0, size)])
+    maps: list[list[IDMap]] = []
+    for available, used, additional in ((available_uids, used_uids, additional_uids),
+                                        (available_gids, used_gids, additional_gids)):
+        taken = IDSet.host_ids([*used, *additional])
+        container_ids = wanted.subtract(IDSet.container_ids(additional))
+        hosts = available.subtract(taken).find_available(container_ids.size)
+        maps.append([*hosts.zip(container_ids), *additional])
+    return maps[0], maps[1]
+
+
+def auto_userns_maps(store: Store, options: AutoUserNsOptions,
+                     image: Image | None) -> tuple[list[IDMap], list[IDMap]]:
+    """UID and GID maps for a new container with an automatic user namespace.
+
+    The caller holds ``userns.lock``; see the module docstring.
+    """
+    available_uids, available_gids = available_ids(store.options.root_auto_userns_user,
+                                                   rootless=is_rootless())
+    used_uids: list[IDMap] = []
+    used_gids: list[IDMap] = []
+    for container in store.containers():
+        used_uids += container.uid_map
+        used_gids += container.gid_map
+    size = options.size
+    if size <= 0:
+        # Unset (0) limits mean the defaults, as in Go's GetStore.
+        size = max(store.options.auto_ns_min_size or AUTO_NS_MIN_SIZE, options.initial_size, 1)
+        if image is not None:
+            size = max(size, size_from_image(store, image, options.passwd_file, options.group_file))
+        limit = store.options.auto_ns_max_size or AUTO_NS_MAX_SIZE
+        if size > limit:
+            raise UserNamespaceTooBig(
+                f"the container needs a user namespace with size {size} that is bigger than "
+                f"the maximum value allowed with userns=auto {limit}")
+    return allocate(size, available_uids, available_gids, used_uids, used_gids,
+                    options.additional_uid_mappings, options.additional_gid_mappings)
