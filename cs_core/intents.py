@@ -35,7 +35,8 @@ class Intent:
         # Lock before writing the IDs: a reader that finds the file unlocked and empty
         # leaves it alone (see ``stale``), so there is no window in which it looks dead.
         self._lock.lock()
-        path.write_text(json.dumps(list(layer_ids)))
+        # Through the lock's own descriptor: closing any other one would drop the lock.
+        self._lock.write_content(json.dumps(list(layer_ids)).encode())
 
     def end(self) -> None:
         with contextlib.suppress(OSError):
@@ -85,10 +86,9 @@ class LayerIntents:
             if not lock.try_lock():
                 continue  # its process is still working
             try:
-                try:
-                    text = path.read_text()
-                except FileNotFoundError:
+                if not path.exists():
                     continue
+                text = lock.read_content().decode("utf-8", "replace")
                 if not text:
                     continue  # being created right now by a process that has not locked it yet
                 try:

@@ -206,6 +206,27 @@ class LockFile:
             raise OSError(28, "No space left on device", self.path)
         return token
 
+    # -- whole-file content (files that are not token-bearing lock files) ----------------------
+
+    def read_content(self) -> bytes:
+        """The whole file, read through the locked descriptor (caller holds the lock).
+
+        Opening the file again and closing that descriptor would drop this process's lock:
+        files whose content belongs to the lock holder (intent notes) go through here.
+        """
+        if self._fd is None:
+            raise RuntimeError(f"reading {self.path} without holding the lock")
+        size = os.fstat(self._fd).st_size
+        return os.pread(self._fd, size, 0) if size else b""
+
+    def write_content(self, data: bytes) -> None:
+        """Replace the whole file through the locked descriptor (caller holds the write lock)."""
+        if self._fd is None or not self._exclusive:
+            raise RuntimeError(f"writing {self.path} without the write lock")
+        os.ftruncate(self._fd, 0)
+        if os.pwrite(self._fd, data, 0) != len(data):
+            raise OSError(28, "No space left on device", self.path)
+
     def modified_since(self, token: bytes) -> tuple[bool, bytes]:
         """Whether the file's token differs from ``token``; also returns the current one."""
         current = self.read_token()
