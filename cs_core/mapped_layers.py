@@ -46,7 +46,9 @@ def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
             first = first or layer
     if first is None:
         raise LayerUnknown(f"layer not known: {image.top_layer}")
-    with store.image_store.reading(), store.layer_store.reading():
+    # Layers before images, the order every other path takes: the other order deadlocks
+    # against a process deleting a layer (layers, then images, locked for writing).
+    with store.layer_store.reading(), store.image_store.reading():
         editable = image.id in store.image_store.by_id and first.id in store.layer_store.by_id
     if not editable:
         return first
