@@ -206,7 +206,9 @@ _KNOWN = {L1, L2, L3, L4, L5, I1, I2, I3, C1, C2, C3}
 # Flags and commands only the newer Go CLI (which we follow) has; 1.43's help lacks them.
 _HEAD_ONLY_LINES = re.compile(
     r"^  (--image-store|--transient-store|--quick, -q|gc|get-image-dir|get-image-run-dir|"
-    r"storage-layers|remove-names|plugins|config|unshare|create-storage-layer|check|dedup)\s.*\n", re.M,
+    r"storage-layers|remove-names|plugins|config|unshare|create-storage-layer|check|dedup|"
+    # ... and flags no Go CLI has (NOTES.md, "Additions"):
+    r"--auto-userns|--auto-userns-size|--auto-userns-initial-size)\s.*\n", re.M,
 )
 
 

@@ -139,7 +139,7 @@ def create_image(env: Env, args: tuple[str, ...], name: tuple[str, ...], image_i
 @json_option
 @map_options
 @click.option("--auto-userns", "auto_userns", is_flag=True,
-              help="Pick unused host IDs for the container's user namespace")
+              help="Pick unused host IDs (subuid/subgid ranges of root-auto-userns-user) for the container")
 @click.option("--auto-userns-size", "auto_userns_size", default="0",
               help="Exact size of the automatic user namespace (0: as the image needs)")
 @click.option("--auto-userns-initial-size", "auto_userns_initial_size", default="0",
