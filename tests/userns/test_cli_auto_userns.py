@@ -3,7 +3,6 @@ containers, and several processes at once (userns.lock)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from cs_core.store import open_store
 from cs_core.testing.gocli import GoCLI
 
 from .conftest import SubIDs
-from .test_store_auto_userns import image_tar
+from .test_store_auto_userns import make_image
 
 
 class Roots:
@@ -46,8 +45,9 @@ class Roots:
         """An image made in-process (quicker than two CLI runs)."""
         store = open_store(graph_root=str(self.graph), run_root=str(self.run), driver_name="vfs")
         try:
-            layer = store.put_layer(diff=io.BytesIO(image_tar()))
-            return store.create_image(names=[name], layer=layer.id).id
+            image = make_image(store)
+            store.set_names(image.id, [name])
+            return image.id
         finally:
             store.shutdown(force=True)
 

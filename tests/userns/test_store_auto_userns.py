@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,30 +14,13 @@ from cs_core.config import StoreOptions
 from cs_core.errors import NoAvailableIDs, UserNamespaceTooBig
 from cs_core.model import IDMap, Image
 from cs_core.store import ContainerOptions, Store, open_store
+from cs_core.testing.tars import layer_tar
 from cs_core.userns import AutoUserNsOptions
 
 from .conftest import SubIDs
 
 USER = "cs-auto"
 AUTO = ContainerOptions(auto_userns=True)
-
-
-def image_tar(passwd: str = "root:x:0:0:::\n", group: str = "root:x:0:\n",
-              owned: tuple[int, int] = (5, 6)) -> bytes:
-    """An image layer: /etc/passwd, /etc/group and a file owned by ``owned``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        etc = tarfile.TarInfo("etc")
-        etc.type, etc.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(etc)
-        for name, text in (("etc/passwd", passwd), ("etc/group", group)):
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-        info = tarfile.TarInfo("owned")
-        info.size, (info.uid, info.gid) = 2, owned
-        tar.addfile(info, io.BytesIO(b"hi"))
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -59,9 +41,15 @@ def open_auto(store_roots: tuple[Path, Path], driver_name: str) -> Iterator[Call
         store.shutdown(force=True)
 
 
-def make_image(store: Store, **tar_args: Any) -> Image:
-    layer = store.put_layer(diff=io.BytesIO(image_tar(**tar_args)))
-    return store.create_image(layer=layer.id)
+def make_image(store: Store, passwd: str = "root:x:0:0:::\n", group: str = "root:x:0:\n",
+               owned: tuple[int, int] = (5, 6)) -> Image:
+    """A base layer with /etc/passwd and /etc/group under a layer with a file owned by
+    ``owned``, so sizes come from more than the top layer."""
+    base = store.put_layer(diff=io.BytesIO(layer_tar([
+        ("etc", None), ("etc/passwd", passwd.encode()), ("etc/group", group.encode())])))
+    top = store.put_layer(parent=base.id, diff=io.BytesIO(
+        layer_tar([("owned", b"hi")], uid=owned[0], gid=owned[1])))
+    return store.create_image(layer=top.id)
 
 
 def test_consecutive_containers_get_disjoint_ranges_and_own_their_files(
@@ -88,7 +76,7 @@ def test_consecutive_containers_get_disjoint_ranges_and_own_their_files(
     assert starts == [100000, 101024, 102048]
     # One ID-mapped copy of the top layer per container, and no throw-away layer left over.
     assert len(store.image(image.id).mapped_top_layers) == 3
-    assert len(store.layers()) == 1 + 3 + 3
+    assert len(store.layers()) == 2 + 3 + 3
     assert all(layer.mount_count == 0 for layer in store.layers())
 
 
