@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from cs_core.archive.saferoot import openat2
-from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE, is_rootless
+from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE
 from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
 from cs_core.idmap import maps_from_subid
 from cs_core.idset import IDSet
@@ -66,6 +66,12 @@ def _rootless_user() -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return ""
+
+
+def in_rootless_namespace() -> bool:
+    """Go ``unshare.IsRootless``: not root, or inside the namespace ``unshare`` set up (where
+    we are UID 0 but own only the caller's subordinate IDs)."""
+    return os.geteuid() != 0 or bool(os.environ.get("_CONTAINERS_USERNS_CONFIGURED"))
 
 
 def available_ids(user: str, *, rootless: bool) -> tuple[IDSet, IDSet]:
@@ -212,7 +218,7 @@ def auto_userns_maps(store: Store, options: AutoUserNsOptions,
     The caller holds ``userns.lock``; see the module docstring.
     """
     available_uids, available_gids = available_ids(store.options.root_auto_userns_user,
-                                                   rootless=is_rootless())
+                                                   rootless=in_rootless_namespace())
     used_uids: list[IDMap] = []
     used_gids: list[IDMap] = []
     for container in store.containers():
