@@ -63,6 +63,8 @@ from cs_core.userns import AutoUserNsOptions, auto_userns_maps
 
 if TYPE_CHECKING:
     from cs_core.check import CheckOptions, CheckReport, RepairOptions
+    from cs_core.drivers.staging import Differ, StagedLayer
+    from cs_core.staged_layers import ApplyStagedLayerOptions
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +295,17 @@ class Store:
                   options: LayerOptions | None = None, diff: BinaryIO | None = None) -> Layer:
         """Create a layer, optionally filled from a (compressed) tar stream, atomically."""
         options = options or LayerOptions()
+        fill = None
+        if diff is not None:
+            def fill(layer: Layer) -> None:
+                with flushing(self.driver.home):
+                    self._apply_diff_locked(layer, diff, options)
+        return self._put_layer(id, parent, names, mount_label, writeable, options, fill)
+
+    def _put_layer(self, id: str | None, parent: str | None, names: Sequence[str],
+                   mount_label: str, writeable: bool, options: LayerOptions,
+                   fill: Callable[[Layer], None] | None) -> Layer:
+        """Create a layer and let ``fill`` give it content, all or nothing."""
         ls = self.layer_store
         with ls.writing(), self._ro_layers_reading(), self.container_store.reading():
             parent_layer: Layer | None = None
@@ -330,9 +343,8 @@ class Store:
                 for key, value in options.big_data.items():
                     ls.write_big_data(layer_id, key, value)
                     layer.big_data_names.append(key)
-                if diff is not None:
-                    with flushing(self.driver.home):
-                        self._apply_diff_locked(layer, diff, options)
+                if fill is not None:
+                    fill(layer)
                 # The layer's files must be on disk before the record that says it is whole.
                 syncfs(self.driver.home)
                 del layer.flags[INCOMPLETE]
@@ -395,6 +407,26 @@ class Store:
             del layer.flags[APPLYING]
             ls.save()
             return layer.uncompressed_size
+
+    def prepare_staged_layer(self, differ: Differ,
+                             options: ApplyDiffOpts | None = None) -> StagedLayer:
+        """Let ``differ`` fill a locked staging directory (overlay only; Go
+        ``PrepareStagedLayer``). Follow with ``apply_staged_layer`` or ``cleanup_staged_layer``."""
+        from cs_core import staged_layers
+
+        return staged_layers.prepare(self, differ, options)
+
+    def apply_staged_layer(self, args: ApplyStagedLayerOptions) -> Layer:
+        """Move staged content into layer ``args.id`` (created, all or nothing, if missing)."""
+        from cs_core import staged_layers
+
+        return staged_layers.apply(self, args)
+
+    def cleanup_staged_layer(self, staged: StagedLayer) -> None:
+        """Discard staged content that will not be applied."""
+        from cs_core import staged_layers
+
+        staged_layers.cleanup(self, staged)
 
     def _apply_diff_locked(self, layer: Layer, stream: BinaryIO, options: LayerOptions) -> None:
         from cs_core.archive.tarsplit import TarSplitWriter

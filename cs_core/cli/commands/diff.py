@@ -6,6 +6,9 @@ optional second the layer to compare against (Go's ``from``; default: the layer'
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from cs_core.cli.app import cli
@@ -118,4 +121,31 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
 def applydiff(env: Env, args: tuple[str, ...], file: str) -> int:
     with progress_reader(file) as (stream, progress):
         env.store().apply_diff(args[0], stream, progress=progress)
+    return 0
+
+
+@command(cli, "applydiff-using-staging-dir", "Apply a diff to a layer using a staging directory",
+         options_help="layerNameOrID directory", min_args=2, max_args=2)
+def applydiff_using_staging_dir(env: Env, args: tuple[str, ...]) -> int:
+    import tempfile
+
+    from cs_core.archive.changes import export_tree
+    from cs_core.drivers.staging import TarDiffer
+    from cs_core.staged_layers import ApplyStagedLayerOptions
+
+    layer, source = args
+    store = env.store()
+    os.lstat(source)  # a missing source is the user's mistake: say so before anything else
+    # Go tars the directory into a temporary file, then stages it; we apply the plain tar (Go
+    # converts it to zstd:chunked first, for its partial-pull differ, which we do not have).
+    with tempfile.TemporaryFile(prefix="layer-diff-tar-") as tar:
+        export_tree(Path(source), tar)  # type: ignore[arg-type]
+        tar.seek(0)
+        staged = store.prepare_staged_layer(TarDiffer(tar))  # type: ignore[arg-type]
+    try:
+        target = store.layer(layer)  # unlike Go, never create a layer named by a typo
+        store.apply_staged_layer(ApplyStagedLayerOptions(diff_output=staged, id=target.id))
+    except BaseException:
+        store.cleanup_staged_layer(staged)
+        raise
     return 0

@@ -25,6 +25,7 @@ from cs_core.drivers.base import (
     GraphDriver,
     MountOpts,
 )
+from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import LayerUnknown
 from cs_core.model import ApplyResult, Change, IDMap
 from cs_overlay import features, fsinfo, mounting, stack
@@ -32,6 +33,7 @@ from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSuppor
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
 from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
 from cs_overlay.quota import Quota, QuotaControl
+from cs_overlay.staged import StagingArea
 
 if TYPE_CHECKING:
     from cs_core.archive.apply import ApplyOptions
@@ -57,7 +59,7 @@ class DiffDirGetter(FileGetter):
         return open(self.dirs[0] / rel, "rb")
 
 
-class OverlayDriver(GraphDriver):
+class OverlayDriver(GraphDriver, StagingDriver):
     name = "overlay"
     aliases: ClassVar[tuple[str, ...]] = ("overlay2",)
     whiteout_format = WhiteoutFormat.OVERLAY
@@ -149,9 +151,15 @@ class OverlayDriver(GraphDriver):
                 f"Found {self.backing_fs}")
         if not self.opts.skip_mount_home:
             mounting.make_private(str(self.home))
+        # Staged content must be renamed into layers, so it lives where image layers do.
+        self.staging = StagingArea(self.layout.homes[-1])
+        # Unlike Go (shutdown only), also prune at start: CLI users rarely run shutdown, and a
+        # killed pull would otherwise keep its staged content on disk indefinitely.
+        self.staging.prune()
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.home / "staging", ignore_errors=True)
+        if self.staging.prune():
+            return  # another process is staging a layer: keep the home mount, as Go does
         if not self.opts.skip_mount_home and mounting.is_mountpoint(str(self.home)):
             mounting.unmount(str(self.home))
 
@@ -522,6 +530,31 @@ class OverlayDriver(GraphDriver):
 
         return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
                          tar_split=opts.tar_split)  # type: ignore[arg-type]
+
+    # -- staged layers (Go DriverWithDiffer) ---------------------------------------------------
+
+    def prepare_staged(self, differ: Differ, opts: ApplyDiffOpts) -> StagedLayer:
+        options = self._tar_options(opts)
+        perms = options.force_mask if options.force_mask is not None else DEFAULT_PERMS
+        target = self.staging.new(perms)
+        try:
+            staged = differ.apply_diff(target, target.parent, options)
+        except BaseException:
+            self.staging.remove(StagedLayer(target=target))
+            raise
+        staged.target = target
+        return staged
+
+    def apply_staged(self, id: str, parent: str | None, staged: StagedLayer) -> None:
+        mode = staged.root_dir_mode
+        if mode is None and self.opts.force_mask is None and parent:
+            # As Go: a layer whose content does not set its root's mode inherits its parent's.
+            mode = os.stat(self.dir(parent) / "diff").st_mode & 0o7777
+        self.staging.move_into(staged, self.dir(id) / "diff", mode)
+        self.staging.remove(staged)
+
+    def cleanup_staged(self, staged: StagedLayer) -> None:
+        self.staging.remove(staged)
 
     def _native_ok(self, id: str, parent: str | None) -> bool:
         return not self.use_naive_diff() and self.is_parent(id, parent)

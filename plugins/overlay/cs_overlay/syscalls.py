@@ -130,3 +130,12 @@ def move_mount(mount_fd: int, target: str) -> None:
         _libc.syscall(_NR["move_mount"], mount_fd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH),
         "move_mount", target,
     )
+
+
+RENAME_EXCHANGE = 2
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+
+def rename_exchange(a: str, b: str) -> None:
+    """Swap two paths atomically (``renameat2(RENAME_EXCHANGE)``): both exist before and after."""
+    _check(_libc.renameat2(AT_FDCWD, _b(a), AT_FDCWD, _b(b), RENAME_EXCHANGE), "rename", a)

@@ -1,0 +1,114 @@
+"""The store's side of staged layers (Go ``PrepareStagedLayer``, ``ApplyStagedLayer``,
+``CleanupStagedLayer``): a driver fills a private staging directory, then the content is
+moved into a new or existing layer and the layer record gets what the differ measured.
+
+Only drivers implementing ``cs_core.drivers.staging.StagingDriver`` (overlay) can do it; others
+get Go's ``ErrNotSupported``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from typing import TYPE_CHECKING
+
+import attrs
+
+from cs_core import atomic
+from cs_core.drivers.base import ApplyDiffOpts
+from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
+from cs_core.durability import syncfs
+from cs_core.errors import NotSupported
+from cs_core.model import Layer
+from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY
+
+if TYPE_CHECKING:
+    from cs_core.store import LayerOptions, Store
+
+
+@attrs.define
+class ApplyStagedLayerOptions:
+    """Go ``ApplyStagedLayerOptions``: which layer gets ``diff_output`` (created if missing)."""
+
+    diff_output: StagedLayer
+    id: str = ""
+    parent_layer: str = ""
+    names: list[str] = attrs.field(factory=list)
+    mount_label: str = ""
+    writeable: bool = False
+    layer_options: LayerOptions | None = None
+
+
+def staging_driver(store: Store) -> StagingDriver:
+    driver = store.driver
+    if not isinstance(driver, StagingDriver):
+        raise NotSupported()
+    return driver
+
+
+def prepare(store: Store, differ: Differ, options: ApplyDiffOpts | None) -> StagedLayer:
+    # No store lock while the differ runs (as Go): it may take long and may call the store.
+    return staging_driver(store).prepare_staged(differ, options or ApplyDiffOpts())
+
+
+def apply(store: Store, args: ApplyStagedLayerOptions) -> Layer:
+    from cs_core.store import LayerOptions
+
+    driver = staging_driver(store)
+    staged = args.diff_output
+    ls = store.layer_store
+    with ls.writing():
+        layer = ls.lookup(args.id) if args.id else None
+        if layer is not None:
+            # As applydiff: mark the layer durably first, so a crash part-way resets it.
+            empty = not layer.uncompressed_digest and not ls.tar_split_path(layer.id).exists()
+            layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
+            ls.save()
+            try:
+                _fill(store, driver, layer, staged)
+                syncfs(driver.home)  # type: ignore[attr-defined]
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    ls.undo_interrupted_apply(layer)
+                    ls.save()
+                raise
+            del layer.flags[APPLYING]
+            ls.save()
+            return attrs.evolve(layer)
+    return store._put_layer(
+        args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
+        args.layer_options or LayerOptions(), lambda new: _fill(store, driver, new, staged),
+    )
+
+
+def cleanup(store: Store, staged: StagedLayer) -> None:
+    staging_driver(store).cleanup_staged(staged)
+
+
+def _fill(store: Store, driver: StagingDriver, layer: Layer, staged: StagedLayer) -> None:
+    """Move the staged content into ``layer`` and record what the differ measured (caller
+    holds the layer store for writing and saves)."""
+    ls = store.layer_store
+    ts_path = ls.tar_split_path(layer.id)
+    # The tar-split first: it lives in the staging directory, which the move removes.
+    if staged.tar_split is not None:
+        with open(staged.tar_split, "rb") as src, atomic.atomic_writer(ts_path, 0o600) as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        # One describing old content would make `diff` replay the wrong bytes.
+        with contextlib.suppress(FileNotFoundError):
+            ts_path.unlink()
+    driver.apply_staged(layer.id, layer.parent or None, staged)
+    layer.uidset = list(staged.uids)
+    layer.gidset = list(staged.gids)
+    layer.uncompressed_digest = staged.uncompressed_digest
+    layer.uncompressed_size = staged.size
+    layer.compressed_digest = staged.compressed_digest
+    layer.compressed_size = staged.compressed_size
+    layer.compression = staged.compression
+    if staged.metadata:
+        layer.metadata = staged.metadata
+    for key, value in staged.big_data.items():
+        ls.write_big_data(layer.id, key, value)
+        if key not in layer.big_data_names:
+            layer.big_data_names.append(key)
