@@ -207,6 +207,7 @@ _KNOWN = {L1, L2, L3, L4, L5, I1, I2, I3, C1, C2, C3}
 _HEAD_ONLY_LINES = re.compile(
     r"^  (--image-store|--transient-store|--quick, -q|gc|get-image-dir|get-image-run-dir|"
     r"storage-layers|remove-names|plugins|config|unshare|create-storage-layer|check|dedup|"
+    r"applydiff-using-staging-dir|--unshare, -U|"
     # ... and flags no Go CLI has (NOTES.md, "Additions"):
     r"--auto-userns|--auto-userns-size|--auto-userns-initial-size)\s.*\n", re.M,
 )
