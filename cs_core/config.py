@@ -8,6 +8,7 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -65,8 +66,16 @@ class StoreOptions:
         return _rootless_options(path)
 
 
+def rootless_uid() -> int:
+    """Go ``getRootlessUID``: the user we act for, also as root of the namespace ``-U`` made."""
+    with contextlib.suppress(ValueError):
+        return int(os.environ.get("_CONTAINERS_ROOTLESS_UID", ""))
+    return os.geteuid()
+
+
 def is_rootless() -> bool:
-    return os.geteuid() != 0 and os.environ.get("_CONTAINERS_USERNS_CONFIGURED") != "done"
+    """Whether per-user storage applies (Go ``usePerUserStorage``)."""
+    return rootless_uid() != 0
 
 
 def default_config_file(rootless: bool) -> str:
@@ -82,7 +91,7 @@ def default_config_file(rootless: bool) -> str:
 
 
 def _home() -> str:
-    return os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    return os.environ.get("HOME") or pwd.getpwuid(rootless_uid()).pw_dir
 
 
 def _str(table: Mapping[str, Any], key: str, where: str) -> str:
@@ -258,7 +267,7 @@ def parse_id_map(text: str, name: str) -> list[IDMap]:
 
 
 def _rootless_options(path: str) -> StoreOptions:
-    uid = os.getuid()
+    uid = rootless_uid()
     if os.path.exists(path):
         opts = load_config_file(path)
     else:

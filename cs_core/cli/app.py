@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cs_core.unshare import is_rootless
+
+_ROOTLESS = is_rootless()  # Go's default for --unshare
+
 cli = click.Group(
     "containers-storage",
     help="Manage layers, images and containers in a containers/storage store.",
@@ -21,6 +25,8 @@ GLOBAL_OPTIONS: list[click.Option] = [
     click.Option(["--image-store"], default="", help="Root of the separate image store"),
     click.Option(["--transient-store"], is_flag=True,
                  help="Keep container bookkeeping under the run root"),
+    click.Option(["--unshare", "-U"], is_flag=True, default=_ROOTLESS,
+                 help=f"Run in a user namespace (default {str(_ROOTLESS).lower()})"),
 ]
 cli.params.extend(GLOBAL_OPTIONS)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cs_core import unshare as unshare_ns
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION, cli
 from cs_core.cli.framework import UNLIMITED, Env, GoCommand, InitError, describe, err, go_list, out
@@ -160,6 +161,8 @@ def run(argv: Sequence[str]) -> int:
     if defaults:
         values.update(defaults)
     if not isinstance(cmd, GoCommand):
+        if values.get("unshare") and unshare_ns.needs_reexec():
+            return reexec_in_user_namespace(values)
         return run_click_command(name, cmd, args, values)
 
     own = command_flags(cmd)
@@ -181,12 +184,23 @@ def run(argv: Sequence[str]) -> int:
         command_usage(name, cmd, fs)
         return 1
     final = {f.dest: fs.values[f.dest] for f in global_flags()}
+    if final.get("unshare") and unshare_ns.needs_reexec():
+        return reexec_in_user_namespace(final)  # as Go: after the argument checks, before the store
     if defaults and all(final[k] == defaults[k] for k in ROOT_FLAGS):
         # Nothing overrode storage.conf: let the resolver use all of it, not just four keys.
         final.update({k: type(defaults[k])() for k in ROOT_FLAGS})
     env = Env(final)
     kwargs = {f.dest: fs.values[f.dest] for f in own}
     return invoke(env, name, cmd, lambda ctx: ctx.invoke(cmd.callback or _nothing, args=args, **kwargs))
+
+
+def reexec_in_user_namespace(values: dict[str, Any]) -> int:
+    setup_logging(bool(values.get("debug")))
+    try:
+        return unshare_ns.reexec_self()
+    except (StorageError, OSError) as exc:
+        err(f"{describe(exc)}\n")
+        return 1
 
 
 def _nothing(*_: Any, **__: Any) -> int:

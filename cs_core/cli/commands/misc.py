@@ -170,11 +170,13 @@ def unshare(env: Env, args: tuple[str, ...]) -> int:
     import os
     import subprocess
 
+    from cs_core import unshare as unshare_ns
+
+    if unshare_ns.needs_reexec():
+        # Even with --unshare=false, as Go: this command is about the namespace.
+        return unshare_ns.reexec_self()
     argv = list(args) or [os.environ.get("SHELL") or "/bin/sh"]
-    if os.geteuid() != 0:
-        # Rootless: become root in a new user namespace, as Go's re-exec does.
-        argv = ["unshare", "--user", "--map-root-user", "--", *argv]
-    env_vars = {**os.environ, "_CONTAINERS_USERNS_CONFIGURED": "done"}
+    env_vars = {**os.environ, unshare_ns.USERNS_ENV: "done"}
     try:
         return subprocess.call(argv, env=env_vars)
     except FileNotFoundError as exc:

@@ -24,7 +24,9 @@ def _go_os_error(exc: OSError) -> str:
     """``<path>: <reason>`` in Go's lower-case style, e.g. ``/x: no space left on device``."""
     reason = exc.strerror or str(exc)
     reason = reason[:1].lower() + reason[1:]
-    return f"{exc.filename}: {reason}" if exc.filename else reason
+    op = getattr(exc, "go_op", "")
+    where = f"{op} {exc.filename}" if op else f"{exc.filename}"
+    return f"{where}: {reason}" if exc.filename else reason
 
 
 def parse_bool(value: str) -> bool:
@@ -107,7 +109,12 @@ class VfsDriver(GraphDriver):
             else:
                 os.mkdir(target, DEFAULT_PERMS)
                 os.chmod(target, DEFAULT_PERMS)  # not subject to the umask, as Go's chmod
-                os.chown(target, to_host(0, uid_map), to_host(0, gid_map))
+                try:
+                    os.chown(target, to_host(0, uid_map), to_host(0, gid_map))
+                except OSError as exc:
+                    # Typically an unprivileged user without --unshare: name the call, as Go.
+                    exc.go_op = "chown"  # type: ignore[attr-defined]
+                    raise
         except BaseException as exc:
             atomic.remove_tree(target)
             if isinstance(exc, OSError):
