@@ -142,6 +142,20 @@ def test_rootless_defaults_as_unprivileged_user(tmp_path: Path) -> None:
     assert out[1] == f"{home}/run/containers"
 
 
+def test_rootless_defaults_inside_the_unshare_namespace(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root of a user namespace that --unshare made for UID 4321: still that user's storage.
+    monkeypatch.setenv("_CONTAINERS_ROOTLESS_UID", "4321")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    opts = StoreOptions.load_default()
+    assert opts.config_file == f"{tmp_path}/.config/containers/storage.conf"
+    assert opts.graph_root == f"{tmp_path}/.local/share/containers/storage"
+    assert opts.run_root == f"{tmp_path}/run/containers"
+
+
 def test_parse_id_map_errors() -> None:
     assert parse_id_map("0:1000:1:1:100000:65536", "x") == [IDMap(0, 1000, 1), IDMap(1, 100000, 65536)]
     with pytest.raises(ConfigError, match="malformed"):
