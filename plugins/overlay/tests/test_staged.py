@@ -125,23 +125,32 @@ def _stage_in_child(roots: tuple[Path, Path], blob: Path) -> tuple[subprocess.Po
     return child, Path(line)
 
 
+def _kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert child.stdout is not None
+    child.stdout.close()
+
+
 def test_kill_between_prepare_and_apply(roots: tuple[Path, Path], tmp_path: Path) -> None:
     blob = tmp_path / "layer.tar"
     blob.write_bytes(_tar([("data", os.urandom(1 << 16), 0)]))
     first, staging1 = _stage_in_child(roots, blob)
-    store = open_store(graph_root=str(roots[0]), run_root=str(roots[1]), driver_name="overlay")
     try:
-        assert staging1.is_dir()  # held by a live process: opening did not prune it
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=60)
-        assert staging1.is_dir()
+        store = open_store(graph_root=str(roots[0]), run_root=str(roots[1]), driver_name="overlay")
+        try:
+            assert staging1.is_dir()  # held by a live process: opening did not prune it
+            _kill(first)
+            assert staging1.is_dir()
+        finally:
+            store.shutdown(force=True)
     finally:
-        store.shutdown(force=True)
+        if first.returncode is None:
+            _kill(first)
     assert not staging1.exists()  # stale: shutdown pruned it
 
     second, staging2 = _stage_in_child(roots, blob)
-    second.send_signal(signal.SIGKILL)
-    second.wait(timeout=60)
+    _kill(second)
     store = open_store(graph_root=str(roots[0]), run_root=str(roots[1]), driver_name="overlay")
     try:
         assert not staging2.exists()  # stale: the next open pruned it
