@@ -7,14 +7,12 @@ and newgidmap, being setuid root, read those same files there.
 
 from __future__ import annotations
 
-import io
 import os
 import pwd
 import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import attrs
 import pytest
 
 from cs_core.testing import require_privileged, requires_command
+from cs_core.testing.tars import layer_tar
 
 UID = 23456
 SUB_START, SUB_COUNT = 300000, 65536
@@ -105,14 +104,8 @@ def user() -> Iterator[User]:
 
 
 def _layer_tar(path: Path) -> Path:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, owner in (("by-1000", 1000), ("by-root", 0)):
-            info = tarfile.TarInfo(name)
-            info.uid = info.gid = owner
-            info.size = 1
-            tf.addfile(info, io.BytesIO(b"x"))
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(layer_tar([("by-1000", b"x"), ("by-root", b"x")],
+                               owners={"by-1000": (1000, 1000)}))
     return path
 
 

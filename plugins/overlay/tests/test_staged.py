@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +20,7 @@ from cs_core.staged_layers import ApplyStagedLayerOptions
 from cs_core.store import Store, open_store
 from cs_core.testing import require_privileged, requires_command
 from cs_core.testing.gocli import GoCLI
-
-
-def _tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data, uid in entries:
-            info = tarfile.TarInfo(name)
-            info.uid, info.gid, info.mtime = uid, uid + 1 if uid else 0, 1_700_000_000
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o750
-                tf.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from cs_core.testing.tars import layer_tar
 
 
 @pytest.fixture
@@ -65,9 +50,10 @@ def _locked_elsewhere(lock: Path) -> bool:
 
 
 def test_staged_layer_content_metadata_and_diff(store: Store) -> None:
-    base = store.put_layer(diff=io.BytesIO(_tar([("keep", b"k", 0), ("gone", b"g", 0)])))
-    blob = _tar([("etc", None, 0), ("etc/app.conf", b"x = 1\n", 1000), (".wh.gone", b"", 0),
-                 ("bin", None, 0), ("bin/tool", b"#!/bin/sh\n" * 100, 0)])
+    base = store.put_layer(diff=io.BytesIO(layer_tar([("keep", b"k"), ("gone", b"g")])))
+    blob = layer_tar([("etc", None, 0o750), ("etc/app.conf", b"x = 1\n"), (".wh.gone", b""),
+                      ("bin", None), ("bin/tool", b"#!/bin/sh\n" * 100)],
+                     owners={"etc/app.conf": (1000, 1001)})
 
     staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(blob)))
     staging = staged.target.parent
@@ -99,7 +85,7 @@ def test_staged_layer_content_metadata_and_diff(store: Store) -> None:
 
 
 def test_cleanup_discards_staged_content(store: Store) -> None:
-    staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(_tar([("f", b"f", 0)]))))
+    staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(layer_tar([("f", b"f")]))))
     store.cleanup_staged_layer(staged)
     assert not staged.target.parent.exists()
     assert store.layers() == []
@@ -134,7 +120,7 @@ def _kill(child: subprocess.Popen[str]) -> None:
 
 def test_kill_between_prepare_and_apply(roots: tuple[Path, Path], tmp_path: Path) -> None:
     blob = tmp_path / "layer.tar"
-    blob.write_bytes(_tar([("data", os.urandom(1 << 16), 0)]))
+    blob.write_bytes(layer_tar([("data", os.urandom(1 << 16))]))
     first, staging1 = _stage_in_child(roots, blob)
     try:
         store = open_store(graph_root=str(roots[0]), run_root=str(roots[1]), driver_name="overlay")
