@@ -402,3 +402,33 @@ class GraphDriverConformance:
         store.delete_container(container.id)
         assert store.delete_image(image.id) == [base.id]
         assert store.layers() == [] and store.driver.list_layers() == []
+
+    def test_staged_layer_or_not_supported(self, store: Store) -> None:
+        """A driver with the staging capability moves staged content into a new layer whole
+        (records and diff included); any other driver refuses with Go's ErrNotSupported."""
+        from cs_core.drivers.staging import StagingDriver, TarDiffer
+        from cs_core.errors import NotSupported
+        from cs_core.staged_layers import ApplyStagedLayerOptions
+
+        base = store.put_layer(diff=io.BytesIO(make_tar([("keep", b"k", 0o644),
+                                                         ("gone", b"g", 0o644)])))
+        blob = make_tar([("d", None, 0o755), ("d/f", b"staged", 0o600), (".wh.gone", b"", 0o644)])
+        if not isinstance(store.driver, StagingDriver):
+            with pytest.raises(NotSupported):
+                store.prepare_staged_layer(TarDiffer(io.BytesIO(blob)))
+            assert [layer.id for layer in store.layers()] == [base.id]
+            return
+        staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(blob)))
+        layer = store.apply_staged_layer(ApplyStagedLayerOptions(diff_output=staged,
+                                                                 parent_layer=base.id))
+        assert not staged.target.exists()
+        assert layer.uncompressed_size == len(blob) and layer.uidset == [0]
+        root = Path(store.mount(layer.id))
+        try:
+            assert _tree(root) == {"d": ("dir", None), "d/f": ("file", b"staged"),
+                                   "keep": ("file", b"k")}
+        finally:
+            store.unmount(layer.id)
+        out = io.BytesIO()
+        store.diff(None, layer.id, out)
+        assert out.getvalue() == blob
