@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -34,8 +33,7 @@ STAGING_DIR = "staging"
 LOCK_FILE = "staging.lock"
 CONTENT_DIR = "dir"
 TAR_SPLIT_FILE = "tar-split.gz"
-#: A staging directory younger than this without a lock file may be one being set up right now.
-_SETUP_GRACE_SECONDS = 60.0
+_MAX_TRIES = 1000  # Go's CreateAndLock limit
 
 
 @attrs.define
@@ -144,6 +142,19 @@ class StagingLock:
             lock = _held[key] = cls(key, fd)
             return lock
 
+    @property
+    def fd(self) -> int:
+        assert self._fd is not None, "staging lock already released"
+        return self._fd
+
+    def release(self) -> None:
+        """Drop the lock without touching the file (which may no longer be ours)."""
+        with _held_guard:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                _held.pop(self.path, None)
+
     def unlock_and_delete(self) -> None:
         """Remove the lock file, then release the lock (never the other way round: a pruner
         could otherwise lock the file and delete the directory while we still use it)."""
@@ -160,22 +171,52 @@ class StagingLock:
 
 
 def new_staging_dir(base: Path, content_mode: int) -> tuple[Path, StagingLock]:
-    """Create ``<base>/<random>/`` with its lock held and an empty ``dir/`` for the content."""
+    """Create ``<base>/<random>/`` with its lock held and an empty ``dir/`` for the content.
+
+    A pruner (ours or Go's) treats a directory whose lock nobody holds as stale, and ours has
+    no lock for an instant after it appears; so when a pruner wins that race we start over
+    with a fresh name, as Go's ``CreateAndLock`` retries.
+    """
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    layer_dir = Path(tempfile.mkdtemp(dir=base))
-    lock = StagingLock.try_lock(layer_dir / LOCK_FILE)
-    if lock is None:  # a fresh random name: only a racing pruner could hold it
-        shutil.rmtree(layer_dir, ignore_errors=True)
-        raise OSError(f"failed to acquire lock on {layer_dir / LOCK_FILE}")
-    try:
+    for _ in range(_MAX_TRIES):
+        layer_dir = Path(tempfile.mkdtemp(dir=base))
+        lock = _lock_fresh(layer_dir / LOCK_FILE)
+        if lock is None:
+            continue  # taken for stale: the pruner removes it
         content = layer_dir / CONTENT_DIR
-        os.mkdir(content, content_mode)
-        os.chmod(content, content_mode)  # mkdir is filtered by the umask
-    except BaseException:
-        shutil.rmtree(layer_dir, ignore_errors=True)
-        lock.unlock_and_delete()
-        raise
-    return layer_dir, lock
+        try:
+            os.mkdir(content, content_mode)
+            os.chmod(content, content_mode)  # mkdir is filtered by the umask
+        except FileNotFoundError:
+            lock.release()
+            continue
+        except BaseException:
+            shutil.rmtree(layer_dir, ignore_errors=True)
+            lock.unlock_and_delete()
+            raise
+        return layer_dir, lock
+    raise OSError(f"failed to allocate a staging directory in {base} after {_MAX_TRIES} attempts")
+
+
+def _lock_fresh(path: Path) -> StagingLock | None:
+    """Lock a new staging directory's lock file, or None if a pruner got there first."""
+    try:
+        lock = StagingLock.try_lock(path)
+    except FileNotFoundError:
+        return None  # the directory is already gone
+    if lock is None:
+        return None
+    # Locked, but is it still the directory's lock file? A pruner that removed the directory
+    # between our open and our lock leaves us holding an unlinked inode.
+    held = os.fstat(lock.fd)
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        current = None
+    if current is None or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+        lock.release()
+        return None
+    return lock
 
 
 def prune_staging_dirs(base: Path) -> bool:
@@ -187,17 +228,16 @@ def prune_staging_dirs(base: Path) -> bool:
     remaining = False
     for entry in entries:
         path = Path(entry.path)
-        lock_path = path / LOCK_FILE
-        if not lock_path.exists():
-            with contextlib.suppress(OSError):
-                if time.time() - entry.stat(follow_symlinks=False).st_mtime < _SETUP_GRACE_SECONDS:
-                    remaining = True  # maybe being set up by new_staging_dir right now
-                    continue
         if not entry.is_dir(follow_symlinks=False):
             with contextlib.suppress(OSError):
                 os.unlink(path)
             continue
-        lock = StagingLock.try_lock(lock_path)
+        try:
+            # As Go: take the lock, creating the file if it is missing (a directory its owner
+            # died in before locking); new_staging_dir retries if we win against a live setup.
+            lock = StagingLock.try_lock(path / LOCK_FILE)
+        except FileNotFoundError:
+            continue  # removed meanwhile
         if lock is None:
             remaining = True
             continue

@@ -92,10 +92,11 @@ def _hex_id(rng: random.Random) -> str:
 class Generator:
     """Seeded random operations that are valid for the current model."""
 
-    def __init__(self, rng: random.Random, model: Model) -> None:
+    def __init__(self, rng: random.Random, model: Model, staging: bool = False) -> None:
         self.rng = rng
         self.model = model
         self.counter = 0
+        self.staging = staging  # whether the driver can stage layers (overlay)
 
     def name(self, kind: str) -> str:
         self.counter += 1
@@ -143,6 +144,8 @@ class Generator:
             ("delete-layer", 3.0 if big else 1.0), ("delete-image", 3.0 if big else 1.0),
             ("delete-container", 3.0 if big else 1.0), ("delete", 2.0 if big else 0.7),
         ]
+        if self.staging:
+            choices += [("staged-create", 1.0 if big else 2.0), ("staged-apply", 1.5)]
         while True:
             kind = rng.choices([c[0] for c in choices], [c[1] for c in choices])[0]
             op = self._make(kind)
@@ -151,6 +154,15 @@ class Generator:
 
     def _make(self, kind: str) -> dict[str, Any] | None:
         m, rng = self.model, self.rng
+        if kind.startswith("staged-"):
+            # The same operations with the content staged first (always a diff to stage).
+            op = self._make("create-layer" if kind == "staged-create" else "applydiff")
+            if op is None:
+                return None
+            if "diff" not in op:
+                diff, digest = self.tar()
+                op["diff"], op["digest"] = _b64(diff), digest
+            return {**op, "op": kind}
         if kind == "create-layer":
             parents = self._image_layers()
             parent = rng.choice(parents) if parents and rng.random() < 0.6 else ""
@@ -218,6 +230,7 @@ class Generator:
 def apply_acked(model: Model, op: dict[str, Any], store_view: Callable[[], Store]) -> None:
     """The model after ``op`` completed."""
     kind, oid = op["op"], op["id"]
+    kind = {"staged-create": "create-layer", "staged-apply": "applydiff"}.get(kind, kind)
     if kind == "create-layer":
         model.layers[oid] = LayerState(op["parent"], list(op["names"]), op.get("digest", ""),
                                        empty="diff" not in op)
@@ -426,6 +439,9 @@ def verify(graph: Path, run: Path, driver: str, model: Model,
         report = store.check(CheckOptions.everything())
         if not report.empty():
             raise Mismatch(f"check after {killed and killed['op']}: {report.lines()[:6]}")
+        staging = graph / driver / "staging"
+        if staging.is_dir() and os.listdir(staging):  # the killed worker held none any more
+            raise Mismatch(f"stale staging dirs after {killed and killed['op']}: {os.listdir(staging)}")
         stats.verified += 1
         stats.items_checked += len(seen.layers) + len(seen.images) + len(seen.containers)
         return model
@@ -437,7 +453,7 @@ def run_campaign(graph: Path, run: Path, driver: str, seed: int, kills: int,
                  max_seconds: float) -> Stats:
     rng = random.Random(seed)
     model = Model()
-    gen = Generator(rng, model)
+    gen = Generator(rng, model, staging=driver == "overlay")
     stats = Stats()
     durations: dict[str, float] = {}
     started = time.monotonic()

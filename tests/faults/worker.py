@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Any
 
+from cs_core.drivers.staging import TarDiffer
+from cs_core.staged_layers import ApplyStagedLayerOptions
 from cs_core.store import ImageOptions, LayerOptions, Store, open_store
 
 
@@ -31,6 +33,15 @@ def perform(store: Store, op: dict[str, Any]) -> None:
                         options=LayerOptions(), diff=diff)
     elif kind == "applydiff":
         store.apply_diff(op["id"], io.BytesIO(_data(op, "diff")))
+    elif kind in ("staged-create", "staged-apply"):
+        staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(_data(op, "diff"))))
+        try:
+            store.apply_staged_layer(ApplyStagedLayerOptions(
+                diff_output=staged, id=op["id"], parent_layer=op.get("parent") or "",
+                names=list(op.get("names", []))))
+        except BaseException:
+            store.cleanup_staged_layer(staged)
+            raise
     elif kind == "create-image":
         store.create_image(id=op["id"], names=op["names"], layer=op["layer"],
                            options=ImageOptions(big_data={k: base64.b64decode(v)
