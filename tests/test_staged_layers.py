@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,36 @@ def test_vfs_store_api_is_not_supported(tmp_path: Path) -> None:
         assert not (tmp_path / "g" / "vfs" / "staging").exists()
     finally:
         store.shutdown(force=True)
+
+
+def test_prune_keeps_held_dirs_and_removes_the_rest(tmp_path: Path) -> None:
+    from cs_core.drivers.staging import LOCK_FILE, new_staging_dir, prune_staging_dirs
+
+    base = tmp_path / "staging"
+    mine, lock = new_staging_dir(base, 0o755)
+    (mine / "dir" / "x").mkdir(parents=True)
+    died_early = base / "no-lock-yet"  # its owner died before creating the lock
+    died_early.mkdir()
+    died_later = base / "unlocked"
+    (died_later / "dir").mkdir(parents=True)
+    (died_later / LOCK_FILE).touch()
+    held = base / "held-elsewhere"
+    held.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint(flush=True)\ntime.sleep(60)\n",
+         str(held / LOCK_FILE)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"\n"
+        assert prune_staging_dirs(base) is True  # some remain: held ones
+        assert sorted(os.listdir(base)) == sorted([mine.name, "held-elsewhere"])
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert prune_staging_dirs(base) is True  # ours is still held, by this process
+    lock.unlock_and_delete()
+    assert prune_staging_dirs(base) is False
+    assert os.listdir(base) == []
