@@ -8,7 +8,6 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import re
@@ -21,6 +20,7 @@ import attrs
 
 from cs_core.errors import ConfigError
 from cs_core.model import IDMap
+from cs_core.rootless import rootless_uid, uses_per_user_storage
 
 ROOTFUL_GRAPH_ROOT = "/var/lib/containers/storage"
 ROOTFUL_RUN_ROOT = "/run/containers/storage"
@@ -66,16 +66,9 @@ class StoreOptions:
         return _rootless_options(path)
 
 
-def rootless_uid() -> int:
-    """Go ``getRootlessUID``: the user we act for, also as root of the namespace ``-U`` made."""
-    with contextlib.suppress(ValueError):
-        return int(os.environ.get("_CONTAINERS_ROOTLESS_UID", ""))
-    return os.geteuid()
-
-
 def is_rootless() -> bool:
-    """Whether per-user storage applies (Go ``usePerUserStorage``)."""
-    return rootless_uid() != 0
+    """Whether per-user storage applies: the one rule in cs_core.rootless."""
+    return uses_per_user_storage()
 
 
 def default_config_file(rootless: bool) -> str:

@@ -29,12 +29,10 @@ from collections.abc import Sequence
 from cs_core.errors import StorageError
 from cs_core.idmap import SubIDKind, read_subid_ranges, subid_file
 from cs_core.model import IDMap
+from cs_core.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV, in_configured_namespace
 
 log = logging.getLogger(__name__)
 
-USERNS_ENV = "_CONTAINERS_USERNS_CONFIGURED"
-ROOTLESS_UID_ENV = "_CONTAINERS_ROOTLESS_UID"
-ROOTLESS_GID_ENV = "_CONTAINERS_ROOTLESS_GID"
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -49,22 +47,12 @@ class UserNamespaceError(StorageError):
         return f"{self.message}: {self.detail}" if self.detail else self.message
 
 
-def inside() -> bool:
-    """Whether we run in the namespace a parent set up for us."""
-    return bool(os.environ.get(USERNS_ENV))
-
-
-def is_rootless() -> bool:
-    """Go ``unshare.IsRootless`` (the ``--unshare`` default): not root, or root only in here."""
-    return os.geteuid() != 0 or inside()
-
-
 def needs_reexec() -> bool:
     """Whether ``--unshare`` means re-running: a non-root user, not yet inside a namespace.
 
     As root it does nothing: root can already own files as anyone.
     """
-    return os.geteuid() != 0 and not inside()
+    return os.geteuid() != 0 and not in_configured_namespace()
 
 
 def namespace_maps(uid: int, gid: int, user: str) -> tuple[list[IDMap], list[IDMap]]:

@@ -28,6 +28,7 @@ from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
 from cs_core.idmap import maps_from_subid
 from cs_core.idset import IDSet
 from cs_core.model import IDMap, Image
+from cs_core.rootless import is_rootless, rootless_uid
 
 if TYPE_CHECKING:
     from cs_core.store import Store
@@ -58,20 +59,11 @@ class AutoUserNsOptions:
 def _rootless_user() -> str:
     if user := os.environ.get("USER"):
         return user
-    uid = os.geteuid()
-    if uid == 0:  # re-executed inside our own namespace: the real user is in the environment
-        with contextlib.suppress(ValueError):
-            uid = int(os.environ.get("_CONTAINERS_ROOTLESS_UID", ""))
     try:
-        return pwd.getpwuid(uid).pw_name
+        # As root of the --unshare namespace, the real user is in the environment.
+        return pwd.getpwuid(rootless_uid()).pw_name
     except KeyError:
         return ""
-
-
-def in_rootless_namespace() -> bool:
-    """Go ``unshare.IsRootless``: not root, or inside the namespace ``unshare`` set up (where
-    we are UID 0 but own only the caller's subordinate IDs)."""
-    return os.geteuid() != 0 or bool(os.environ.get("_CONTAINERS_USERNS_CONFIGURED"))
 
 
 def available_ids(user: str, *, rootless: bool) -> tuple[IDSet, IDSet]:
@@ -218,7 +210,7 @@ def auto_userns_maps(store: Store, options: AutoUserNsOptions,
     The caller holds ``userns.lock``; see the module docstring.
     """
     available_uids, available_gids = available_ids(store.options.root_auto_userns_user,
-                                                   rootless=in_rootless_namespace())
+                                                   rootless=is_rootless())
     used_uids: list[IDMap] = []
     used_gids: list[IDMap] = []
     for container in store.containers():

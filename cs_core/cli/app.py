@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cs_core.unshare import is_rootless
+from cs_core.rootless import is_rootless
 
 _ROOTLESS = is_rootless()  # Go's default for --unshare
 

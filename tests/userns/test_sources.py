@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cs_core.idset import IDSet
-from cs_core.userns import available_ids, in_rootless_namespace, size_from_user_files
+from cs_core.userns import available_ids, size_from_user_files
 
 from .conftest import SubIDs
 
@@ -112,9 +112,3 @@ def test_a_user_without_ranges_has_no_ids(subids: SubIDs,
     assert 'Cannot find mappings for user "nobody-here": no subuid ranges found for user ' \
         '"nobody-here"' in caplog.text
 
-
-def test_inside_unshare_counts_as_rootless(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("_CONTAINERS_USERNS_CONFIGURED", raising=False)
-    assert in_rootless_namespace() == (os.geteuid() != 0)
-    monkeypatch.setenv("_CONTAINERS_USERNS_CONFIGURED", "done")
-    assert in_rootless_namespace()

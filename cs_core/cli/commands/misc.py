@@ -171,12 +171,13 @@ def unshare(env: Env, args: tuple[str, ...]) -> int:
     import subprocess
 
     from cs_core import unshare as unshare_ns
+    from cs_core.rootless import USERNS_ENV
 
     if unshare_ns.needs_reexec():
         # Even with --unshare=false, as Go: this command is about the namespace.
         return unshare_ns.reexec_self()
     argv = list(args) or [os.environ.get("SHELL") or "/bin/sh"]
-    env_vars = {**os.environ, unshare_ns.USERNS_ENV: "done"}
+    env_vars = {**os.environ, USERNS_ENV: "done"}
     try:
         return subprocess.call(argv, env=env_vars)
     except FileNotFoundError as exc:

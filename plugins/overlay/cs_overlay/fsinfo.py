@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import os
 
+from cs_core.rootless import is_rootless
+
 AUFS = 0x61756673
 ECRYPTFS = 0xF15F
 OVERLAY = 0x794C7630
@@ -100,15 +102,8 @@ def _dtype_known(path: str | os.PathLike[str], name: str) -> bool:
 
 
 def rootless() -> bool:
-    """Go ``unshare.IsRootless``: not real root, or root only inside a user namespace.
+    """Go ``unshare.IsRootless`` (one rule for all of cs_core: cs_core.rootless).
 
     There, trusted.* xattrs are off limits, so overlay needs ``userxattr`` and user.overlay.*.
     """
-    if os.geteuid() != 0:
-        return True
-    try:
-        with open("/proc/self/uid_map") as fh:
-            fields = fh.read().split()
-    except OSError:
-        return False
-    return fields != ["0", "0", "4294967295"]
+    return is_rootless()
