@@ -1,106 +1,28 @@
 """--unshare/-U and the unshare command, run by an unprivileged user with /etc/subuid ranges.
 
-The user, its ranges and its passwd entry exist only in a private mount namespace (bind mounts
-over /etc/passwd, /etc/group, /etc/subuid, /etc/subgid), so the host is never changed; newuidmap
-and newgidmap, being setuid root, read those same files there.
+The user, its ranges and its passwd entry exist only in a private mount namespace
+(cs_core.testing.fakeuser), so the host is never changed.
 """
 
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import require_privileged
+from cs_core.testing.fakeuser import SUB_COUNT, SUB_START, UID, FakeUser, fake_user
 from cs_core.testing.tars import layer_tar
-
-UID = 23456
-SUB_START, SUB_COUNT = 300000, 65536
-
-
-@attrs.define
-class User:
-    """Runs commands as UID in a private mount namespace where it has subordinate IDs."""
-
-    home: Path
-    script: Path
-
-    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh",
-                               str(self.script), *argv], capture_output=True, text=True,
-                              timeout=120)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(sys.executable, "-m", "cs_core", *args)
-
-
-def _unblock(paths: list[str]) -> list[str]:
-    """Shell lines that make ``paths`` reachable for any user inside the namespace: each
-    ancestor directory others cannot search (pyenv under /root, say) is covered by a 0755 tmpfs
-    holding bind mounts of just the entries needed."""
-    needed: dict[str, set[str]] = {}
-    for path in paths:
-        parts = Path(path).parts
-        for i in range(1, len(parts)):
-            parent = os.path.join(*parts[:i])
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                needed.setdefault(parent, set()).add(parts[i])
-                break
-    lines = []
-    for n, (blocked, children) in enumerate(sorted(needed.items())):
-        for child in sorted(children):
-            stash = f"$STASH/{n}-{child}"
-            lines += [f"mkdir -p {stash}", f"mount --bind {blocked}/{child} {stash}"]
-        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {blocked}")
-        for child in sorted(children):
-            lines += [f"mkdir -p {blocked}/{child}", f"mount --bind $STASH/{n}-{child} {blocked}/{child}"]
-    return lines
 
 
 @pytest.fixture
-def user() -> Iterator[User]:
-    require_privileged()
-    for tool in ("unshare", "setpriv", "newuidmap", "newgidmap"):
-        requires_command(tool)
-    with pytest.raises(KeyError):
-        pwd.getpwuid(UID)  # the test user must not be a real one
-    home = Path(tempfile.mkdtemp(prefix="cs-unshare-"))
-    try:
-        etc = home / "etc"
-        etc.mkdir()
-        for name in ("passwd", "group"):
-            shutil.copy(f"/etc/{name}", etc / name)
-        with open(etc / "passwd", "a") as f:
-            f.write(f"cstest:x:{UID}:{UID}::{home}:/bin/sh\n")
-        with open(etc / "group", "a") as f:
-            f.write(f"cstest:x:{UID}:\n")
-        for name in ("subuid", "subgid"):
-            (etc / name).write_text(f"cstest:{SUB_START}:{SUB_COUNT}\n")
-        stash = home / "stash"
-        stash.mkdir()
-        import cs_core
-
-        lines = ["set -e", f"STASH={stash}"]
-        lines += [f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "subuid", "subgid")]
-        lines += _unblock([os.path.realpath(sys.executable), sys.prefix,
-                           os.path.dirname(os.path.dirname(cs_core.__file__))])
-        lines.append(f'exec setpriv --reuid={UID} --regid={UID} --clear-groups env HOME={home} "$@"')
-        script = home / "run.sh"
-        script.write_text("\n".join(lines) + "\n")
-        os.chown(home, UID, UID)
-        os.chmod(home, 0o755)
-        yield User(home, script)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+def user() -> Iterator[FakeUser]:
+    with fake_user() as u:
+        yield u
 
 
 def _layer_tar(path: Path) -> Path:
@@ -113,7 +35,7 @@ def _owners(layer_dir: Path) -> dict[str, tuple[int, int]]:
     return {e.name: (e.stat().st_uid, e.stat().st_gid) for e in os.scandir(layer_dir)}
 
 
-def test_unshare_maps_layer_owners_to_subordinate_ids(user: User) -> None:
+def test_unshare_maps_layer_owners_to_subordinate_ids(user: FakeUser) -> None:
     tar = _layer_tar(user.home / "layer.tar")
     roots = ["-g", str(user.home / "g"), "-R", str(user.home / "r"), "-s", "vfs"]
     # Explicit -U here; without a flag it is the default for a non-root user.
@@ -131,7 +53,7 @@ def test_unshare_maps_layer_owners_to_subordinate_ids(user: User) -> None:
     assert '"uidset":[0,1000]' in listed.stdout
 
 
-def test_without_unshare_chown_fails_clearly(user: User) -> None:
+def test_without_unshare_chown_fails_clearly(user: FakeUser) -> None:
     tar = _layer_tar(user.home / "layer.tar")
     proc = user.cli("--unshare=false", "-g", str(user.home / "g"), "-R", str(user.home / "r"),
                     "-s", "vfs", "import-layer", "-f", str(tar))
@@ -142,7 +64,7 @@ def test_without_unshare_chown_fails_clearly(user: User) -> None:
     assert lines[0].endswith(": operation not permitted")
 
 
-def test_unshare_command_runs_inside_with_the_ranges(user: User) -> None:
+def test_unshare_command_runs_inside_with_the_ranges(user: FakeUser) -> None:
     proc = user.cli("unshare", "sh", "-c",
                     'id -u; cat /proc/self/uid_map; echo "$_CONTAINERS_USERNS_CONFIGURED"; exit 7')
     assert proc.returncode == 7, proc.stderr

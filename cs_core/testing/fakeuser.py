@@ -1,0 +1,126 @@
+"""An unprivileged user with subordinate IDs that exists only inside a private mount namespace.
+
+Rootless tests need a user with /etc/subuid and /etc/subgid ranges, which the host must not
+gain. Each command runs under ``unshare --mount`` with copies of /etc/passwd, /etc/group,
+/etc/subuid and /etc/subgid bind-mounted over the real ones, then drops to the user with
+``setpriv``. newuidmap and newgidmap, being setuid root, read those same files there, so the
+user's ranges really get installed. Needs root (to build the namespace) and the ``uidmap``
+and ``util-linux`` packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from cs_core.testing.privileged import require_privileged, requires_command
+
+UID = 23456
+NAME = "cstest"
+SUB_START, SUB_COUNT = 300000, 65536
+
+
+@attrs.define
+class FakeUser:
+    """Runs commands as ``uid`` in a private mount namespace where it has subordinate IDs."""
+
+    uid: int
+    name: str
+    home: Path
+    script: Path
+
+    def run(self, *argv: str, env: Mapping[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as the user; ``env`` adds to the user's (HOME, USER only)."""
+        extra = [f"{k}={v}" for k, v in (env or {}).items()]
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh",
+                               str(self.script), *extra, *argv], capture_output=True, text=True,
+                              timeout=120, input=input)
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """Our CLI, run by the user."""
+        return self.run(sys.executable, "-m", "cs_core", *args, env=env)
+
+
+def _unblock(paths: list[str]) -> list[str]:
+    """Shell lines that make ``paths`` reachable for any user inside the namespace: each
+    ancestor directory others cannot search (pyenv under /root, say) is covered by a 0755 tmpfs
+    holding bind mounts of just the entries needed."""
+    needed: dict[str, set[str]] = {}
+    for path in paths:
+        parts = Path(path).parts
+        for i in range(1, len(parts)):
+            parent = os.path.join(*parts[:i])
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                needed.setdefault(parent, set()).add(parts[i])
+                break
+    lines = []
+    for n, (blocked, children) in enumerate(sorted(needed.items())):
+        for child in sorted(children):
+            stash = f"$STASH/{n}-{child}"
+            lines += [f"mkdir -p {stash}", f"mount --bind {blocked}/{child} {stash}"]
+        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {blocked}")
+        for child in sorted(children):
+            lines += [f"mkdir -p {blocked}/{child}", f"mount --bind $STASH/{n}-{child} {blocked}/{child}"]
+    return lines
+
+
+@contextlib.contextmanager
+def fake_user(*, uid: int = UID, name: str = NAME, sub_start: int = SUB_START,
+              sub_count: int = SUB_COUNT) -> Iterator[FakeUser]:
+    """The user, with home directory a fresh temporary directory (removed afterwards).
+
+    Skips (fails in CI) without root or the tools; the environment is otherwise emptied but
+    for HOME, USER and PATH, as a login would, so nothing of the caller's leaks in.
+    """
+    require_privileged()
+    for tool in ("unshare", "setpriv", "newuidmap", "newgidmap"):
+        requires_command(tool)
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        pass
+    else:
+        raise AssertionError(f"UID {uid} is a real user; the fake user needs a free one")
+    home = Path(tempfile.mkdtemp(prefix="cs-fakeuser-"))
+    try:
+        etc = home / "etc"
+        etc.mkdir()
+        for file in ("passwd", "group"):
+            shutil.copy(f"/etc/{file}", etc / file)
+        with open(etc / "passwd", "a") as f:
+            f.write(f"{name}:x:{uid}:{uid}::{home}:/bin/sh\n")
+        with open(etc / "group", "a") as f:
+            f.write(f"{name}:x:{uid}:\n")
+        for file in ("subuid", "subgid"):
+            (etc / file).write_text(f"{name}:{sub_start}:{sub_count}\n")
+        stash = home / "stash"
+        stash.mkdir()
+        import cs_core
+
+        lines = ["set -e", f"STASH={stash}"]
+        lines += [f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "subuid", "subgid")]
+        lines += _unblock([os.path.realpath(sys.executable), sys.prefix,
+                           os.path.dirname(os.path.dirname(cs_core.__file__))])
+        path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups "
+                     f'env -i HOME={home} USER={name} PATH={path} "$@"')
+        script = home / "run.sh"
+        script.write_text("\n".join(lines) + "\n")
+        os.chown(home, uid, uid)
+        os.chmod(home, 0o755)
+        yield FakeUser(uid, name, home, script)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
