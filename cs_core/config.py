@@ -8,9 +8,11 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -300,17 +302,35 @@ def _rootless_driver(opts: StoreOptions) -> str:
 
 
 def rootless_run_dir(uid: int) -> str:
+    """The per-user run root (Go ``homedir.GetRuntimeDir`` plus ``containers``).
+
+    A candidate directory counts only if it is ours alone: owned by our *effective* UID (inside
+    the ``--unshare`` namespace that is 0, and the user's own directories show as owned by 0)
+    with mode 0700. Anything else, such as a /tmp directory another user made first, could let
+    that user into our runtime state, so we move on to the next candidate.
+    """
     if runtime := os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(runtime, "containers")
+    # /run/user/<uid> is logind's to create; Go tries too, but only root could, and a test
+    # faking a rootless UID as root must not litter the host's /run/user.
     run_user = f"/run/user/{uid}"
+    if _private_dir(run_user):
+        return os.path.join(run_user, "containers")
+    tmp = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"storage-run-{uid}")
+    with contextlib.suppress(OSError):
+        os.mkdir(tmp, 0o700)
+    if _private_dir(tmp):
+        return os.path.join(tmp, "containers")
+    return os.path.join(os.path.realpath(_home()), "rundir", "containers")
+
+
+def _private_dir(path: str) -> bool:
     try:
-        st = os.stat(run_user)
-        if st.st_uid == uid and st.st_mode & 0o777 == 0o700:
-            return os.path.join(run_user, "containers")
+        st = os.lstat(path)  # a symlink is never private: its target could be anyone's
     except OSError:
-        pass
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(tmp, f"storage-run-{uid}", "containers")
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and \
+        stat.S_IMODE(st.st_mode) == 0o700
 
 
 def resolve_cli_options(

@@ -78,8 +78,11 @@ def _unblock(paths: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def fake_user(*, uid: int = UID, name: str = NAME, sub_start: int = SUB_START,
-              sub_count: int = SUB_COUNT) -> Iterator[FakeUser]:
+              sub_count: int = SUB_COUNT, run_user_dir: bool = False) -> Iterator[FakeUser]:
     """The user, with home directory a fresh temporary directory (removed afterwards).
+
+    ``run_user_dir``: give it the /run/user/<uid> (0700, its own) that logind makes at login,
+    on a tmpfs over /run/user in the namespace.
 
     Skips (fails in CI) without root or the tools; the environment is otherwise emptied but
     for HOME, USER and PATH, as a login would, so nothing of the caller's leaks in.
@@ -111,6 +114,9 @@ def fake_user(*, uid: int = UID, name: str = NAME, sub_start: int = SUB_START,
 
         lines = ["set -e", f"STASH={stash}"]
         lines += [f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "subuid", "subgid")]
+        if run_user_dir:
+            lines += ["mount -t tmpfs -o mode=755 tmpfs /run/user",
+                      f"mkdir -m 700 /run/user/{uid}", f"chown {uid}:{uid} /run/user/{uid}"]
         lines += _unblock([os.path.realpath(sys.executable), sys.prefix,
                            os.path.dirname(os.path.dirname(cs_core.__file__))])
         path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

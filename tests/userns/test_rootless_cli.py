@@ -81,12 +81,8 @@ def test_auto_userns_in_the_default_rootless_store(user: FakeUser, driver: str) 
     assert hosts == [IDSet([(SUB_START, SUB_START + 1024)]),
                      IDSet([(SUB_START + 1024, SUB_START + 2048)])]
 
-    # No -g: the per-user default store, and the run root under $TMPDIR.
-    status = _status(user, env=env)
+    # No -g: the per-user default store (where the files below are found).
     graph = user.home / ".local" / "share" / "containers" / "storage"
-    assert f"Root: {graph}" in status.splitlines()
-    assert f"Run Root: {user.home}/storage-run-{UID}/containers" in status.splitlines()
-    assert f"Driver Name: {driver}" in status.splitlines()
 
     # On the host, the files belong to the subordinate IDs each container was given:
     # namespace ID (map start + container ID) is host ID SUB_START + that - 1.
@@ -96,8 +92,9 @@ def test_auto_userns_in_the_default_rootless_store(user: FakeUser, driver: str) 
     else:
         image_dir = graph / "overlay" / layer / "diff"
         # The container layer is empty; the image's top layer was copied and chowned for it.
-        parents = [json.loads(_ok(user, "layer", "--json", c["layer"], env=env))[0]["parent"]
-                   for c in created]
+        records = json.loads((graph / "overlay-layers" / "layers.json").read_text())
+        parent = {r["id"]: r.get("parent", "") for r in records}
+        parents = [parent[c["layer"]] for c in created]
         dirs = [graph / "overlay" / p / "diff" for p in parents]
     assert _owner(image_dir / "f") == (SUB_START + 4, SUB_START + 5)
     assert _owner(image_dir / "r") == (UID, UID)
@@ -144,3 +141,31 @@ def test_storage_conf_and_paths_inside_the_namespace(user: FakeUser) -> None:
     env = {**env, "XDG_DATA_HOME": str(user.home / "data"), "STORAGE_DRIVER": "vfs"}
     status = _status(user, env=env)
     assert f"Root: {user.home}/data/containers/storage" in status.splitlines()
+    # With no XDG_RUNTIME_DIR, the run root goes under $TMPDIR (made private for the user).
+    del env["XDG_RUNTIME_DIR"]
+    env["TMPDIR"] = str(user.home)
+    status = _status(user, env=env)
+    assert f"Run Root: {user.home}/storage-run-{UID}/containers" in status.splitlines()
+
+
+def test_run_root_in_run_user_inside_and_outside_the_namespace() -> None:
+    # Inside the namespace the user's /run/user/<uid> shows as owned by 0, our UID there.
+    with fake_user(run_user_dir=True) as user:
+        env = {"STORAGE_DRIVER": "vfs", "TMPDIR": str(user.home)}
+        for flags in (["-U"], ["--unshare=false"]):
+            status = _status(user, *flags, env=env)
+            assert f"Run Root: /run/user/{UID}/containers" in status.splitlines(), flags
+
+
+def test_run_root_in_a_tmp_dir_someone_else_made_is_refused(user: FakeUser) -> None:
+    tmp = user.home / "tmp"
+    (tmp / f"storage-run-{UID}").mkdir(mode=0o700, parents=True)  # root's, not the user's
+    os.chmod(tmp, 0o777)
+    env = {"STORAGE_DRIVER": "vfs", "TMPDIR": str(tmp)}
+    status = _status(user, env=env)
+    assert f"Run Root: {user.home}/rundir/containers" in status.splitlines()
+    # Once it is gone, the user makes its own.
+    (tmp / f"storage-run-{UID}").rmdir()
+    status = _status(user, env=env)
+    assert f"Run Root: {tmp}/storage-run-{UID}/containers" in status.splitlines()
+    assert (tmp / f"storage-run-{UID}").stat().st_uid == UID
