@@ -73,3 +73,12 @@ def test_environment_rules_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("_CONTAINERS_ROOTLESS_UID", "0")
     # Configured for root: rootless (Go) but the system's storage.
     assert is_rootless() and not uses_per_user_storage()
+
+
+def test_the_unshare_command_as_root_does_not_claim_a_namespace() -> None:
+    # Root is not re-executed into a namespace, so its children must not think they are in one.
+    require_privileged()
+    proc = subprocess.run([sys.executable, "-m", "cs_core", "unshare", sys.executable, "-c", PROBE],
+                          capture_output=True, text=True, timeout=60, env=CLEAN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rootless"] is False

@@ -171,14 +171,15 @@ def unshare(env: Env, args: tuple[str, ...]) -> int:
     import subprocess
 
     from cs_core import unshare as unshare_ns
-    from cs_core.rootless import USERNS_ENV
 
     if unshare_ns.needs_reexec():
         # Even with --unshare=false, as Go: this command is about the namespace.
         return unshare_ns.reexec_self()
     argv = list(args) or [os.environ.get("SHELL") or "/bin/sh"]
-    env_vars = {**os.environ, USERNS_ENV: "done"}
+    # Inside our namespace the environment already says so. Real root stays outside (see
+    # NOTES), and telling its children they were rootless would make overlay write user.*
+    # xattrs and auto-userns hand out raw host IDs 1..N.
     try:
-        return subprocess.call(argv, env=env_vars)
+        return subprocess.call(argv)
     except FileNotFoundError as exc:
         raise CommandError(f"exec: {argv[0]}: executable file not found in $PATH") from exc
