@@ -32,12 +32,6 @@ def rootless_uid() -> int:
     return os.geteuid()
 
 
-def rootless_gid() -> int:
-    with contextlib.suppress(ValueError):
-        return int(os.environ.get(ROOTLESS_GID_ENV, ""))
-    return os.getegid()
-
-
 def in_configured_namespace() -> bool:
     """Whether a parent (``--unshare``/``unshare``, podman) set up our user namespace."""
     return bool(os.environ.get(USERNS_ENV))

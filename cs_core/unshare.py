@@ -33,7 +33,6 @@ from cs_core.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV, in_
 
 log = logging.getLogger(__name__)
 
-
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
