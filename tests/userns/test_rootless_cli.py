@@ -21,7 +21,8 @@ from cs_core.model import IDMap
 from cs_core.testing.fakeuser import SUB_COUNT, SUB_START, UID, FakeUser, fake_user
 from cs_core.testing.tars import layer_tar
 
-# The namespace --unshare makes: the user as 0, its subordinate range from 1.
+# The namespace --unshare makes: the user as 0, its subordinate range from 1 (what
+# tests/cli/test_unshare.py reads from /proc/self/uid_map in there).
 NAMESPACE_MAP = [IDMap(0, UID, 1), IDMap(1, SUB_START, SUB_COUNT)]
 
 
