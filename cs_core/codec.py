@@ -13,13 +13,15 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
 
 from cs_core.errors import CorruptRecordFile
 from cs_core.model import JSON, Container, IDMap, Image, Layer, MountRecord
+
+if TYPE_CHECKING:
+    import cattrs
 
 T = TypeVar("T")
 
@@ -108,6 +110,8 @@ def _is_empty(value: Any) -> bool:
 
 
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter()
     conv.register_unstructure_hook(_dt.datetime, format_time)
     conv.register_structure_hook(_dt.datetime, lambda v, _: parse_time(v))
@@ -188,28 +192,49 @@ def _sort_maps(value: Any) -> Any:
     return value
 
 
-converter = _make_converter()
+_converter: cattrs.Converter | None = None
+
+
+def get_converter() -> cattrs.Converter:
+    """The converter, built on first use: cattrs and the hook setup cost a CLI process more
+    than most commands' work, and commands that read no records never need them."""
+    global _converter
+    if _converter is None:
+        _converter = _make_converter()
+    return _converter
+
+
+def __getattr__(name: str) -> cattrs.Converter:
+    if name == "converter":  # ``codec.converter`` as before, built lazily
+        return get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dumps_records(records: Iterable[Any]) -> bytes:
     """Encode a list of records as a Go store file (``[]`` when empty)."""
-    return go_json_dumps([converter.unstructure(r) for r in records]).encode()
+    conv = get_converter()
+    return go_json_dumps([conv.unstructure(r) for r in records]).encode()
 
 
 def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
     """Decode a Go store file; errors name the file, never a traceback for the user."""
     if not data.strip():
         return []
+    import cattrs
+
+    conv = get_converter()
     try:
         raw = json.loads(data)
         if not isinstance(raw, list):
             raise ValueError("expected a JSON array")
-        return [converter.structure(item, cls) for item in raw]
+        return [conv.structure(item, cls) for item in raw]
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
         raise CorruptRecordFile(f"loading {source}: {_describe(exc)}") from exc
 
 
 def _describe(exc: BaseException) -> str:
+    import cattrs
+
     if isinstance(exc, cattrs.BaseValidationError):
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _describe(inner)

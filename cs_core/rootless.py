@@ -37,6 +37,15 @@ def in_configured_namespace() -> bool:
     return bool(os.environ.get(USERNS_ENV))
 
 
+def needs_reexec() -> bool:
+    """Whether ``--unshare`` means re-running: a non-root user, not yet inside a namespace.
+
+    As root it does nothing: root can already own files as anyone. (Here rather than in
+    ``cs_core.unshare`` so the CLI can ask without importing ctypes and the ID-map code.)
+    """
+    return os.geteuid() != 0 and not in_configured_namespace()
+
+
 def is_rootless() -> bool:
     """Go ``unshare.IsRootless``: not root, or root only of a user namespace."""
     if rootless_uid() != 0 or in_configured_namespace():

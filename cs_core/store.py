@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import gzip
 import json
 import logging
 import os
@@ -21,12 +20,6 @@ from typing import TYPE_CHECKING, BinaryIO
 import attrs
 
 from cs_core import atomic, lockfile
-from cs_core.archive.compression import (
-    Compression,
-    DigestReader,
-    compress_stream,
-    decompress_stream,
-)
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry
@@ -62,6 +55,7 @@ from cs_core.selection import select_driver
 from cs_core.userns import AutoUserNsOptions, auto_userns_maps
 
 if TYPE_CHECKING:
+    from cs_core.archive.compression import Compression
     from cs_core.check import CheckOptions, CheckReport, RepairOptions
     from cs_core.drivers.staging import Differ, StagedLayer
     from cs_core.staged_layers import ApplyStagedLayerOptions
@@ -429,6 +423,9 @@ class Store:
         staged_layers.cleanup(self, staged)
 
     def _apply_diff_locked(self, layer: Layer, stream: BinaryIO, options: LayerOptions) -> None:
+        import gzip
+
+        from cs_core.archive.compression import DigestReader, decompress_stream
         from cs_core.archive.tarsplit import TarSplitWriter
 
         ls = self.layer_store
@@ -1249,6 +1246,9 @@ class Store:
              compression: Compression | None = None,
              progress: Callable[[int], None] | None = None) -> None:
         """Write the layer's changes as a tar stream; bit-exact when tar-split allows."""
+        import gzip
+
+        from cs_core.archive.compression import Compression, compress_stream
         from cs_core.archive.tarsplit import reassemble
 
         with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import pwd
@@ -29,14 +28,17 @@ from collections.abc import Sequence
 from cs_core.errors import StorageError
 from cs_core.idmap import SubIDKind, read_subid_ranges, subid_file
 from cs_core.model import IDMap
-from cs_core.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV, in_configured_namespace
+from cs_core.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV
+from cs_core.rootless import needs_reexec as needs_reexec  # re-exported: callers know it here
 
 log = logging.getLogger(__name__)
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# CDLL(None): the C library the interpreter already has loaded; find_library would run ldconfig
+# (a subprocess) in every process that imports this module.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class UserNamespaceError(StorageError):
@@ -44,14 +46,6 @@ class UserNamespaceError(StorageError):
 
     def __str__(self) -> str:
         return f"{self.message}: {self.detail}" if self.detail else self.message
-
-
-def needs_reexec() -> bool:
-    """Whether ``--unshare`` means re-running: a non-root user, not yet inside a namespace.
-
-    As root it does nothing: root can already own files as anyone.
-    """
-    return os.geteuid() != 0 and not in_configured_namespace()
 
 
 def namespace_maps(uid: int, gid: int, user: str) -> tuple[list[IDMap], list[IDMap]]:

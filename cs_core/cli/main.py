@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cs_core import unshare as unshare_ns
+from cs_core import rootless
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION, cli
 from cs_core.cli.framework import UNLIMITED, Env, GoCommand, InitError, describe, err, go_list, out
@@ -44,23 +44,27 @@ def load_plugin_commands() -> None:
     _plugins_loaded = True
     from cs_core.drivers.plugins import default_registry
 
+    builtin = commands.all_builtins()
     registry = default_registry()
     registry.load_all()
-    builtin = set(cli.commands)
     try:
         registry.call("cs_register_commands", cli=cli)
     except Exception as exc:  # a broken plugin must not break the CLI
         err(f"warning: a plugin failed to add commands: {describe(exc)}\n")
-    for name in builtin:  # built-ins win over plugins that try to shadow them
-        cli.commands[name] = commands.BUILTIN[name]
+    cli.commands.update(builtin)  # built-ins win over plugins that try to shadow them
 
 
 def ordered_commands() -> list[click.Command]:
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(cli.commands.values(), key=lambda c: (rank.get(c.name or "", len(ORDER)), c.name))
+    everything = {**cli.commands, **commands.all_builtins()}
+    return sorted(everything.values(), key=lambda c: (rank.get(c.name or "", len(ORDER)), c.name))
 
 
 def find_command(name: str) -> click.Command | None:
+    """The built-in or (already loaded) plugin command ``name`` or with alias ``name``."""
+    found = commands.builtin(name)
+    if found is not None:
+        return found
     for cmd in cli.commands.values():
         if cmd.name == name or (isinstance(cmd, GoCommand) and name in cmd.aliases):
             return cmd
@@ -161,7 +165,7 @@ def run(argv: Sequence[str]) -> int:
     if defaults:
         values.update(defaults)
     if not isinstance(cmd, GoCommand):
-        if values.get("unshare") and unshare_ns.needs_reexec():
+        if values.get("unshare") and rootless.needs_reexec():
             return reexec_in_user_namespace(values)
         return run_click_command(name, cmd, args, values)
 
@@ -184,7 +188,7 @@ def run(argv: Sequence[str]) -> int:
         command_usage(name, cmd, fs)
         return 1
     final = {f.dest: fs.values[f.dest] for f in global_flags()}
-    if final.get("unshare") and unshare_ns.needs_reexec():
+    if final.get("unshare") and rootless.needs_reexec():
         return reexec_in_user_namespace(final)  # as Go: after the argument checks, before the store
     if defaults and all(final[k] == defaults[k] for k in ROOT_FLAGS):
         # Nothing overrode storage.conf: let the resolver use all of it, not just four keys.
@@ -195,9 +199,11 @@ def run(argv: Sequence[str]) -> int:
 
 
 def reexec_in_user_namespace(values: dict[str, Any]) -> int:
+    from cs_core import unshare
+
     setup_logging(bool(values.get("debug")))
     try:
-        return unshare_ns.reexec_self()
+        return unshare.reexec_self()
     except (StorageError, OSError) as exc:
         err(f"{describe(exc)}\n")
         return 1
@@ -266,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()
+    except commands.CommandLoadError as exc:  # a broken installation: say which module
+        err(f"{PROG}: {exc}\n")
+        code = 1
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): exit quietly as Go's CLI would on SIGPIPE.
         code = 141

@@ -18,7 +18,6 @@ import importlib
 import os
 import traceback
 from collections.abc import Iterable
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +26,8 @@ import pluggy
 
 from cs_core.drivers import hookspecs
 from cs_core.drivers.base import GraphDriver
+from cs_core.drivers.entrypoints import EntryPointLike
+from cs_core.drivers.entrypoints import entry_points as find_entry_points
 from cs_core.errors import NotSupported, PluginError
 
 ENTRY_POINT_GROUP = "cs_core"
@@ -58,15 +59,15 @@ def _env_list(name: str) -> set[str] | None:
 class PluginRegistry:
     """Owns the pluggy manager and the name → driver-class table."""
 
-    def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None) -> None:
+    def __init__(self, entry_points: Iterable[EntryPointLike] | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._drivers: dict[str, type[GraphDriver]] = {}
         self._driver_owner: dict[str, str] = {}
-        self._entry_points: dict[str, metadata.EntryPoint] = {}
+        self._entry_points: dict[str, EntryPointLike] = {}
         self.plugins: dict[str, PluginInfo] = {}
         if entry_points is None:
-            entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+            entry_points = find_entry_points(ENTRY_POINT_GROUP)
         disabled = _env_list(ENV_DISABLE) or set()
         only = _env_list(ENV_ONLY)
         for ep in entry_points:

@@ -34,7 +34,7 @@ def test_blocked_plugin_is_reported(bare: CLI) -> None:
 def test_plugin_commands_are_added_after_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     from cs_core.cli import main as cli_main
     from cs_core.cli.app import cli as app_cli
-    from cs_core.cli.commands import BUILTIN
+    from cs_core.cli.commands import builtin
 
     @click.command("hello", help="Say hello")
     @click.argument("who")
@@ -61,7 +61,7 @@ def test_plugin_commands_are_added_after_builtins(capsys: pytest.CaptureFixture[
         assert cli_main.run(["hello", "world"]) == 0
         assert capsys.readouterr().out == "hello world from Env\n"
         assert cli_main.run(["hello"]) == 125  # click's own usage error for a plugin command
-        assert cli_main.find_command("layers") is BUILTIN["layers"]
+        assert cli_main.find_command("layers") is builtin("layers")
     finally:
         registry.pm.unregister(name="test-cli-plugin")
         app_cli.commands.pop("hello", None)

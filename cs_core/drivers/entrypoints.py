@@ -1,0 +1,135 @@
+"""Entry points of one group, found the way ``importlib.metadata`` finds them, without importing it.
+
+``importlib.metadata`` pulls in email, zipfile, csv and more: ~25 ms, a fifth of a CLI run that
+only needs three lines of ``entry_points.txt``. This reads the same files with the same rules:
+``*.dist-info`` and ``*.egg-info`` directories in ``sys.path`` order, the first distribution of a
+(normalized) name wins, and ``module:attr`` values are imported only by ``load()``. Zipped path
+entries, which no installer of ours produces, are searched by ``importlib.metadata`` instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+_SUFFIXES = (".dist-info", ".egg-info")
+
+
+class EntryPointLike(Protocol):
+    """What the registry uses of an entry point (ours or ``importlib.metadata``'s)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
+
+    def load(self) -> Any: ...
+
+
+class Distribution:
+    """Name and version of an installed distribution, from its metadata file's headers."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = ""
+        self.version = ""
+        for file in ("METADATA", "PKG-INFO"):
+            try:
+                with open(os.path.join(path, file), encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            break  # headers end at the first blank line
+                        key, _, value = line.partition(":")
+                        if key == "Name" and not self.name:
+                            self.name = value.strip()
+                        elif key == "Version" and not self.version:
+                            self.version = value.strip()
+                break
+            except OSError:
+                continue
+
+
+class EntryPoint:
+    """One ``name = module:attr`` line (the attributes ``importlib.metadata.EntryPoint`` has)."""
+
+    def __init__(self, name: str, value: str, group: str, dist: Distribution | None) -> None:
+        self.name = name
+        self.value = value
+        self.group = group
+        self.dist = dist
+
+    def load(self) -> Any:
+        match = _VALUE.match(self.value)
+        if match is None:
+            raise ValueError(f"invalid entry point value {self.value!r}")
+        obj: Any = importlib.import_module(match.group("module"))
+        for part in filter(None, (match.group("attr") or "").split(".")):
+            obj = getattr(obj, part)
+        return obj
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _sections(text: str) -> Iterator[tuple[str, str, str]]:
+    """(group, name, value) for each entry, by importlib.metadata's ``Sectioned`` rules."""
+    group = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line[1:-1].strip()
+            continue
+        name, sep, value = line.partition("=")
+        if sep:
+            yield group, name.strip(), value.strip()
+
+
+def _metadata_dirs(paths: Iterable[str]) -> Iterator[str]:
+    for entry in paths:
+        base = entry or "."
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue  # missing directories and zip files alike
+        for name in names:
+            if name.lower().endswith(_SUFFIXES):
+                yield os.path.join(base, name)
+
+
+def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPointLike]:
+    """Every entry point in ``group``, in importlib.metadata's order."""
+    if paths is None:
+        paths = sys.path
+    paths = list(paths)
+    if any(os.path.isfile(p) for p in paths if p):  # a zip on the path: use the full machinery
+        from importlib import metadata
+
+        return list(metadata.entry_points(group=group))
+    seen: set[str] = set()
+    found: list[EntryPointLike] = []
+    for path in _metadata_dirs(paths):
+        # Distribution names are unique by normalized name; the directory name starts with it.
+        key = _normalize(os.path.basename(path).rsplit(".", 1)[0].split("-", 1)[0])
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        dist: Distribution | None = None
+        for ep_group, name, value in _sections(text):
+            if ep_group == group:
+                dist = dist or Distribution(path)
+                found.append(EntryPoint(name, value, group, dist))
+    return found
