@@ -83,7 +83,7 @@ def _sections(text: str) -> Iterator[tuple[str, str, str]]:
     group = ""
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(("#", ";")):
+        if not line or line.startswith("#"):
             continue
         if line.startswith("[") and line.endswith("]"):
             group = line[1:-1].strip()

@@ -12,7 +12,6 @@ from typing import BinaryIO
 
 from cs_core import atomic
 from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.drivers import naive
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.idmap import to_host
 from cs_core.model import ApplyResult
@@ -152,6 +151,8 @@ class VfsDriver(GraphDriver):
     def apply_diff(
         self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
     ) -> ApplyResult:
+        from cs_core.drivers import naive  # the tar engine: only commands that write layers
+
         if self.ignore_chown_errors and not opts.ignore_chown_errors:
             import attrs
 
