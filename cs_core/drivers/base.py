@@ -241,6 +241,25 @@ class GraphDriver(abc.ABC):
 
         return naive.MountedFileGetter(self, id)
 
+    def create_from_template(
+        self, id: str, template: str, template_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        parent: str | None, parent_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        opts: CreateOpts, read_write: bool,
+    ) -> None:
+        """Create layer ``id`` on ``parent`` with the same contents as layer ``template``
+        (whose parent is ``parent``), its files owned as the template's are.
+
+        The new layer may depend on the template staying around. The default is Go's
+        ``NaiveCreateFromTemplate``: a new layer on ``parent`` with the template's diff
+        applied, which is right for every driver (layered ones store only the changes, and
+        deletions come across as whiteouts); drivers whose layers are whole trees override it
+        with a copy or a snapshot of the template.
+        """
+        from cs_core.drivers import naive
+
+        naive.create_from_template(self, id, template, template_maps, parent, parent_maps,
+                                   opts, read_write)
+
     # -- ID mapping --------------------------------------------------------------------------
 
     def supports_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:

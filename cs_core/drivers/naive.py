@@ -20,7 +20,7 @@ from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
 from cs_core.archive.saferoot import openat2
-from cs_core.drivers.base import ApplyDiffOpts, FileGetter, MountOpts
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, FileGetter, MountOpts
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import ApplyResult, Change, IDMap
 
@@ -74,6 +74,39 @@ def apply_diff(
         return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
     finally:
         driver.put(id)
+
+
+def create_from_template(
+    driver: GraphDriver,
+    id: str,
+    template: str,
+    template_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+    parent: str | None,
+    parent_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+    opts: CreateOpts,
+    read_write: bool,
+) -> None:
+    """Go's ``NaiveCreateFromTemplate``: a new layer on ``parent`` with the template's diff.
+
+    The diff is read with the template's maps and applied with them too, so the new layer's
+    files are owned exactly as the template's; the caller re-owns them for the new maps.
+    """
+    if read_write:
+        driver.create_read_write(id, parent, opts)
+    else:
+        driver.create(id, parent, opts)
+    try:
+        stream = driver.diff(template, parent, template_maps[0], template_maps[1])
+        try:
+            driver.apply_diff(id, parent, stream, ApplyDiffOpts(
+                uid_map=tuple(template_maps[0]), gid_map=tuple(template_maps[1]),
+                mount_label=opts.mount_label))
+        finally:
+            stream.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            driver.remove(id)
+        raise
 
 
 class PipeStream(io.RawIOBase):

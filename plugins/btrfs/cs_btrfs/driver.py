@@ -150,6 +150,15 @@ class BtrfsDriver(GraphDriver):
     def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         self._create(id, parent, opts, default_size=self.options.size)
 
+    def create_from_template(
+        self, id: str, template: str, template_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        parent: str | None, parent_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        opts: CreateOpts, read_write: bool,
+    ) -> None:
+        # As Go: a snapshot of the template's subvolume (shared extents, no file copied), and
+        # with ``create``'s sizing even for a read-write copy (Go calls Create either way).
+        self._create(id, template, opts, default_size=0)
+
     def _create(self, id: str, parent: str | None, opts: CreateOpts, default_size: int) -> None:
         # Validate before anything exists on disk, so a bad size leaves nothing behind.
         size = parse_storage_opt(opts.storage_opt) if "size" in opts.storage_opt else default_size

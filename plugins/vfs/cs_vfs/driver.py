@@ -7,6 +7,7 @@ layout exactly, so Go and cs_core share vfs stores.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,7 +15,7 @@ from cs_core import atomic
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.idmap import to_host
-from cs_core.model import ApplyResult
+from cs_core.model import ApplyResult, IDMap
 from cs_vfs.copy import copy_tree
 from cs_vfs.errors import VfsConfigError, VfsError
 
@@ -88,6 +89,15 @@ class VfsDriver(GraphDriver):
 
     def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         self._create(id, parent, opts)
+
+    def create_from_template(
+        self, id: str, template: str, template_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        parent: str | None, parent_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+        opts: CreateOpts, read_write: bool,
+    ) -> None:
+        # As Go: a vfs layer is a whole tree, so a copy of the template is a layer with its
+        # contents (reflinked where the filesystem can), owned as the template's are.
+        self._create(id, template, opts)
 
     def _create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         if opts.storage_opt:
