@@ -13,7 +13,6 @@ copy between them, not one each.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from typing import TYPE_CHECKING
 
 from cs_core.errors import LayerUnknown
@@ -52,17 +51,15 @@ def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
         editable = image.id in store.image_store.by_id and first.id in store.layer_store.by_id
     if not editable:
         return first
-    # The copy is the template's tree read back with its maps and applied with ours: the
-    # same content, owned for the new maps, with the same parent as the template.
-    with tempfile.TemporaryFile() as spool:
-        store.diff(None, first.id, spool)
-        spool.seek(0)
-        mapped = store.put_layer(
-            None, first.parent or None, (), first.mount_label, False,
-            LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map),
-                         host_uid_mapping=not uid_map, host_gid_mapping=not gid_map),
-            diff=spool,
-        )
+    # The copy is made by the driver from the template (a snapshot on btrfs, a reflinked
+    # copy on vfs, the template's diff applied on layered drivers), then re-owned for the
+    # new maps; it keeps the template's digests and tar-split, so it diffs identically.
+    mapped = store.put_layer(
+        None, first.parent or None, (), first.mount_label, False,
+        LayerOptions(uid_map=list(uid_map), gid_map=list(gid_map),
+                     host_uid_mapping=not uid_map, host_gid_mapping=not gid_map,
+                     template_layer=first.id),
+    )
     try:
         store.add_mapped_top_layer(image.id, mapped.id)
     except BaseException:

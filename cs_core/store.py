@@ -46,6 +46,7 @@ from cs_core.errors import (
     StoreIsReadOnly,
 )
 from cs_core.intents import LayerIntents
+from cs_core.layer_templates import copy_template_record, copy_template_tar_split
 from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
@@ -313,27 +314,45 @@ class Store:
             layer_id = ls.new_id(id)
             names = dedupe(names)
             ls.check_names_free(names)
+            template: Layer | None = None
+            if options.template_layer:
+                # As Go: only a layer of this (read-write) store can be a template.
+                template = ls.by_id.get(options.template_layer)
+                if template is None:
+                    raise LayerUnknown()
             uid_map, gid_map = self._layer_maps(options, parent_layer)
             layer = Layer(
                 id=layer_id, parent=parent_layer.id if parent_layer else "", names=list(names),
                 mount_label=mount_label, created=utcnow(), flags={**options.flags, INCOMPLETE: True},
                 uid_map=uid_map, gid_map=gid_map,
             )
+            if template is not None:
+                copy_template_record(template, layer)
             layer.volatile = options.volatile or (self.transient and writeable)
             ls.add(layer)
             ls.save()  # the incomplete record first, so a crash leaves something to clean up
             try:
                 opts = CreateOpts(mount_label=mount_label, storage_opt=options.storage_opt,
                                   uid_map=tuple(uid_map), gid_map=tuple(gid_map))
-                if writeable:
+                parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
+                if template is not None:
+                    old_maps = (template.uid_map, template.gid_map)
+                    self.driver.create_from_template(
+                        layer_id, template.id, old_maps, layer.parent or None, parent_maps,
+                        opts, writeable)
+                elif writeable:
+                    old_maps = parent_maps
                     self.driver.create_read_write(layer_id, layer.parent or None, opts)
                 else:
+                    old_maps = parent_maps
                     self.driver.create(layer_id, layer.parent or None, opts)
-                parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
-                if parent_maps != (uid_map, gid_map) and (uid_map or gid_map or parent_layer):
+                if old_maps != (uid_map, gid_map) and (
+                        uid_map or gid_map or parent_layer or template is not None):
                     self.driver.update_layer_id_map(
-                        layer_id, (parent_maps[0], parent_maps[1]), (uid_map, gid_map), mount_label
+                        layer_id, (old_maps[0], old_maps[1]), (uid_map, gid_map), mount_label
                     )
+                if template is not None:
+                    copy_template_tar_split(ls, template.id, layer_id)
                 for key, value in options.big_data.items():
                     ls.write_big_data(layer_id, key, value)
                     layer.big_data_names.append(key)
