@@ -91,7 +91,7 @@ def _diff(store: Store, layer: str) -> bytes:
 
 def _tree(path: Path) -> dict[str, tuple[int, ...]]:
     """Everything but owners that a copy must keep, per path."""
-    found = {}
+    found: dict[str, tuple[int, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(path):
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
