@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from pathlib import Path
 
 from cs_core.model import IDMap
 from cs_core.store import LayerOptions, Store, open_store
