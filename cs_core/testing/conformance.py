@@ -188,6 +188,30 @@ class GraphDriverConformance:
         assert self._read_tree(driver, "parent") == {"shared": ("file", b"parent")}
         assert self._read_tree(driver, "child")["shared"] == ("file", b"child")
 
+    def test_create_from_template_copies_contents(self, driver: GraphDriver) -> None:
+        driver.create("base", None, CreateOpts())
+        self._apply(driver, "base", None, make_tar([("gone", b"g", 0o644), ("kept", b"k", 0o644)]))
+        driver.create("template", "base", CreateOpts())
+        self._apply(driver, "template", "base", make_tar([
+            (".wh.gone", b"", 0o644), ("d", None, 0o750), ("d/f", b"template", 0o640),
+        ]))
+        wanted = self._read_tree(driver, "template")
+        assert "gone" not in wanted
+        for read_write in (False, True):
+            copy = f"copy-{read_write}"
+            driver.create_from_template(copy, "template", ((), ()), "base", ((), ()),
+                                        CreateOpts(), read_write)
+            assert driver.exists(copy)
+            assert self._read_tree(driver, copy) == wanted
+            # The copy is a layer of its own: writing to it leaves the template alone.
+            root = driver.get(copy, MountOpts())
+            try:
+                (root / "d" / "f").write_bytes(b"copy")
+            finally:
+                driver.put(copy)
+            assert self._read_tree(driver, "template") == wanted
+            driver.remove(copy)
+
     # -- content -----------------------------------------------------------------------------
 
     def test_apply_diff_entry_types_and_whiteouts(self, driver: GraphDriver) -> None:
