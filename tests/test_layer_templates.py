@@ -67,14 +67,14 @@ TOP_TAR = _tar([
 ])
 
 
-@pytest.fixture(params=["vfs", "btrfs"])
+@pytest.fixture(params=["vfs", "btrfs", "overlay"])
 def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     require_privileged("chown to other users (and btrfs loop mounts) need root")
     with ExitStack() as stack:
         if request.param == "btrfs":
             yield "btrfs", stack.enter_context(loop_filesystem("btrfs", "1G", workdir=tmp_path))
         else:
-            yield "vfs", tmp_path
+            yield request.param, tmp_path
 
 
 def _image(store: Store) -> tuple[Layer, Layer, str]:
