@@ -253,15 +253,18 @@ def test_killed_copy_is_not_left_recorded(tmp_path: Path) -> None:
         while time.monotonic() < deadline and proc.poll() is None:
             records = json.loads(layers_json.read_bytes())
             half = [la["id"] for la in records if la.get("flags", {}).get("incomplete")]
-            if half:
+            # Killed once the driver has begun the copy: part of the tree is on disk.
+            if half and (graph / "vfs/dir" / half[0]).exists():
                 proc.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.002)
+            half = []
+            time.sleep(0.001)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
     assert half, "the copy finished before the kill: make the layer bigger"
+    assert (graph / "vfs/dir" / half[0]).exists()  # the half-made copy is there to clean up
     store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
     try:
         store.create_container(image=image)  # a write-access load cleans up the half copy
