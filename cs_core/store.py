@@ -336,6 +336,9 @@ class Store:
                                   uid_map=tuple(uid_map), gid_map=tuple(gid_map))
                 parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
                 if template is not None:
+                    # Before the tree: syncing this small file first does not wait for the
+                    # copy's data, which the syncfs below flushes once (a failure removes both).
+                    copy_template_tar_split(ls, template.id, layer_id)
                     old_maps = (template.uid_map, template.gid_map)
                     self.driver.create_from_template(
                         layer_id, template.id, old_maps, layer.parent or None, parent_maps,
@@ -351,8 +354,6 @@ class Store:
                     self.driver.update_layer_id_map(
                         layer_id, (old_maps[0], old_maps[1]), (uid_map, gid_map), mount_label
                     )
-                if template is not None:
-                    copy_template_tar_split(ls, template.id, layer_id)
                 for key, value in options.big_data.items():
                     ls.write_big_data(layer_id, key, value)
                     layer.big_data_names.append(key)
