@@ -52,7 +52,7 @@ def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
     if not editable:
         return first
     # The copy is made by the driver from the template (a snapshot on btrfs, a reflinked
-    # copy on vfs, the template's diff applied on layered drivers), then re-owned for the
+    # copy on vfs, the template's diff applied on layered drivers), re-owned for the
     # new maps; it keeps the template's digests and tar-split, so it diffs identically.
     mapped = store.put_layer(
         None, first.parent or None, (), first.mount_label, False,

@@ -340,20 +340,20 @@ class Store:
                     # copy's data, which the syncfs below flushes once (a failure removes both).
                     copy_template_tar_split(ls, template.id, layer_id)
                     old_maps = (template.uid_map, template.gid_map)
+                    # The driver re-owns the copy for the new maps itself (Go's store does it
+                    # after a create from template): see GraphDriver.create_from_template.
                     self.driver.create_from_template(
                         layer_id, template.id, old_maps, layer.parent or None, parent_maps,
                         opts, writeable)
-                elif writeable:
-                    old_maps = parent_maps
-                    self.driver.create_read_write(layer_id, layer.parent or None, opts)
                 else:
-                    old_maps = parent_maps
-                    self.driver.create(layer_id, layer.parent or None, opts)
-                if old_maps != (uid_map, gid_map) and (
-                        uid_map or gid_map or parent_layer or template is not None):
-                    self.driver.update_layer_id_map(
-                        layer_id, (old_maps[0], old_maps[1]), (uid_map, gid_map), mount_label
-                    )
+                    if writeable:
+                        self.driver.create_read_write(layer_id, layer.parent or None, opts)
+                    else:
+                        self.driver.create(layer_id, layer.parent or None, opts)
+                    if parent_maps != (uid_map, gid_map) and (uid_map or gid_map or parent_layer):
+                        self.driver.update_layer_id_map(
+                            layer_id, (parent_maps[0], parent_maps[1]), (uid_map, gid_map),
+                            mount_label)
                 for key, value in options.big_data.items():
                     ls.write_big_data(layer_id, key, value)
                     layer.big_data_names.append(key)

@@ -247,18 +247,26 @@ class GraphDriver(abc.ABC):
         opts: CreateOpts, read_write: bool,
     ) -> None:
         """Create layer ``id`` on ``parent`` with the same contents as layer ``template``
-        (whose parent is ``parent``), its files owned as the template's are.
+        (whose parent is ``parent``), owned for ``opts.uid_map``/``opts.gid_map``.
 
-        The new layer may depend on the template staying around. The default is Go's
-        ``NaiveCreateFromTemplate``: a new layer on ``parent`` with the template's diff
-        applied, which is right for every driver (layered ones store only the changes, and
-        deletions come across as whiteouts); drivers whose layers are whole trees override it
-        with a copy or a snapshot of the template.
+        The new layer may depend on the template staying around. The default works for every
+        driver (layered ones store only the changes, and deletions come across as
+        whiteouts): a new layer on ``parent``, re-owned for the new maps, with the template's
+        diff applied with them (see ``naive.create_from_template``). Drivers whose layers are
+        whole trees override it with a copy or a snapshot of the template, then
+        ``reown_copy``.
         """
         from cs_core.drivers import naive
 
         naive.create_from_template(self, id, template, template_maps, parent, parent_maps,
                                    opts, read_write)
+
+    def reown_copy(self, id: str, from_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
+                   opts: CreateOpts) -> None:
+        """Re-own a fresh copy whose files are owned for ``from_maps`` for the maps in ``opts``."""
+        old = (tuple(from_maps[0]), tuple(from_maps[1]))
+        if old != (tuple(opts.uid_map), tuple(opts.gid_map)):
+            self.update_layer_id_map(id, old, (opts.uid_map, opts.gid_map), opts.mount_label)
 
     # -- ID mapping --------------------------------------------------------------------------
 

@@ -86,21 +86,25 @@ def create_from_template(
     opts: CreateOpts,
     read_write: bool,
 ) -> None:
-    """Go's ``NaiveCreateFromTemplate``: a new layer on ``parent`` with the template's diff.
+    """A new layer on ``parent`` with the template's diff, owned for ``opts``'s maps.
 
-    The diff is read with the template's maps and applied with them too, so the new layer's
-    files are owned exactly as the template's; the caller re-owns them for the new maps.
+    Go's ``NaiveCreateFromTemplate`` applies the diff with the template's maps and re-owns the
+    whole layer afterwards. We re-own the new, still empty layer first (that is what gives a
+    layered driver the parent's files owned for the new maps) and apply the diff with the
+    new maps: the same owners, but on overlay the template's files stay in ``diff/``, where
+    Go's DiffGetter finds them (re-owning rotates what is there into ``diff1/``).
     """
     if read_write:
         driver.create_read_write(id, parent, opts)
     else:
         driver.create(id, parent, opts)
     try:
+        if parent:
+            driver.reown_copy(id, parent_maps, opts)
         stream = driver.diff(template, parent, template_maps[0], template_maps[1])
         try:
             driver.apply_diff(id, parent, stream, ApplyDiffOpts(
-                uid_map=tuple(template_maps[0]), gid_map=tuple(template_maps[1]),
-                mount_label=opts.mount_label))
+                uid_map=opts.uid_map, gid_map=opts.gid_map, mount_label=opts.mount_label))
         finally:
             stream.close()
     except BaseException:

@@ -158,6 +158,11 @@ class BtrfsDriver(GraphDriver):
         # As Go: a snapshot of the template's subvolume (shared extents, no file copied), and
         # with ``create``'s sizing even for a read-write copy (Go calls Create either way).
         self._create(id, template, opts, default_size=0)
+        try:
+            self.reown_copy(id, template_maps, opts)
+        except BaseException:
+            self.remove(id)
+            raise
 
     def _create(self, id: str, parent: str | None, opts: CreateOpts, default_size: int) -> None:
         # Validate before anything exists on disk, so a bad size leaves nothing behind.

@@ -98,6 +98,11 @@ class VfsDriver(GraphDriver):
         # As Go: a vfs layer is a whole tree, so a copy of the template is a layer with its
         # contents (reflinked where the filesystem can), owned as the template's are.
         self._create(id, template, opts)
+        try:
+            self.reown_copy(id, template_maps, opts)
+        except BaseException:
+            self.remove(id)
+            raise
 
     def _create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         if opts.storage_opt:
