@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 BTRFS_SUPER_MAGIC = 0x9123683E
@@ -11,7 +10,7 @@ MS_BIND = 0x1000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the loaded libc; find_library would run ldconfig
 
 
 class _Statfs(ctypes.Structure):

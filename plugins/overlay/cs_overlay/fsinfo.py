@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from cs_core.rootless import is_rootless
@@ -36,7 +35,7 @@ class _Statfs(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the loaded libc; find_library would run ldconfig
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
 
 

@@ -9,7 +9,6 @@ filesystem do not collide.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import struct
@@ -103,7 +102,7 @@ def set_project_id(path: str, project_id: int) -> None:
         os.close(fd)
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the loaded libc; find_library would run ldconfig
 _libc.quotactl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
 
 
