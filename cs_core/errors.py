@@ -129,6 +129,12 @@ class InvalidMappings(StorageError):
     message = "invalid mappings specified"
 
 
+class ShiftingNotEnabled(StorageError):
+    """A mount asked for ID maps the driver cannot apply and the layer does not have."""
+
+    message = "shifting not enabled"
+
+
 class NoAvailableIDs(StorageError):
     message = "not enough unused IDs in user namespace"
 

@@ -13,6 +13,7 @@ import grp
 import os
 import pwd
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Literal
 
 from cs_core.archive.idmap import to_container, to_host
@@ -20,8 +21,8 @@ from cs_core.config import parse_id_map
 from cs_core.errors import InvalidMappings, UsageError
 from cs_core.model import IDMap
 
-__all__ = ["maps_from_flags", "maps_from_subid", "read_subid_ranges", "representable_on_host",
-           "subid_file", "to_container", "to_host"]
+__all__ = ["is_contiguous", "maps_from_flags", "maps_from_subid", "read_subid_ranges",
+           "representable_on_host", "subid_file", "to_container", "to_host"]
 
 # Test knobs (like Go's _CONTAINERS_OVERLAY_DISABLE_IDMAP): tests point these at temporary
 # files so they never have to edit the real /etc/subuid and /etc/subgid.
@@ -36,6 +37,17 @@ def subid_file(kind: SubIDKind) -> str:
     if kind == "uid":
         return os.environ.get(SUBUID_FILE_ENV) or "/etc/subuid"
     return os.environ.get(SUBGID_FILE_ENV) or "/etc/subgid"
+
+
+def is_contiguous(maps: Sequence[IDMap]) -> bool:
+    """Go ``idtools.IsContiguous``: the ranges leave no hole, on the host nor in the container.
+
+    Go sorts the caller's slice in place as a side effect; we leave it alone.
+    """
+    by_host = sorted(maps, key=lambda m: m.host_id)
+    by_container = sorted(maps, key=lambda m: m.container_id)
+    return all(b.host_id == a.host_id + a.size for a, b in pairwise(by_host)) and all(
+        b.container_id == a.container_id + a.size for a, b in pairwise(by_container))
 
 
 def representable_on_host(host_id: int, maps: Sequence[IDMap]) -> bool:

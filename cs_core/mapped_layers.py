@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from cs_core.store import Store
 
 
-def _matches(layer: Layer, uid_map: list[IDMap], gid_map: list[IDMap]) -> bool:
+def _matches(store: Store, layer: Layer, uid_map: list[IDMap], gid_map: list[IDMap]) -> bool:
+    if store.can_use_shifting(uid_map, gid_map) and not layer.uid_map and not layer.gid_map:
+        return True  # a host-owned layer is mapped at mount time
     return list(layer.uid_map) == uid_map and list(layer.gid_map) == gid_map
 
 
@@ -40,7 +42,7 @@ def top_layer_for_mapping(store: Store, image: Image, uid_map: list[IDMap],
     for candidate in [image.top_layer, *image.mapped_top_layers]:
         with contextlib.suppress(LayerUnknown):
             layer = store.layer(candidate)
-            if _matches(layer, uid_map, gid_map):
+            if _matches(store, layer, uid_map, gid_map):
                 return layer
             first = first or layer
     if first is None:

@@ -41,10 +41,12 @@ from cs_core.errors import (
     NotAnID,
     NotAnImage,
     ParentIsContainer,
+    ShiftingNotEnabled,
     SizeUnknown,
     StorageError,
     StoreIsReadOnly,
 )
+from cs_core.idmap import is_contiguous
 from cs_core.intents import LayerIntents
 from cs_core.layer_templates import copy_template_record, copy_template_tar_split
 from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
@@ -321,6 +323,8 @@ class Store:
                 if template is None:
                     raise LayerUnknown()
             uid_map, gid_map = self._layer_maps(options, parent_layer)
+            if self.can_use_shifting(uid_map, gid_map):
+                uid_map, gid_map = [], []  # stored as on the host, mapped when mounted
             layer = Layer(
                 id=layer_id, parent=parent_layer.id if parent_layer else "", names=list(names),
                 mount_label=mount_label, created=utcnow(), flags={**options.flags, INCOMPLETE: True},
@@ -374,6 +378,14 @@ class Store:
             for ls in self.ro_layer_stores:
                 stack.enter_context(ls.reading())
             yield
+
+    def can_use_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
+        """Go ``canUseShifting``: the driver applies these maps at mount time.
+
+        Layers are then kept with host IDs and never re-owned for a user namespace.
+        """
+        return (self.driver.supports_shifting(uid_map, gid_map)
+                and is_contiguous(uid_map) and is_contiguous(gid_map))
 
     def _layer_maps(self, options: LayerOptions,
                     parent: Layer | None) -> tuple[list[IDMap], list[IDMap]]:
@@ -1183,10 +1195,18 @@ class Store:
                     raise LayerUnknown()
                 layer = found
                 opts = MountOpts(mount_label=mount_label or layer.mount_label, options=tuple(options))
+            if opts.uid_map or opts.gid_map:
+                opts = attrs.evolve(
+                    opts, disable_shifting=not self.can_use_shifting(opts.uid_map, opts.gid_map))
             with ls.mounts_writing():
                 if layer.mount_count > 0 and driver.is_mounted(layer.id, layer.mount_point):
                     layer.mount_count += 1
                     return layer.mount_point
+                if (opts.uid_map or opts.gid_map) and not driver.supports_shifting(
+                        opts.uid_map, opts.gid_map) and (
+                        list(opts.uid_map), list(opts.gid_map)) != (layer.uid_map, layer.gid_map):
+                    # e.g. a container made with ID-mapped mounts, opened with them disabled
+                    raise ShiftingNotEnabled(f"cannot mount layer {layer.id}")
                 path = driver.get(layer.id, opts)
                 layer.mount_point = os.path.normpath(str(path))
                 layer.mount_count = 1

@@ -1,7 +1,10 @@
-"""Containers with ID maps on overlay and btrfs (vfs is covered in test_store_modes.py).
+"""Containers with ID maps on drivers that re-own files (vfs is covered in test_store_modes.py).
 
 The image layer is applied with one mapping and the container asks for another, so the
 driver has to re-own the container's view: host IDs on disk, container IDs in the diff.
+btrfs always works this way; overlay only with ID-mapped mounts disabled
+(``_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes``): otherwise it maps at mount time
+(plugins/overlay/tests/test_idmapped_mounts.py).
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ def _tar_owned_by(uid: int, gid: int) -> bytes:
 
 
 @pytest.fixture(params=["overlay", "btrfs"])
-def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def store_root(request: pytest.FixtureRequest, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     require_privileged("mounts and chown to other users need root")
     with ExitStack() as stack:
         if request.param == "btrfs":
             root = stack.enter_context(loop_filesystem("btrfs", "1G", workdir=tmp_path))
         else:
+            monkeypatch.setenv("_CONTAINERS_OVERLAY_DISABLE_IDMAP", "yes")
             root = tmp_path
         yield request.param, root
 

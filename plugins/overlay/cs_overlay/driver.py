@@ -27,8 +27,9 @@ from cs_core.drivers.base import (
 )
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import LayerUnknown
+from cs_core.idmap import is_contiguous
 from cs_core.model import ApplyResult, Change, IDMap
-from cs_overlay import features, fsinfo, mounting, stack
+from cs_overlay import features, fsinfo, idmapped, mounting, stack
 from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
 from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
@@ -136,6 +137,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 lambda: (features.does_metacopy(self.home, self.opts.mount_options), ""))
         self._native_diff: bool | None = None
         self._volatile: bool | None = None
+        self._idmapped: bool | None = None
         self.quota: QuotaControl | None = None
         if self.backing_fs == "xfs":
             try:
@@ -207,9 +209,24 @@ class OverlayDriver(GraphDriver, StagingDriver):
         return list(self.opts.image_stores)
 
     def supports_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
-        # The store re-owns layers itself (update_layer_id_map) and never asks to shift at
-        # mount time, so mapping again here would map twice.
-        return False
+        """Go HEAD ``SupportsShifting``: ID-mapped lowers, or fuse-overlayfs's own mapping."""
+        if os.environ.get("_CONTAINERS_OVERLAY_DISABLE_IDMAP") == "yes":
+            return False
+        if self.opts.mount_program:
+            # fuse-overlayfs maps the upper dir too, which only works for contiguous maps.
+            return is_contiguous(uid_map) and is_contiguous(gid_map)
+        return self.supports_idmapped_mounts()
+
+    def supports_idmapped_mounts(self) -> bool:
+        """Whether overlay takes ID-mapped lower dirs here (root only; probed once, cached)."""
+        if self._idmapped is None:
+            if os.geteuid() != 0:
+                self._idmapped = False
+            else:
+                self._idmapped, _ = features.check(
+                    self.run_home, "idmapped-lower-dir",
+                    lambda: idmapped.supports_idmapped_lower_layers(self.home))
+        return self._idmapped
 
     # -- layers ------------------------------------------------------------------------------
 
@@ -331,9 +348,13 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 os.unlink(d.parent / LINK_DIR / lid)
         if not os.path.lexists(d):
             return
-        # A mount left on merged/ would make rmtree fail half-way: detach it first.
+        # A mount left on merged/ would make rmtree fail half-way: detach it first. A leaked
+        # ID-mapped mount under mapped/ is worse: it shows the whole home, which rmtree would
+        # empty.
         if mounting.is_mountpoint(str(d / "merged")):
             mounting.unmount(str(d / "merged"))
+        with contextlib.suppress(OSError):
+            idmapped.detach([m.path for m in os.scandir(d / "mapped")])
         shutil.rmtree(d, onerror=self._rmtree_error)
 
     @staticmethod
@@ -416,6 +437,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
             raise LayerUnknown(id)
         options = self._mount_options(opts)
         read_write = not in_additional and "ro" not in options
+        shifting = not opts.disable_shifting and self.supports_shifting(opts.uid_map, opts.gid_map)
         lowers, perms = self._lower_paths(id, d)
         if len(lowers) > MAX_LOWERS:
             raise OverlayError("max depth exceeded")
@@ -425,28 +447,43 @@ class OverlayDriver(GraphDriver, StagingDriver):
             perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
         diff = d / "diff"
         if not diff.exists() and not in_additional:
-            self._mkdir(diff, perms, *self._root_ids(CreateOpts()))
+            # Owned by the mount's root, as Go HEAD: a user namespace needs it to copy up.
+            self._mkdir(diff, perms, *self._root_ids(CreateOpts(uid_map=opts.uid_map,
+                                                                gid_map=opts.gid_map)))
         merged = (self.run_home / id / "merged") if in_additional else d / "merged"
         merged.mkdir(mode=0o700, parents=True, exist_ok=True)
         work = d / "work"
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(work / "work" / "incompat" / "volatile")
-        if read_write:
-            spec = mounting.OverlayMount(lowers=list(lowers), upper=str(diff), work=str(work),
-                                         options=options)
-        else:
-            spec = mounting.OverlayMount(lowers=[str(diff), *lowers], options=options)
+        # Go maps the lowers only, never the upper: files the container creates land in diff/
+        # with the IDs the caller wrote them as.
+        attached: list[str] = []
         try:
-            if self.opts.mount_program:
-                self._mount_program(spec, merged)
+            if shifting and opts.uid_map and opts.gid_map and not self.opts.mount_program:
+                try:
+                    with idmapped.user_namespace(opts.uid_map, opts.gid_map) as ns:
+                        lowers = idmapped.map_lowers(lowers, self.home / id / "mapped", ns, attached)
+                except OSError as exc:
+                    raise OverlayError(str(exc)) from None
+            if read_write:
+                spec = mounting.OverlayMount(lowers=list(lowers), upper=str(diff), work=str(work),
+                                             options=options)
             else:
-                self._mount_kernel(spec, merged, d)
-        except OSError as exc:
-            data = spec.data_string()
-            if len(data) > 400:
-                data = data[:400] + f"... ({len(spec.lowers)} lowers)"
-            raise OverlayError(
-                f"creating overlay mount to {merged}, mount_data={data!r}: {exc.strerror or exc}") from None
+                spec = mounting.OverlayMount(lowers=[str(diff), *lowers], options=options)
+            try:
+                if self.opts.mount_program:
+                    self._mount_program(spec, merged, opts if shifting else None)
+                else:
+                    self._mount_kernel(spec, merged, d)
+            except OSError as exc:
+                data = spec.data_string()
+                if len(data) > 400:
+                    data = data[:400] + f"... ({len(spec.lowers)} lowers)"
+                raise OverlayError(f"creating overlay mount to {merged}, mount_data={data!r}: "
+                                   f"{exc.strerror or exc}") from None
+        finally:
+            # The overlay holds its own references to the mapped lowers.
+            idmapped.detach(attached)
         return merged
 
     def _mount_kernel(self, spec: mounting.OverlayMount, merged: Path, d: Path) -> None:
@@ -468,8 +505,26 @@ class OverlayDriver(GraphDriver, StagingDriver):
             for fd in fds:
                 os.close(fd)
 
-    def _mount_program(self, spec: mounting.OverlayMount, merged: Path) -> None:
+    def _id_mapping_options(self, opts: MountOpts) -> str:
+        """fuse-overlayfs's own mapping options (Go ``optsAppendMappings``)."""
+        uid_map = opts.uid_map or self.config.uid_map
+        gid_map = opts.gid_map or self.config.gid_map
+        if not uid_map:
+            return ""
+
+        def render(maps: Sequence[IDMap], kind: str) -> str:
+            if len(maps) == 1 and maps[0].size == 1:
+                return f"squash_to_{kind}={maps[0].host_id}"
+            return f"{kind}mapping=" + ":".join(
+                f"{m.container_id}:{m.host_id}:{m.size}" for m in maps)
+
+        return f",{render(uid_map, 'uid')},{render(gid_map, 'gid')}"
+
+    def _mount_program(self, spec: mounting.OverlayMount, merged: Path,
+                       shift: MountOpts | None = None) -> None:
         data = spec.data_string()
+        if shift is not None:
+            data += self._id_mapping_options(shift)
         if self.opts.force_mask is not None:
             data += ",xattr_permissions=2"
         proc = subprocess.run([self.opts.mount_program, "-o", data, str(merged)], cwd=self.home,
@@ -483,10 +538,8 @@ class OverlayDriver(GraphDriver, StagingDriver):
         if not d.exists():
             raise LayerUnknown(id)
         merged = (self.run_home / id / "merged") if in_additional else d / "merged"
-        mapped = d / "mapped"
-        if mapped.is_dir():
-            for m in os.scandir(mapped):
-                mounting.unmount(m.path)
+        with contextlib.suppress(OSError):  # leaked by a process killed mid-mount
+            idmapped.detach([m.path for m in os.scandir(self.home / id / "mapped")])
         unmounted = False
         if self.opts.mount_program:
             for prog in ("fusermount3", "fusermount"):

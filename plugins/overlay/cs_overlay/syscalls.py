@@ -20,8 +20,10 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 # Syscall numbers are per architecture; these two cover the machines we build for.
 _NR = {
-    "x86_64": {"fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429},
-    "aarch64": {"fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429},
+    "x86_64": {"fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429,
+               "open_tree": 428, "mount_setattr": 442},
+    "aarch64": {"fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429,
+                "open_tree": 428, "mount_setattr": 442},
 }.get(platform.machine(), {})
 
 MS_RDONLY = 0x1
@@ -60,6 +62,13 @@ MOUNT_ATTR_NOEXEC = 0x8
 MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+CLONE_NEWUSER = 0x10000000
 
 #: mount(2) flags that have a per-mount attribute in the new API.
 FLAG_TO_ATTR = {
@@ -138,3 +147,23 @@ _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.
 def rename_exchange(a: str, b: str) -> None:
     """Swap two paths atomically (``renameat2(RENAME_EXCHANGE)``): both exist before and after."""
     _check(_libc.renameat2(AT_FDCWD, _b(a), AT_FDCWD, _b(b), RENAME_EXCHANGE), "rename", a)
+class _MountAttr(ctypes.Structure):
+    """``struct mount_attr`` (linux/mount.h), version 0: 32 bytes."""
+
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree(path: str, flags: int) -> int:
+    return _check(_libc.syscall(_NR["open_tree"], AT_FDCWD, _b(path), flags), "open_tree", path)
+
+
+def mount_setattr_idmap(tree_fd: int, userns_fd: int) -> None:
+    """Make the detached mount ``tree_fd`` (and its submounts) ID-mapped through ``userns_fd``."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    _check(_libc.syscall(_NR["mount_setattr"], tree_fd, b"", AT_EMPTY_PATH | AT_RECURSIVE,
+                         ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
