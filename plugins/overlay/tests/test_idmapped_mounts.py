@@ -273,3 +273,31 @@ def test_mapped_mount_root_keeps_link_paths_uncleaned() -> None:
     assert mapped_mount_root("/h/l/ABC") == "/h"
     assert mapped_mount_root("/h/l/ABC/../diff1") == "/h/l/ABC/.."  # still through the link
     assert mapped_mount_root("/h/0123/empty") == "/h/0123"
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["new-mount-api", "mount(2)"])
+def test_rotated_lower_diffs_are_reached_through_the_mapped_link(driver: OverlayDriver,
+                                                                 legacy: bool) -> None:
+    # A lower re-owned by update_layer_id_map keeps files in diff1, named l/LINK/../diff1:
+    # Go 1.43 cleans that to l/diff1 under the mapped mount and fails; we must not.
+    require(driver.supports_idmapped_mounts(), "the kernel cannot ID-map overlay lower dirs")
+    base, mid, top = layer_id(1), layer_id(2), layer_id(3)
+    driver.create(base, None, CreateOpts())
+    (driver.home / base / "diff" / "b").write_text("b")
+    driver.create(mid, base, CreateOpts())
+    (driver.home / mid / "diff" / "m").write_text("m")
+    driver.update_layer_id_map(mid, ((), ()), ([IDMap(0, 1000, 65536)], [IDMap(0, 1000, 65536)]))
+    assert (driver.home / mid / "diff1" / "m").exists()
+    driver.create_read_write(top, mid, CreateOpts())
+    mounting.force_legacy(legacy)
+    try:
+        merged = driver.get(top, MountOpts(uid_map=tuple(MAPS), gid_map=tuple(MAPS)))
+        try:
+            assert os.lstat(merged / "m").st_uid == 101000  # 1000 on disk, through the map
+            assert os.lstat(merged / "b").st_uid == 101000  # copied up into diff1 when re-owned
+            assert (merged / "m").read_text() == "m"
+        finally:
+            driver.put(top)
+    finally:
+        mounting.force_legacy(False)
+    assert [p for p in _mounts_under(driver.home) if p != str(driver.home.resolve())] == []
