@@ -153,6 +153,13 @@ def supports_idmapped_lower_layers(home: Path) -> tuple[bool, str]:
     """Whether overlay accepts an ID-mapped lower dir here: a test mount (Go's probe)."""
     if not syscalls.has_new_mount_api():
         return False, "no open_tree/mount_setattr on this architecture"
+    try:
+        return _probe(home)
+    except OSError as exc:  # e.g. no room for the scratch dirs: say no, as Go does
+        return False, f"checking idmapped mounts: {exc}"
+
+
+def _probe(home: Path) -> tuple[bool, str]:
     td = Path(tempfile.mkdtemp(prefix="compat", dir=home))
     attached: list[str] = []
     try:
