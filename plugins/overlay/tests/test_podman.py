@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -120,6 +121,47 @@ def test_podman_runs_image_stored_by_cs_core(tmp_path: Path) -> None:
             assert store.containers() == [] and len(store.layers()) == 2
         finally:
             store.shutdown(force=True)
+    finally:
+        unmount_all_under(tmp_path)
+        unmount_all_under(short)
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_podman_user_namespace_container_and_ours_agree_on_owners(tmp_path: Path) -> None:
+    # podman (its own containers/storage) ID-maps the lowers of a --uidmap container, as we do:
+    # no mapped copy is made, and we and the container see the same files the same way.
+    require_privileged()
+    requires_command("podman", "runc")
+    short = Path(tempfile.mkdtemp(prefix="cs-podman-", dir="/tmp"))
+    root, run = tmp_path / "root", short / "run"
+    try:
+        store_busybox_image(root, run)
+        podman = ["podman", "--root", str(root), "--runroot", str(run), "--storage-driver", "overlay"]
+        userns = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"]
+        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+        ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", *userns,
+                              *limits, "localhost/cs-busybox:latest", "/bin/sh", "-c",
+                              "ls -ln /etc/greeting /etc/ours"],
+                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+        try:
+            assert [i.mapped_top_layers for i in store.images()] == [[]]
+            assert store.layer(store.container(ctr).layer).uid_map == []
+            merged = Path(store.mount(ctr))
+            try:
+                st = (merged / "etc" / "greeting").stat()
+                assert (st.st_uid, st.st_gid) == (100000, 100000)
+                (merged / "etc" / "ours").write_text("x")
+                os.chown(merged / "etc" / "ours", 100007, 100008)
+            finally:
+                store.unmount(ctr)
+        finally:
+            store.shutdown(force=True)
+        proc = subprocess.run([*podman, "start", "--attach", ctr], capture_output=True, text=True,
+                              timeout=180)
+        owners = [line.split()[2:4] for line in proc.stdout.splitlines()]
+        assert owners == [["0", "0"], ["7", "8"]], proc.stderr
+        subprocess.run([*podman, "rm", ctr], capture_output=True, timeout=120, check=True)
     finally:
         unmount_all_under(tmp_path)
         unmount_all_under(short)
