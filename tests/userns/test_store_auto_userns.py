@@ -74,9 +74,11 @@ def test_consecutive_containers_get_disjoint_ranges_and_own_their_files(
         finally:
             store.unmount(container.id)
     assert starts == [100000, 101024, 102048]
-    # One ID-mapped copy of the top layer per container, and no throw-away layer left over.
-    assert len(store.image(image.id).mapped_top_layers) == 3
-    assert len(store.layers()) == 2 + 3 + 3
+    # One ID-mapped copy of the top layer per container (none where the driver maps at mount
+    # time: overlay with ID-mapped mounts), and no throw-away layer left over.
+    copies = 0 if store.can_use_shifting(container.uid_map, container.gid_map) else 3
+    assert len(store.image(image.id).mapped_top_layers) == copies
+    assert len(store.layers()) == 2 + 3 + copies
     assert all(layer.mount_count == 0 for layer in store.layers())
 
 
