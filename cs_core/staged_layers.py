@@ -17,10 +17,8 @@ import attrs
 from cs_core import atomic
 from cs_core.drivers.base import ApplyDiffOpts
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
-from cs_core.durability import syncfs
 from cs_core.errors import NotSupported
 from cs_core.model import Layer
-from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY
 
 if TYPE_CHECKING:
     from cs_core.store import LayerOptions, Store
@@ -60,21 +58,9 @@ def apply(store: Store, args: ApplyStagedLayerOptions) -> Layer:
     with ls.writing():
         layer = ls.lookup(args.id) if args.id else None
         if layer is not None:
-            # As applydiff: mark the layer durably first, so a crash part-way resets it.
-            empty = not layer.uncompressed_digest and not ls.tar_split_path(layer.id).exists()
-            layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
-            ls.save()
-            try:
-                _fill(store, driver, layer, staged)
-                syncfs(driver.home)  # type: ignore[attr-defined]
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    ls.undo_interrupted_apply(layer)
-                    ls.save()
-                raise
-            del layer.flags[APPLYING]
-            ls.save()
-            return attrs.evolve(layer)
+            existing = layer
+            store._fill_existing_layer(existing, lambda: _fill(store, driver, existing, staged))
+            return attrs.evolve(existing)
     return store._put_layer(
         args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
         args.layer_options or LayerOptions(), lambda new: _fill(store, driver, new, staged),

@@ -416,23 +416,35 @@ class Store:
         ls = self.layer_store
         with ls.writing():
             layer = ls.get(to)
-            # Mark the layer first (durably): if we die mid-apply, the next write-access load
-            # resets it instead of leaving half the files in it.
-            empty = not layer.uncompressed_digest and not ls.tar_split_path(layer.id).exists()
-            layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
-            ls.save()
-            try:
+
+            def fill() -> None:
                 with flushing(self.driver.home):
                     self._apply_diff_locked(layer, stream, LayerOptions(progress=progress))
-                syncfs(self.driver.home)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    ls.undo_interrupted_apply(layer)
-                    ls.save()
-                raise
-            del layer.flags[APPLYING]
-            ls.save()
+
+            self._fill_existing_layer(layer, fill)
             return layer.uncompressed_size
+
+    def _fill_existing_layer(self, layer: Layer, fill: Callable[[], None]) -> None:
+        """Run ``fill`` to add content to an existing layer (the layer store write-locked).
+
+        The layer is marked first (durably): if we die part-way, the next write-access load
+        resets it instead of leaving half the files in it. Its content is flushed before the
+        mark goes.
+        """
+        ls = self.layer_store
+        empty = not layer.uncompressed_digest and not ls.tar_split_path(layer.id).exists()
+        layer.flags[APPLYING] = APPLYING_TO_EMPTY if empty else "content"
+        ls.save()
+        try:
+            fill()
+            syncfs(self.driver.home)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ls.undo_interrupted_apply(layer)
+                ls.save()
+            raise
+        del layer.flags[APPLYING]
+        ls.save()
 
     def prepare_staged_layer(self, differ: Differ,
                              options: ApplyDiffOpts | None = None) -> StagedLayer:
