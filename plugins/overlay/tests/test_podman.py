@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from cs_overlay.testing import unmount_all_under
@@ -76,93 +78,97 @@ def store_busybox_image(root: Path, run: Path) -> str:
         store.shutdown(force=True)
 
 
-def test_podman_runs_image_stored_by_cs_core(tmp_path: Path) -> None:
+# nproc: this VM lacks CAP_SYS_RESOURCE, so podman's default (raise to max) fails
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+class PodmanStore(NamedTuple):
+    root: Path
+    run: Path
+    podman: list[str]  # the podman command line for this store
+
+
+@pytest.fixture
+def podman_store(tmp_path: Path) -> Iterator[PodmanStore]:
     require_privileged()
     requires_command("podman", "runc")
     # podman refuses run roots longer than 50 characters
     short = Path(tempfile.mkdtemp(prefix="cs-podman-", dir="/tmp"))
     root, run = tmp_path / "root", short / "run"
     try:
-        image_id = store_busybox_image(root, run)
-        podman = ["podman", "--root", str(root), "--runroot", str(run), "--storage-driver", "overlay"]
-        listed = subprocess.run([*podman, "images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
-                                capture_output=True, text=True, timeout=120, check=True).stdout
-        assert f"{image_id[:12]} localhost/cs-busybox:latest" in listed
-        # nproc: this VM lacks CAP_SYS_RESOURCE, so podman's default (raise to max) fails
-        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-        proc = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--network", "none", *limits,
-                               "localhost/cs-busybox:latest"],
-                              capture_output=True, text=True, timeout=180)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.splitlines()[0] == "hello from cs_core"
-        assert "gone" not in proc.stdout.split() and "greeting" in proc.stdout.split()
-        # a container podman creates is ours to list and mount, and podman sees what we write
-        ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", "--name", "kept",
-                              *limits, "localhost/cs-busybox:latest"],
-                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
-        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
-        try:
-            assert [i.id for i in store.images()] == [image_id]
-            assert [c.id for c in store.containers()] == [ctr]
-            merged = Path(store.mount(ctr))
-            try:
-                assert (merged / "etc" / "greeting").read_text() == "hello from cs_core\n"
-                (merged / "etc" / "greeting").write_text("written by cs_core\n")
-            finally:
-                store.unmount(ctr)
-        finally:
-            store.shutdown(force=True)
-        proc = subprocess.run([*podman, "start", "--attach", "kept"], capture_output=True, text=True,
-                              timeout=180)
-        assert proc.stdout.splitlines()[:1] == ["written by cs_core"], proc.stderr
-        subprocess.run([*podman, "rm", "kept"], capture_output=True, timeout=120, check=True)
-        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
-        try:
-            assert store.containers() == [] and len(store.layers()) == 2
-        finally:
-            store.shutdown(force=True)
+        yield PodmanStore(root, run, ["podman", "--root", str(root), "--runroot", str(run),
+                                      "--storage-driver", "overlay"])
     finally:
         unmount_all_under(tmp_path)
         unmount_all_under(short)
         shutil.rmtree(short, ignore_errors=True)
 
 
-def test_podman_user_namespace_container_and_ours_agree_on_owners(tmp_path: Path) -> None:
+def test_podman_runs_image_stored_by_cs_core(podman_store: PodmanStore) -> None:
+    root, run, podman = podman_store
+    image_id = store_busybox_image(root, run)
+    listed = subprocess.run([*podman, "images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True, timeout=120, check=True).stdout
+    assert f"{image_id[:12]} localhost/cs-busybox:latest" in listed
+    proc = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--network", "none", *LIMITS,
+                           "localhost/cs-busybox:latest"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "hello from cs_core"
+    assert "gone" not in proc.stdout.split() and "greeting" in proc.stdout.split()
+    # a container podman creates is ours to list and mount, and podman sees what we write
+    ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", "--name", "kept",
+                          *LIMITS, "localhost/cs-busybox:latest"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+    try:
+        assert [i.id for i in store.images()] == [image_id]
+        assert [c.id for c in store.containers()] == [ctr]
+        merged = Path(store.mount(ctr))
+        try:
+            assert (merged / "etc" / "greeting").read_text() == "hello from cs_core\n"
+            (merged / "etc" / "greeting").write_text("written by cs_core\n")
+        finally:
+            store.unmount(ctr)
+    finally:
+        store.shutdown(force=True)
+    proc = subprocess.run([*podman, "start", "--attach", "kept"], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.stdout.splitlines()[:1] == ["written by cs_core"], proc.stderr
+    subprocess.run([*podman, "rm", "kept"], capture_output=True, timeout=120, check=True)
+    store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+    try:
+        assert store.containers() == [] and len(store.layers()) == 2
+    finally:
+        store.shutdown(force=True)
+
+
+def test_podman_user_namespace_container_and_ours_agree_on_owners(podman_store: PodmanStore) -> None:
     # podman (its own containers/storage) ID-maps the lowers of a --uidmap container, as we do:
     # no mapped copy is made, and we and the container see the same files the same way.
-    require_privileged()
-    requires_command("podman", "runc")
-    short = Path(tempfile.mkdtemp(prefix="cs-podman-", dir="/tmp"))
-    root, run = tmp_path / "root", short / "run"
+    root, run, podman = podman_store
+    store_busybox_image(root, run)
+    userns = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"]
+    ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", *userns,
+                          *LIMITS, "localhost/cs-busybox:latest", "/bin/sh", "-c",
+                          "ls -ln /etc/greeting /etc/ours"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
     try:
-        store_busybox_image(root, run)
-        podman = ["podman", "--root", str(root), "--runroot", str(run), "--storage-driver", "overlay"]
-        userns = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"]
-        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-        ctr = subprocess.run([*podman, "create", "--runtime", "runc", "--network", "none", *userns,
-                              *limits, "localhost/cs-busybox:latest", "/bin/sh", "-c",
-                              "ls -ln /etc/greeting /etc/ours"],
-                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
-        store = open_store(graph_root=str(root), run_root=str(run), driver_name="overlay")
+        assert [i.mapped_top_layers for i in store.images()] == [[]]
+        assert store.layer(store.container(ctr).layer).uid_map == []
+        merged = Path(store.mount(ctr))
         try:
-            assert [i.mapped_top_layers for i in store.images()] == [[]]
-            assert store.layer(store.container(ctr).layer).uid_map == []
-            merged = Path(store.mount(ctr))
-            try:
-                st = (merged / "etc" / "greeting").stat()
-                assert (st.st_uid, st.st_gid) == (100000, 100000)
-                (merged / "etc" / "ours").write_text("x")
-                os.chown(merged / "etc" / "ours", 100007, 100008)
-            finally:
-                store.unmount(ctr)
+            st = (merged / "etc" / "greeting").stat()
+            assert (st.st_uid, st.st_gid) == (100000, 100000)
+            (merged / "etc" / "ours").write_text("x")
+            os.chown(merged / "etc" / "ours", 100007, 100008)
         finally:
-            store.shutdown(force=True)
-        proc = subprocess.run([*podman, "start", "--attach", ctr], capture_output=True, text=True,
-                              timeout=180)
-        owners = [line.split()[2:4] for line in proc.stdout.splitlines()]
-        assert owners == [["0", "0"], ["7", "8"]], proc.stderr
-        subprocess.run([*podman, "rm", ctr], capture_output=True, timeout=120, check=True)
+            store.unmount(ctr)
     finally:
-        unmount_all_under(tmp_path)
-        unmount_all_under(short)
-        shutil.rmtree(short, ignore_errors=True)
+        store.shutdown(force=True)
+    proc = subprocess.run([*podman, "start", "--attach", ctr], capture_output=True, text=True,
+                          timeout=180)
+    owners = [line.split()[2:4] for line in proc.stdout.splitlines()]
+    assert owners == [["0", "0"], ["7", "8"]], proc.stderr
+    subprocess.run([*podman, "rm", ctr], capture_output=True, timeout=120, check=True)
