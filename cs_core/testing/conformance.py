@@ -98,8 +98,6 @@ class GraphDriverConformance:
     needs_root: ClassVar[bool] = False
     #: Whether layers can hold device nodes (checked only when running as root).
     supports_devices: ClassVar[bool] = True
-    #: Whether the store-level tests run (they need cs_core.store and a working driver).
-    store_tests: ClassVar[bool] = True
 
     @pytest.fixture
     def driver_config(self, tmp_path: Path) -> DriverConfig:
@@ -376,8 +374,6 @@ class GraphDriverConformance:
 
     @pytest.fixture
     def store(self, driver: GraphDriver, driver_config: DriverConfig) -> Iterator[Store]:
-        if not self.store_tests:
-            pytest.skip(f"{type(self).__name__} turns the store-level tests off")
         driver.cleanup()  # the store opens its own driver instance on the same home
         from cs_core.store import open_store
 

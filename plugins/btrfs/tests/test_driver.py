@@ -16,6 +16,8 @@ from cs_btrfs.options import human_size, ram_in_bytes
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, MountOpts
 from cs_core.errors import ConfigError, NotSupported
 from cs_core.model import Change
+from cs_core.testing import require_privileged
+from cs_core.testing.loopfs import loop_filesystem
 from cs_core.testing.tars import layer_tar
 
 from .conftest import DriverFactory, subvolume_paths
@@ -91,15 +93,17 @@ def test_remove_plain_directory_layer(driver: BtrfsDriver) -> None:
 
 
 def test_probe_rejects_other_filesystems(tmp_path: Path) -> None:
-    if fs.fs_magic(tmp_path) == fs.BTRFS_SUPER_MAGIC:
-        pytest.skip("tmp_path is on btrfs")
-    config = DriverConfig(home=tmp_path / "btrfs", run_home=tmp_path / "run", graph_root=tmp_path,
-                          run_root=tmp_path / "run")
-    with pytest.raises(NotSupported, match="is not on a btrfs filesystem"):
-        BtrfsDriver.probe(config)
-    with pytest.raises(NotSupported):
-        BtrfsDriver(config)
-    assert not (tmp_path / "btrfs").exists()
+    require_privileged("a loop-mounted ext4 needs root")
+    # A filesystem of our own, so the test means the same wherever tmp_path lives.
+    with loop_filesystem("ext4", "64M", workdir=tmp_path) as other:
+        assert fs.fs_magic(other) != fs.BTRFS_SUPER_MAGIC
+        config = DriverConfig(home=other / "btrfs", run_home=other / "run", graph_root=other,
+                              run_root=other / "run")
+        with pytest.raises(NotSupported, match="is not on a btrfs filesystem"):
+            BtrfsDriver.probe(config)
+        with pytest.raises(NotSupported):
+            BtrfsDriver(config)
+        assert not (other / "btrfs").exists()
 
 
 def test_home_is_a_private_mount_until_cleanup(make_driver: DriverFactory) -> None:
