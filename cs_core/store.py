@@ -958,20 +958,26 @@ class Store:
             container = cs.lookup(ref)
             if container is None:
                 raise NotAContainer()
-            # The record goes first: a crash in between then leaves an unreferenced layer
-            # (removed by the next open, see cs_core.intents), never a container whose layer
-            # is gone.
-            intent = self.layer_intents.begin([container.layer])
-            try:
-                cs.remove(container)
-                cs.save()
-                layer = ls.by_id.get(container.layer)
-                if layer is not None:
-                    self._delete_layer_locked(layer)
-            finally:
-                intent.end()
-            for base in (self.graph_root, self.run_root):
-                atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id)
+            self._delete_container_locked(container, container.id)
+
+    def _delete_container_locked(self, container: Container, data_dir: str) -> None:
+        """Drop the record, then its layer, then ``<driver>-containers/<data_dir>`` in both roots.
+
+        The record goes first: a crash in between then leaves an unreferenced layer (removed by
+        the next open, see cs_core.intents), never a container whose layer is gone.
+        """
+        ls, cs = self.layer_store, self.container_store
+        intent = self.layer_intents.begin([container.layer])
+        try:
+            cs.remove(container)
+            cs.save()
+            layer = ls.by_id.get(container.layer)
+            if layer is not None:
+                self._delete_layer_locked(layer)
+        finally:
+            intent.end()
+        for base in (self.graph_root, self.run_root):
+            atomic.remove_tree(base / f"{self.driver_name}-containers" / data_dir)
 
     def _set_container_big_data_locked(self, container: Container, key: str, data: bytes) -> None:
         # Staged: moved into place by the save() that records its size and digest.
@@ -1137,18 +1143,8 @@ class Store:
         with ls.writing(), ist.writing(), cs.writing():
             container = cs.lookup(ref)
             if container is not None:
-                intent = self.layer_intents.begin([container.layer])
-                try:
-                    cs.remove(container)  # record first, as in delete_container
-                    cs.save()
-                    layer = ls.by_id.get(container.layer)
-                    if layer is not None:
-                        self._delete_layer_locked(layer)
-                finally:
-                    intent.end()
-                for base in (self.graph_root, self.run_root):
-                    atomic.remove_tree(base / f"{self.driver_name}-containers" / container.id /
-                                       "userdata")
+                # Go's Delete removes only the userdata directory, not the big data beside it.
+                self._delete_container_locked(container, f"{container.id}/userdata")
                 return
             image = ist.lookup(ref)
             if image is not None:
