@@ -13,7 +13,6 @@ import io
 import os
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,15 +23,8 @@ from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, open_store
 from cs_core.testing import require_privileged, requires_command
 from cs_core.testing.loopfs import loop_filesystem
-
-
-def _tar_owned_by(uid: int, gid: int) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("owned")
-        info.size, info.uid, info.gid = 2, uid, gid
-        tar.addfile(info, io.BytesIO(b"hi"))
-    return buf.getvalue()
+from cs_core.testing.owners import owners_in_diff, owners_through_mount
+from cs_core.testing.tars import owned_file_tar
 
 
 @pytest.fixture(params=["overlay", "btrfs"])
@@ -54,7 +46,7 @@ def test_container_with_maps_is_owned_by_its_host_ids(store_root: tuple[str, Pat
     try:
         image_maps = [IDMap(0, 100000, 65536)]
         layer = store.put_layer(options=LayerOptions(uid_map=image_maps, gid_map=image_maps),
-                                diff=io.BytesIO(_tar_owned_by(10, 20)))
+                                diff=io.BytesIO(owned_file_tar(10, 20)))
         image = store.create_image(layer=layer.id)
         other = [IDMap(0, 200000, 65536)]
         container = store.create_container(image=image.id,
@@ -71,18 +63,9 @@ def test_container_with_maps_is_owned_by_its_host_ids(store_root: tuple[str, Pat
         finally:
             store.unmount(container.id)
         # The image layer keeps its own owners.
-        image_root = Path(store.mount(layer.id))
-        try:
-            st = os.lstat(image_root / "owned")
-            assert (st.st_uid, st.st_gid) == (100010, 100020)
-        finally:
-            store.unmount(layer.id)
+        assert owners_through_mount(store, layer.id, "owned") == (100010, 100020)
         # The container's diff speaks container IDs, whatever the host ownership.
-        out = io.BytesIO()
-        store.diff(None, container.layer, out)
-        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
-            member = tar.getmember("new")
-            assert (member.uid, member.gid) == (5, 6)
+        assert owners_in_diff(store, container.layer, "new") == (5, 6)
     finally:
         store.shutdown(force=True)
 
@@ -94,7 +77,7 @@ def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> No
     store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
     try:
         base = store.create_layer()
-        top = store.put_layer(parent=base.id, diff=io.BytesIO(_tar_owned_by(10, 20)))
+        top = store.put_layer(parent=base.id, diff=io.BytesIO(owned_file_tar(10, 20)))
         image = store.create_image(layer=top.id)
         maps = [IDMap(0, 300000, 65536)]
         opts = ContainerOptions(uid_map=maps, gid_map=maps)
@@ -104,12 +87,7 @@ def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> No
         copy = store.layer(mapped[0])
         assert copy.parent == base.id and copy.uid_map == maps and copy.gid_map == maps
         assert store.layer(first.layer).parent == copy.id
-        root = Path(store.mount(copy.id))
-        try:
-            st = os.lstat(root / "owned")
-            assert (st.st_uid, st.st_gid) == (300010, 300020)
-        finally:
-            store.unmount(copy.id)
+        assert owners_through_mount(store, copy.id, "owned") == (300010, 300020)
         # Same maps: the copy is reused; no maps: the original top layer.
         second = store.create_container(image=image.id, options=opts)
         plain = store.create_container(image=image.id)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tarfile
 from pathlib import Path
 
 from cs_core.config import StoreOptions
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, open_store
-from cs_core.testing.tars import layer_tar
-
-
-def _tar_owned_by(uid: int, gid: int) -> bytes:
-    return layer_tar([("owned", b"hi")], uid=uid, gid=gid)
+from cs_core.testing.owners import owners_in_diff, owners_through_mount
+from cs_core.testing.tars import owned_file_tar
 
 
 def test_transient_store_keeps_containers_under_the_runroot(tmp_path: Path) -> None:
@@ -47,27 +42,17 @@ def test_layer_applied_with_maps_is_owned_by_host_ids(tmp_path: Path) -> None:
     try:
         maps = [IDMap(0, 100000, 65536)]
         layer = store.put_layer(options=LayerOptions(uid_map=maps, gid_map=maps),
-                                diff=io.BytesIO(_tar_owned_by(10, 20)))
+                                diff=io.BytesIO(owned_file_tar(10, 20)))
         rec = store.layer(layer.id)
         assert rec.uid_map == maps and rec.uidset == [10] and rec.gidset == [20]
-        root = Path(store.mount(layer.id))
-        st = os.lstat(root / "owned")
-        assert (st.st_uid, st.st_gid) == (100010, 100020)
-        store.unmount(layer.id)
+        assert owners_through_mount(store, layer.id, "owned") == (100010, 100020)
         # A container with other maps gets its files re-owned for its namespace.
         image = store.create_image(layer=layer.id)
         other = [IDMap(0, 200000, 65536)]
         container = store.create_container(image=image.id,
                                            options=ContainerOptions(uid_map=other, gid_map=other))
-        root = Path(store.mount(container.id))
-        st = os.lstat(root / "owned")
-        assert (st.st_uid, st.st_gid) == (200010, 200020)
-        store.unmount(container.id)
+        assert owners_through_mount(store, container.id, "owned") == (200010, 200020)
         # The diff carries container IDs again, whatever the host ownership.
-        out = io.BytesIO()
-        store.diff(None, layer.id, out)
-        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
-            member = tar.getmember("owned")
-            assert (member.uid, member.gid) == (10, 20)
+        assert owners_in_diff(store, layer.id, "owned") == (10, 20)
     finally:
         store.shutdown(force=True)

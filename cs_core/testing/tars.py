@@ -35,3 +35,8 @@ def layer_tar(entries: Iterable[Entry], *, uid: int = 0, gid: int = 0,
                 info.size, info.mode = len(data), mode[0] if mode else file_mode
                 tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def owned_file_tar(uid: int, gid: int, name: str = "owned", data: bytes = b"hi") -> bytes:
+    """A one-file layer whose file belongs to ``uid``:``gid`` (container IDs): for ID-map tests."""
+    return layer_tar([(name, data)], uid=uid, gid=gid)
