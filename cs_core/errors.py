@@ -29,6 +29,19 @@ class StorageError(Exception):
         return new
 
 
+class ExactMessage:
+    """Mixin for a StorageError whose text is its detail alone, without the generic suffix.
+
+    Drivers use it for errors that must read exactly as Go's driver messages do.
+    """
+
+    detail: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.detail or self.message
+
+
 class ContainerUnknown(StorageError):
     message = "container not known"
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from cs_core.errors import ConfigError, DriverError, NotSupported
+from cs_core.errors import ConfigError, DriverError, ExactMessage, NotSupported
 
 
-class _Exact:
-    detail: str | None
-    message: str
-
-    def __str__(self) -> str:
-        return self.detail or self.message
-
-
-class BtrfsError(_Exact, DriverError):
+class BtrfsError(ExactMessage, DriverError):
     """A failure of the btrfs driver."""
 
 
-class BtrfsConfigError(_Exact, ConfigError):
+class BtrfsConfigError(ExactMessage, ConfigError):
     """A bad btrfs option or per-layer storage option."""
 
 
-class BtrfsNotSupported(_Exact, NotSupported):
+class BtrfsNotSupported(ExactMessage, NotSupported):
     """The home is not on btrfs."""

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from cs_core.errors import ConfigError, DriverError, NotSupported
+from cs_core.errors import ConfigError, DriverError, ExactMessage, NotSupported
 
 
-class _Exact:
-    detail: str | None
-    message: str
-
-    def __str__(self) -> str:
-        return self.detail or self.message
-
-
-class OverlayError(_Exact, DriverError):
+class OverlayError(ExactMessage, DriverError):
     """A failure of the overlay driver."""
 
 
-class OverlayConfigError(_Exact, ConfigError):
+class OverlayConfigError(ExactMessage, ConfigError):
     """A bad overlay option."""
 
 
-class OverlayNotSupported(_Exact, NotSupported):
+class OverlayNotSupported(ExactMessage, NotSupported):
     """Overlay cannot work here (wrong backing filesystem, kernel without overlay, ...)."""

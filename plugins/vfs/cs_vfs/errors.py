@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from cs_core.errors import ConfigError, DriverError
+from cs_core.errors import ConfigError, DriverError, ExactMessage
 
 
-class _Exact:
-    detail: str | None
-    message: str
-
-    def __str__(self) -> str:
-        return self.detail or self.message
-
-
-class VfsError(_Exact, DriverError):
+class VfsError(ExactMessage, DriverError):
     """A failure of the vfs driver."""
 
 
-class VfsConfigError(_Exact, ConfigError):
+class VfsConfigError(ExactMessage, ConfigError):
     """An option the vfs driver does not accept."""
