@@ -332,7 +332,10 @@ class Store:
             )
             if template is not None:
                 copy_template_record(template, layer)
-            layer.volatile = options.volatile or (self.transient and writeable)
+            # As HEAD's pickStoreLocation: only layers asked to be volatile go to the volatile
+            # file (in transient mode create_container asks for its layers); a plain
+            # create-layer stays in layers.json, where other stores and tools look for it.
+            layer.volatile = options.volatile
             ls.add(layer)
             ls.save()  # the incomplete record first, so a crash leaves something to clean up
             try:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from cs_core.config import StoreOptions
+from cs_core.errors import ImageUnknown
 from cs_core.model import IDMap
-from cs_core.store import ContainerOptions, LayerOptions, open_store
+from cs_core.store import ContainerOptions, ImageOptions, LayerOptions, Store, open_store
 from cs_core.testing.owners import owners_in_diff, owners_through_mount
 from cs_core.testing.tars import owned_file_tar
 
@@ -56,3 +61,55 @@ def test_layer_applied_with_maps_is_owned_by_host_ids(tmp_path: Path) -> None:
         assert owners_in_diff(store, layer.id, "owned") == (10, 20)
     finally:
         store.shutdown(force=True)
+
+
+# -- read-only (additional) image stores, split image stores, transient stores -------------
+
+
+@pytest.fixture
+def open_opts(driver_name: str) -> Iterator[Callable[..., Store]]:
+    """Open stores with the test's driver and any options; all are shut down at teardown."""
+    opened: list[Store] = []
+
+    def make(graph: Path, run: Path, **kw: object) -> Store:
+        store = open_store(StoreOptions(graph_root=str(graph), run_root=str(run),
+                                        driver_name=driver_name, **kw))  # type: ignore[arg-type]
+        opened.append(store)
+        return store
+
+    yield make
+    for store in reversed(opened):
+        store.shutdown(force=True)
+
+
+def _with_ro_root(open_opts: Callable[..., Store], tmp_path: Path, **kw: object) -> Store:
+    """A store using ``tmp_path/ro`` as an additional (read-only) image store."""
+    driver = open_opts(tmp_path / "ro", tmp_path / "ro-run").driver_name
+    return open_opts(tmp_path / "g", tmp_path / "r",
+                     driver_options=[f"{driver}.imagestore={tmp_path / 'ro'}"], **kw)
+
+
+def test_transient_store_keeps_plain_layers_in_layers_json(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    # bats cleanup-layer in transient mode: the layer must be in <graph>/<driver>-layers.
+    store = open_opts(tmp_path / "g", tmp_path / "r", transient_store=True)
+    layer = store.create_layer(writeable=True)  # as the CLI's create-layer makes it
+    stable = store.graph_root / f"{store.driver_name}-layers" / "layers.json"
+    records = json.loads(stable.read_text())
+    assert [x["id"] for x in records] == [layer.id]
+    records[0]["flags"] = {"incomplete": True}
+    stable.write_text(json.dumps(records))
+    store.shutdown()
+    assert open_opts(tmp_path / "g", tmp_path / "r", transient_store=True).layers() == []
+
+
+def test_read_only_store_is_read_with_its_volatile_layers(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    ro = open_opts(tmp_path / "ro", tmp_path / "ro-run")
+    container = ro.create_container(image=ro.create_image(layer=ro.create_layer().id).id,
+                                    options=ContainerOptions(volatile=True))
+    volatile = ro.graph_root / f"{ro.driver_name}-layers" / "volatile-layers.json"
+    assert [x["id"] for x in json.loads(volatile.read_text())] == [container.layer]
+    ro.shutdown()
+    store = _with_ro_root(open_opts, tmp_path)
+    assert store.layer(container.layer).read_only

@@ -34,11 +34,12 @@ class LayerStore(RecordStore[Layer]):
         self, directory: Path, run_directory: Path | None, driver: GraphDriver, *,
         read_only: bool = False, volatile_directory: Path | None = None,
     ) -> None:
-        files = [RecordFile(directory / "layers.json")]
-        if not read_only:
-            files.append(
-                RecordFile((volatile_directory or directory) / "volatile-layers.json", volatile=True)
-            )
+        # A read-only (additional) store is read through both of its files, as Go reads it:
+        # the store that wrote it may have kept volatile layers there.
+        files = [
+            RecordFile(directory / "layers.json"),
+            RecordFile((volatile_directory or directory) / "volatile-layers.json", volatile=True),
+        ]
         lock = lockfile.get(directory / "layers.lock", read_only=read_only)
         super().__init__(directory, files, lock, read_only=read_only)
         self.driver = driver
@@ -53,7 +54,7 @@ class LayerStore(RecordStore[Layer]):
         record.volatile = source.volatile
 
     def _file_for(self, record: Layer) -> RecordFile:
-        return self.files[1] if record.volatile and len(self.files) > 1 else self.files[0]
+        return self.files[1] if record.volatile else self.files[0]
 
     def after_load(self, *, writing: bool) -> None:
         if self.read_only:
