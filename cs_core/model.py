@@ -100,6 +100,10 @@ class Container:
     uid_map: list[IDMap] = _field("uidmap", factory=list)
     gid_map: list[IDMap] = _field("gidmap", factory=list)
     flags: dict[str, Any] = _field("flags", factory=dict)
+    # Whether the record lives in volatile-containers.json. Only containers created volatile
+    # go there (HEAD's volatileStore): one that Go 1.43 wrote to containers.json with the
+    # Volatile flag stays in containers.json, where 1.43 still finds it.
+    volatile_store: bool = _field("", persist=False, default=False)
 
     @property
     def volatile(self) -> bool:

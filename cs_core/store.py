@@ -913,7 +913,7 @@ class Store:
                 container = Container(
                     id=container_id, names=list(names), image=image_id, layer=rw_layer.id,
                     metadata=metadata, created=utcnow(), uid_map=list(uid_map),
-                    gid_map=list(gid_map), flags=flags,
+                    gid_map=list(gid_map), flags=flags, volatile_store=volatile,
                 )
                 for key, value in options.big_data.items():
                     self._set_container_big_data_locked(container, key, value)

@@ -32,8 +32,11 @@ class ContainerStore(RecordStore[Container]):
 
     lookup_extra = _layer_key
 
+    def _mark_loaded(self, record: Container, source: RecordFile) -> None:
+        record.volatile_store = source.volatile
+
     def _file_for(self, record: Container) -> RecordFile:
-        return self.files[1] if record.volatile else self.files[0]
+        return self.files[1] if record.volatile_store else self.files[0]
 
     def by_layer(self, layer_id: str) -> Container | None:
         for container in self.records:
