@@ -608,7 +608,8 @@ class Store:
     def create_image(self, id: str | None = None, names: Sequence[str] = (), layer: str = "",
                      metadata: str = "", options: ImageOptions | None = None) -> Image:
         options = options or ImageOptions()
-        with self._read_all(images=False, containers=False), self.image_store.writing():
+        with (self._read_all(images=False, containers=False), self._ro_images_reading(),
+              self.image_store.writing()):
             top = ""
             if layer:
                 found = self._find_layer(layer)
@@ -627,16 +628,25 @@ class Store:
                     raise DuplicateName(
                         f'image name "{name}" is already associated with image "{holder.id}"'
                     )
-            image = Image(
-                id=image_id, digest=options.digest, names=list(names), top_layer=top,
-                metadata=metadata or options.metadata,
-                created=options.creation_date or utcnow(), flags=dict(options.flags),
-                names_history=list(options.names_history),
-            )
+            pulled = next(((ro.by_id[image_id], ro) for ro in self.ro_image_stores
+                           if image_id in ro.by_id), None)
+            # An ID of a read-only store's image starts from that record (HEAD's pull-up).
+            image = (Image(id=image_id, names=list(names)) if pulled is None
+                     else self._pull_up_image(*pulled, names=names))
+            image.top_layer = top
+            image.digest = options.digest or image.digest
+            image.metadata = metadata or options.metadata or image.metadata
+            image.created = options.creation_date or image.created
+            image.flags = dict(options.flags)
+            image.names_history += options.names_history
             for key, value in options.big_data.items():
                 self._set_image_big_data_locked(image, key, value, None)
             recompute_digests(image)
             ist.add(image)
+            if pulled is not None:
+                # Its names are added only now, taking them from other images if need be.
+                ist.update_names(image, [*pulled[0].names, *names], "add")
+                _note_names_history(image)
             ist.save()
             return attrs.evolve(image)
 
@@ -1102,19 +1112,15 @@ class Store:
                 return
             image = ist.lookup(ref)
             if image is None:
-                for ro in self.ro_image_stores:
-                    ro_image = ro.lookup(ref)
-                    if ro_image is not None:
-                        image = self._pull_up_image(ro_image, ro)
-                        break
+                # Names of an image in a read-only store can change: the record is copied
+                # ("pulled up") into the writable store, whose copy then shadows it.
+                pulled = self._find_ro_image(ref)
+                if pulled is not None:
+                    image = self._pull_up_image(*pulled, names=pulled[0].names)
+                    ist.add(image)
             if image is not None:
-                before = list(image.names)
                 ist.update_names(image, names, op)
-                for name in image.names:
-                    if name not in before or op == "set":
-                        if name in image.names_history:
-                            image.names_history.remove(name)
-                        image.names_history.insert(0, name)
+                _note_names_history(image)
                 ist.save()
                 return
             container = cs.lookup(ref)
@@ -1131,13 +1137,36 @@ class Store:
                 stack.enter_context(ist.reading())
             yield
 
-    def _pull_up_image(self, image: Image, source: ImageStore) -> Image:
-        """Copy a read-only store's image into the writable store (it then shadows it)."""
-        copy = attrs.evolve(image, read_only=False, names=[], big_data_names=[])
+    def _find_ro_image(self, ref: str) -> tuple[Image, ImageStore] | None:
+        for ro in self.ro_image_stores:
+            image = ro.lookup(ref)
+            if image is not None:
+                return image, ro
+        return None
+
+    def _pull_up_image(self, image: Image, source: ImageStore, *,
+                       names: Sequence[str]) -> Image:
+        """Copy a read-only store's image, with ``names``, into the writable store (HEAD's
+        pull-up: metadata, dates, digest, names history, flags and big data; the caller holds
+        the writable image store's write lock, adds the copy and saves)."""
+        ist = self.image_store
+        for name in names:
+            holder = ist.by_name.get(name)
+            if holder is not None:
+                raise DuplicateName(
+                    f'image name "{name}" is already associated with image "{holder.id}"')
+        copy = Image(
+            id=image.id, digest=image.digest, names=list(names), top_layer=image.top_layer,
+            metadata=image.metadata, created=image.created, flags=dict(image.flags),
+            names_history=list(image.names_history),
+        )
         for key in image.big_data_names:
-            self.image_store.stage_big_data(copy.id, key, source.read_big_data(image.id, key))
+            data = source.read_big_data(image.id, key)
+            ist.stage_big_data(copy.id, key, data)
             copy.big_data_names.append(key)
-        self.image_store.add(copy)
+            copy.big_data_sizes[key] = len(data)
+            copy.big_data_digests[key] = image.big_data_digests.get(key) or sha256_digest(data)
+        recompute_digests(copy)
         return copy
 
     def delete(self, ref: str) -> None:
@@ -1498,6 +1527,13 @@ def _tree_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+def _note_names_history(image: Image) -> None:
+    """Put the image's current names at the front of its history, as Go's updateNames does
+    (each name in turn, so the last one ends up first)."""
+    for name in image.names:
+        image.names_history = dedupe([name, *image.names_history])
 
 
 def _go_quote(text: str) -> str:

@@ -89,6 +89,47 @@ def _with_ro_root(open_opts: Callable[..., Store], tmp_path: Path, **kw: object)
                      driver_options=[f"{driver}.imagestore={tmp_path / 'ro'}"], **kw)
 
 
+def test_names_of_a_read_only_image_change_through_a_pulled_up_copy(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    ro = open_opts(tmp_path / "ro", tmp_path / "ro-run")
+    image = ro.create_image(names=["foo", "bar", "new"], layer=ro.create_layer().id,
+                            metadata="meta", options=ImageOptions(big_data={"config": b"cfg"}))
+    ro_file = ro.graph_root / f"{ro.driver_name}-images" / "images.json"
+    ro.shutdown()
+    before = ro_file.read_bytes()
+
+    store = _with_ro_root(open_opts, tmp_path)
+    store.add_names(image.id, ["other"])
+    store.remove_names(image.id, ["new"])
+    for name in ("foo", "bar", "other", image.id):
+        assert store.image(name).id == image.id
+    with pytest.raises(ImageUnknown):
+        store.image("new")  # removed from the copy, which shadows the read-only record
+    assert store.names(image.id) == ["other", "foo", "bar"]
+    assert store.image(image.id).metadata == "meta"
+    assert store.image_big_data(image.id, "config") == b"cfg"
+    assert ro_file.read_bytes() == before  # the read-only store is left alone
+
+
+def test_creating_a_read_only_images_id_pulls_it_up(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    ro = open_opts(tmp_path / "ro", tmp_path / "ro-run")
+    image = ro.create_image(names=["ro-name"], metadata="ro-meta",
+                            options=ImageOptions(big_data={"config": b"cfg"}))
+    ro.shutdown()
+
+    store = _with_ro_root(open_opts, tmp_path)
+    other = store.create_image(names=["taken"])
+    created = store.create_image(id=image.id, names=["mine"])
+    assert created.metadata == "ro-meta" and created.created == image.created
+    assert created.big_data_names == ["config"]
+    assert store.image_big_data(image.id, "config") == b"cfg"
+    assert sorted(store.names(image.id)) == ["mine", "ro-name"]
+    # A later pulled-up name is taken from the image that held it, as HEAD's add does.
+    store.add_names(image.id, ["taken"])
+    assert store.names(other.id) == []
+
+
 def test_transient_store_keeps_plain_layers_in_layers_json(
         open_opts: Callable[..., Store], tmp_path: Path) -> None:
     # bats cleanup-layer in transient mode: the layer must be in <graph>/<driver>-layers.
