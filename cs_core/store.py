@@ -180,12 +180,21 @@ class Store:
         ):
             atomic.makedirs(d)
         self.image_store = ImageStore(self.image_root / f"{name}-images")
+        #: Image stores we may write; with a split image store the graph root's is one too.
+        self.rw_image_stores = [self.image_store]
         self.container_store = ContainerStore(
             self.graph_root / f"{name}-containers",
             volatile_directory=self.run_root / f"{name}-containers" if self.transient else None,
         )
         self.ro_layer_stores: list[LayerStore] = []
         self.ro_image_stores: list[ImageStore] = []
+        if options.image_store:
+            # As HEAD: images created before the split stay visible (after the image store,
+            # like an additional store) and can still be deleted there.
+            atomic.makedirs(self.graph_root / f"{name}-images")
+            graph_images = ImageStore(self.graph_root / f"{name}-images")
+            self.rw_image_stores.append(graph_images)
+            self.ro_image_stores.append(graph_images)
         for extra in self.driver.additional_image_stores():
             layers_dir = Path(extra) / f"{name}-layers"
             images_dir = Path(extra) / f"{name}-images"
@@ -703,45 +712,36 @@ class Store:
             return total
 
     def delete_image(self, ref: str, commit: bool = True) -> list[str]:
-        """Delete an image and the layers only it uses; returns those layer IDs."""
-        ls, ist, cs = self.layer_store, self.image_store, self.container_store
-        with ls.writing(), ist.writing(), cs.writing():
-            image = ist.lookup(ref)
-            if image is None:
+        """Delete an image and the layers only it uses; returns those layer IDs.
+
+        As at HEAD, every writable image store holding it loses it (with a split image
+        store, an image may still sit in the graph root's store).
+        """
+        ls, cs = self.layer_store, self.container_store
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(ls.writing())
+            for ist in self.rw_image_stores:
+                stack.enter_context(ist.writing())
+            stack.enter_context(cs.writing())
+            hits = [(image, ist) for ist in self.rw_image_stores
+                    if (image := ist.lookup(ref)) is not None]
+            if not hits:
                 raise NotAnImage()
-            for container in cs.records:
-                if container.image == image.id:
-                    raise ImageUsedByContainer(f"image used by {container.id}")
-            children: dict[str, list[str]] = {}
-            for layer in ls.records:
-                children.setdefault(layer.parent, []).append(layer.id)
-            other_tops: set[str] = set()
-            for other in ist.records:
-                if other.id != image.id:
-                    other_tops.add(other.top_layer)
-                    other_tops.update(other.mapped_top_layers)
-            to_remove = list(image.mapped_top_layers)
-            slated = set(to_remove)
-            current = image.top_layer
-            while current:
-                if cs.by_layer(current) is not None or current in other_tops:
-                    break
-                walked = ls.by_id.get(current)
-                parent = walked.parent if walked else ""
-                check = [current] + (image.mapped_top_layers if current == image.top_layer else [])
-                if any(c not in slated for x in check for c in children.get(x, [])):
-                    break
-                to_remove.append(current)
-                slated.add(current)
-                current = parent
+            to_remove: list[str] = []
+            for image, ist in hits:
+                for container in cs.records:
+                    if container.image == image.id:
+                        raise ImageUsedByContainer(f"image used by {container.id}")
+                to_remove += self._layers_only_for(image, ist)
             if commit:
-                # Image record first, then its layers: a crash in between strands them, so
-                # the next open finishes the job (cs_core.intents).
+                # Image records first, then their layers: a crash in between strands them,
+                # so the next open finishes the job (cs_core.intents).
                 intent = self.layer_intents.begin(to_remove)
                 try:
-                    ist.remove(image)
-                    ist.save()
-                    ist.remove_data_dir(image.id)
+                    for image, ist in hits:
+                        ist.remove(image)
+                        ist.save()
+                        ist.remove_data_dir(image.id)
                     for layer_id in to_remove:
                         doomed = ls.by_id.get(layer_id)
                         if doomed is not None:
@@ -749,6 +749,33 @@ class Store:
                 finally:
                     intent.end()
             return to_remove
+
+    def _layers_only_for(self, image: Image, ist: ImageStore) -> list[str]:
+        """The image's layers that no container, other image of ``ist`` or child needs."""
+        ls, cs = self.layer_store, self.container_store
+        children: dict[str, list[str]] = {}
+        for layer in ls.records:
+            children.setdefault(layer.parent, []).append(layer.id)
+        other_tops: set[str] = set()
+        for other in ist.records:
+            if other.id != image.id:
+                other_tops.add(other.top_layer)
+                other_tops.update(other.mapped_top_layers)
+        to_remove = list(image.mapped_top_layers)
+        slated = set(to_remove)
+        current = image.top_layer
+        while current:
+            if cs.by_layer(current) is not None or current in other_tops:
+                break
+            walked = ls.by_id.get(current)
+            parent = walked.parent if walked else ""
+            check = [current] + (image.mapped_top_layers if current == image.top_layer else [])
+            if any(c not in slated for x in check for c in children.get(x, [])):
+                break
+            to_remove.append(current)
+            slated.add(current)
+            current = parent
+        return to_remove
 
     def _set_image_big_data_locked(self, image: Image, key: str, data: bytes,
                                    digest_manifest: Callable[[bytes], str] | None) -> None:

@@ -130,6 +130,27 @@ def test_creating_a_read_only_images_id_pulls_it_up(
     assert store.names(other.id) == []
 
 
+def test_split_image_store_keeps_seeing_the_graph_roots_images(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    graph, run, split = tmp_path / "g", tmp_path / "r", tmp_path / "images"
+    plain = open_opts(graph, run)
+    image = plain.create_image(names=["wonderful"])
+    plain.set_image_big_data(image.id, "random1", b"one")
+    plain.set_image_big_data(image.id, "random2", b"two")
+    plain.shutdown()
+
+    store = open_opts(graph, run, image_store=str(split))
+    found = store.image(image.id)
+    assert found.names == ["wonderful"] and found.big_data_names == ["random1", "random2"]
+    assert store.image("wonderful").id == image.id
+    assert store.image_big_data(image.id, "random2") == b"two"
+    assert [i.id for i in store.images()] == [image.id]
+    # ... and it can still be deleted while the split store is in use.
+    store.delete_image(image.id)
+    store.shutdown()
+    assert not open_opts(graph, run).exists(image.id)
+
+
 def test_transient_store_keeps_plain_layers_in_layers_json(
         open_opts: Callable[..., Store], tmp_path: Path) -> None:
     # bats cleanup-layer in transient mode: the layer must be in <graph>/<driver>-layers.
