@@ -487,6 +487,7 @@ def _check_layers(store: Store, options: CheckOptions, report: CheckReport,
     force_mask = any("force_mask=" in o for o in store.graph_options)
     hard_links = store.options.pull_options.get("use_hard_links", "").lower() == "true"
     headers_by_layer: dict[str, list[tarfile.TarInfo]] = {}
+    writable: list[Layer] = []
     for ls in store._layer_stores():
         rw = not ls.read_only
         desc = "" if rw else "read-only "
@@ -532,10 +533,15 @@ def _check_layers(store: Store, options: CheckOptions, report: CheckReport,
                 _check_mount(store, layer, options, report, headers_by_layer,
                              owners=not ignore_chown and not force_mask, perms=not force_mask,
                              times=not hard_links)
-        known = set(referenced) | set(referenced_ro)
-        for layer in mine:
-            if layer.parent and layer.parent not in known:
-                _add(report.layers, layer.id, LayerMissing(f"{desc}layer {layer.parent}"))
+        if rw:
+            writable = mine
+    # Parents are looked up in every store, read-only ones included. (HEAD looks before it
+    # has read the read-only stores, so it reports every container made from an additional
+    # store's image as damaged, and check -r then tries to delete its layer.)
+    known = set(referenced) | set(referenced_ro)
+    for layer in writable:
+        if layer.parent and layer.parent not in known:
+            _add(report.layers, layer.id, LayerMissing(f"layer {layer.parent}"))
 
 
 def _check_mount(store: Store, layer: Layer, options: CheckOptions, report: CheckReport,

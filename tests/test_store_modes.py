@@ -165,6 +165,25 @@ def test_transient_store_keeps_plain_layers_in_layers_json(
     assert open_opts(tmp_path / "g", tmp_path / "r", transient_store=True).layers() == []
 
 
+def test_transient_store_over_a_transient_read_only_store_checks_clean(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    from cs_core.check import CheckOptions
+
+    ro = open_opts(tmp_path / "ro", tmp_path / "ro-run", transient_store=True)
+    ro_layer = ro.create_layer()
+    ro_image = ro.create_image(layer=ro_layer.id)
+    ro.shutdown()
+
+    store = _with_ro_root(open_opts, tmp_path, transient_store=True)
+    assert [x.id for x in store.layers()] == [ro_layer.id]
+    container = store.create_container(image=ro_image.id)  # bats check-container-ro-image-missing
+    assert store.layer(container.layer).parent == ro_layer.id
+    unused = store.create_layer()
+    report = store.check(CheckOptions(layer_unreferenced_maximum_age=_dt.timedelta(0)))
+    assert list(report.layers) == [unused.id] and not report.ro_layers and not report.ro_images
+    assert not report.images and not report.containers
+
+
 def test_read_only_store_is_read_with_its_volatile_layers(
         open_opts: Callable[..., Store], tmp_path: Path) -> None:
     ro = open_opts(tmp_path / "ro", tmp_path / "ro-run")
@@ -175,3 +194,13 @@ def test_read_only_store_is_read_with_its_volatile_layers(
     ro.shutdown()
     store = _with_ro_root(open_opts, tmp_path)
     assert store.layer(container.layer).read_only
+
+
+def test_check_finds_a_containers_parent_layer_in_a_read_only_store(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    ro = open_opts(tmp_path / "ro", tmp_path / "ro-run")
+    image = ro.create_image(layer=ro.create_layer().id)
+    ro.shutdown()
+    store = _with_ro_root(open_opts, tmp_path)
+    store.create_container(image=image.id)
+    assert store.check().empty()
