@@ -125,12 +125,17 @@ def _write_once(target: Path, data: bytes, mode: int, durable: bool) -> None:
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: str | os.PathLike[str], mode: int = 0o600, *, durable: bool = True
+    path: str | os.PathLike[str], mode: int = 0o600, *, durable: bool = True,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
-    """Stream into a temp file that replaces ``path`` only if the block completes."""
+    """Stream into a temp file that replaces ``path`` only if the block completes.
+
+    ``tmp_dir`` (on the same filesystem) holds the temp file instead of ``path``'s directory:
+    one that whoever cleans up after a killed writer removes anyway.
+    """
     target = Path(path)
     tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below
-        prefix=f".tmp-{target.name}", dir=target.parent, delete=False
+        prefix=f".tmp-{target.name}", dir=tmp_dir or target.parent, delete=False
     )
     try:
         os.fchmod(tmp.fileno(), mode)

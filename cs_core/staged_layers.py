@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cs_core import atomic
 from cs_core.drivers.base import ApplyDiffOpts
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import NotSupported
@@ -78,7 +77,7 @@ def _fill(store: Store, driver: StagingDriver, layer: Layer, staged: StagedLayer
     ts_path = ls.tar_split_path(layer.id)
     # The tar-split first: it lives in the staging directory, which the move removes.
     if staged.tar_split is not None:
-        with open(staged.tar_split, "rb") as src, atomic.atomic_writer(ts_path, 0o600) as dst:
+        with open(staged.tar_split, "rb") as src, ls.tar_split_writer(layer.id) as dst:
             shutil.copyfileobj(src, dst)
     else:
         # One describing old content would make `diff` replay the wrong bytes.

@@ -201,9 +201,10 @@ class Store:
             with contextlib.suppress(OSError):
                 self.ro_layer_stores.append(LayerStore(layers_dir, None, self.driver, read_only=True))
                 self.ro_image_stores.append(ImageStore(images_dir, read_only=True))
-        # First use with write access: clean up layers a crashed process left incomplete.
+        # First use with write access: clean up layers a crashed process left incomplete,
+        # and temp files of writes that never finished.
         with self.layer_store.writing():
-            pass
+            self.layer_store.remove_stale_temporaries()
         self.layer_intents = LayerIntents(self.graph_root / f"{name}-layers")
         self._finish_interrupted()
 
@@ -488,8 +489,7 @@ class Store:
         raw = DigestReader(stream)
         compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
         plain = DigestReader(plain_stream)
-        ts_path = ls.tar_split_path(layer.id)
-        with atomic.atomic_writer(ts_path, 0o600) as ts_file:
+        with ls.tar_split_writer(layer.id) as ts_file:
             with gzip.GzipFile(fileobj=ts_file, mode="wb", compresslevel=1, mtime=0) as gz:
                 writer = TarSplitWriter(gz)  # type: ignore[arg-type]
                 result = self.driver.apply_diff(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cs_core import atomic, codec, lockfile
 from cs_core.drivers.base import CreateOpts, GraphDriver
@@ -17,12 +19,17 @@ from cs_core.errors import LayerUnknown
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
 
+if TYPE_CHECKING:
+    import tempfile
+
 log = logging.getLogger(__name__)
 
 INCOMPLETE = "incomplete"
 #: Set (durably) while applydiff fills an existing layer; see ``undo_interrupted_apply``.
 APPLYING = "cs-applying-diff"
 APPLYING_TO_EMPTY = "empty"  # its value when the layer held nothing before
+#: How atomic writes (ours and Go's) name their temp files.
+TEMP_PREFIX = ".tmp-"
 
 
 class LayerStore(RecordStore[Layer]):
@@ -96,11 +103,36 @@ class LayerStore(RecordStore[Layer]):
             if parent_maps != maps and (layer.uid_map or layer.gid_map or parent):
                 self.driver.update_layer_id_map(layer.id, parent_maps, maps, layer.mount_label)
         layer.flags.pop(APPLYING, None)
+        _remove_temporaries(self.data_dir(layer.id))  # e.g. the killed apply's tar-split
 
     # -- tar-split and data ------------------------------------------------------------------
 
     def tar_split_path(self, layer_id: str) -> Path:
         return self.directory / f"{layer_id}.tar-split.gz"
+
+    @contextlib.contextmanager
+    def tar_split_writer(self, layer_id: str) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
+        """Write the layer's tar-split file atomically, staged inside the layer's data directory.
+
+        A killed import leaves its temp file there, and whoever removes the (incomplete) layer
+        removes that directory with it (Go too); one beside layers.json would stay forever.
+        """
+        data_dir = self.data_dir(layer_id)
+        created = not data_dir.exists()
+        data_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            with atomic.atomic_writer(self.tar_split_path(layer_id), 0o600,
+                                      tmp_dir=data_dir) as out:
+                yield out
+        finally:
+            if created:  # keep Go's layout: no data directory for a layer without big data
+                with contextlib.suppress(OSError):
+                    data_dir.rmdir()
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete temp files killed writers left beside the records (caller holds the write
+        lock, as every writer of them does, Go's included)."""
+        _remove_temporaries(self.directory)
 
     def delete_data(self, layer: Layer) -> None:
         """Remove everything the store and the driver keep for a layer (record aside)."""
@@ -167,3 +199,16 @@ class LayerStore(RecordStore[Layer]):
 
     def children(self, layer_id: str) -> list[Layer]:
         return [layer for layer in self.records if layer.parent == layer_id]
+
+
+def _remove_temporaries(directory: Path) -> None:
+    """Delete the atomic-write temp files in ``directory`` (its writers hold our lock)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            log.debug("removing stale temporary file %s", entry.path)
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)

@@ -40,3 +40,76 @@ def test_go_volatile_container_stays_in_containers_json(
     made_volatile = s.create_container(image=image, options=ContainerOptions(volatile=True))
     volatile_file = stable.with_name("volatile-containers.json")
     assert [c["id"] for c in json.loads(volatile_file.read_text())] == [made_volatile.id]
+
+
+def _big_file_tar(size: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("big")
+        info.size = size
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    return buf.getvalue()
+
+
+def _temporaries(layers_dir: Path) -> list[Path]:
+    return list(layers_dir.rglob(".tmp-*"))
+
+
+def _killed_import(graph: Path, run: Path, driver: str) -> str:
+    """Start our import-layer, feed it part of a tar, SIGKILL it while it writes the layer."""
+    layers_dir = graph / f"{driver}-layers"
+    data = _big_file_tar(4 << 20)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cs_core", "-g", str(graph), "-R", str(run), "-s", driver,
+         "import-layer"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data[: 1 << 20])
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not any("tar-split" in p.name for p in _temporaries(layers_dir)):
+            assert proc.poll() is None, "import-layer ended before it was killed"
+            assert time.monotonic() < deadline, "import-layer never started its tar-split"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdin.close()
+    records = json.loads((layers_dir / "layers.json").read_text())
+    incomplete = [str(r["id"]) for r in records if r.get("flags", {}).get("incomplete")]
+    assert len(incomplete) == 1
+    return incomplete[0]
+
+
+@pytest.mark.parametrize("cleaner", ["go", "us"])
+def test_killed_import_leaves_nothing_once_cleaned_up(
+        store_roots: tuple[Path, Path], go_cli: GoCLI, make_store: Callable[[], Store],
+        driver_name: str, cleaner: str) -> None:
+    graph, run = store_roots
+    make_store()  # an initialised store
+    layer = _killed_import(graph, run, driver_name)
+    if cleaner == "go":
+        go_cli.run("layers")  # Go deletes the incomplete layer when it opens the store
+        assert layer not in go_cli.out("layers")
+    else:
+        assert all(x.id != layer for x in make_store().layers())
+    layers_dir = graph / f"{driver_name}-layers"
+    assert _temporaries(layers_dir) == []
+    assert not (layers_dir / layer).exists()
+    assert not (layers_dir / f"{layer}.tar-split.gz").exists()
+
+
+def test_our_open_removes_stale_temporaries(make_store: Callable[[], Store],
+                                            driver_name: str) -> None:
+    s = make_store()
+    kept = s.create_layer()
+    layers_dir = s.graph_root / f"{driver_name}-layers"
+    stale = [layers_dir / f".tmp-{kept.id}.tar-split.gz123", layers_dir / ".tmp-layers.json456"]
+    for path in stale:
+        path.write_bytes(b"half-written")
+    s.shutdown()
+    reopened = make_store()
+    assert [p for p in stale if p.exists()] == []
+    assert [x.id for x in reopened.layers()] == [kept.id]
+    assert (layers_dir / "layers.json").exists()
