@@ -284,6 +284,11 @@ class Store:
         rw = self.image_store.lookup(ref)
         if rw is not None:
             return rw, self.image_store
+        return self._find_ro_image(ref)
+
+    def _find_ro_image(self, ref: str) -> tuple[Image, ImageStore] | None:
+        """An image of the other image stores, unless the writable store shadows it: a
+        pulled-up copy stands for it, and names removed from the copy no longer resolve."""
         for ist in self.ro_image_stores:
             image = ist.lookup(ref)
             if image is not None and image.id not in self.image_store.by_id:
@@ -1163,13 +1168,6 @@ class Store:
             for ist in self.ro_image_stores:
                 stack.enter_context(ist.reading())
             yield
-
-    def _find_ro_image(self, ref: str) -> tuple[Image, ImageStore] | None:
-        for ro in self.ro_image_stores:
-            image = ro.lookup(ref)
-            if image is not None:
-                return image, ro
-        return None
 
     def _pull_up_image(self, image: Image, source: ImageStore, *,
                        names: Sequence[str]) -> Image:

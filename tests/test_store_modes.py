@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cs_core.config import StoreOptions
-from cs_core.errors import ImageUnknown
+from cs_core.errors import ImageUnknown, LayerUnknown
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, ImageOptions, LayerOptions, Store, open_store
 from cs_core.testing.owners import owners_in_diff, owners_through_mount
@@ -105,6 +105,9 @@ def test_names_of_a_read_only_image_change_through_a_pulled_up_copy(
         assert store.image(name).id == image.id
     with pytest.raises(ImageUnknown):
         store.image("new")  # removed from the copy, which shadows the read-only record
+    with pytest.raises(LayerUnknown):
+        store.add_names("new", ["again"])  # ... and pulls nothing up a second time
+    assert [i.id for i in store.images()] == [image.id]
     assert store.names(image.id) == ["other", "foo", "bar"]
     assert store.image(image.id).metadata == "meta"
     assert store.image_big_data(image.id, "config") == b"cfg"
