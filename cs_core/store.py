@@ -732,12 +732,21 @@ class Store:
                     if (image := ist.lookup(ref)) is not None]
             if not hits:
                 raise NotAnImage()
+            # Top layers of the other images of every writable store: HEAD looks only in the
+            # store being walked, so with a split store it could delete a layer that an image
+            # of the other store still uses.
+            other_tops: set[str] = set()
+            for ist in self.rw_image_stores:
+                for other in ist.records:
+                    if all(other.id != image.id for image, _ in hits):
+                        other_tops.add(other.top_layer)
+                        other_tops.update(other.mapped_top_layers)
             to_remove: list[str] = []
-            for image, ist in hits:
+            for image, _ in hits:
                 for container in cs.records:
                     if container.image == image.id:
                         raise ImageUsedByContainer(f"image used by {container.id}")
-                to_remove += self._layers_only_for(image, ist)
+                to_remove = dedupe([*to_remove, *self._layers_only_for(image, other_tops)])
             if commit:
                 # Image records first, then their layers: a crash in between strands them,
                 # so the next open finishes the job (cs_core.intents).
@@ -755,17 +764,12 @@ class Store:
                     intent.end()
             return to_remove
 
-    def _layers_only_for(self, image: Image, ist: ImageStore) -> list[str]:
-        """The image's layers that no container, other image of ``ist`` or child needs."""
+    def _layers_only_for(self, image: Image, other_tops: set[str]) -> list[str]:
+        """The image's layers that no container, child or other image (``other_tops``) needs."""
         ls, cs = self.layer_store, self.container_store
         children: dict[str, list[str]] = {}
         for layer in ls.records:
             children.setdefault(layer.parent, []).append(layer.id)
-        other_tops: set[str] = set()
-        for other in ist.records:
-            if other.id != image.id:
-                other_tops.add(other.top_layer)
-                other_tops.update(other.mapped_top_layers)
         to_remove = list(image.mapped_top_layers)
         slated = set(to_remove)
         current = image.top_layer

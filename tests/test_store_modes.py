@@ -207,3 +207,18 @@ def test_check_finds_a_containers_parent_layer_in_a_read_only_store(
     store = _with_ro_root(open_opts, tmp_path)
     store.create_container(image=image.id)
     assert store.check().empty()
+
+
+def test_split_store_delete_image_keeps_layers_the_other_store_uses(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    graph, run, split = tmp_path / "g", tmp_path / "r", tmp_path / "images"
+    plain = open_opts(graph, run)
+    layer = plain.create_layer()
+    old = plain.create_image(names=["old"], layer=layer.id)
+    plain.shutdown()
+    store = open_opts(graph, run, image_store=str(split))
+    new = store.create_image(names=["new"], layer=layer.id)
+    assert store.delete_image(new.id) == []  # the graph root's image still uses the layer
+    assert store.layer(layer.id).id == layer.id
+    assert store.delete_image(old.id) == [layer.id]
+    assert store.layers() == []
