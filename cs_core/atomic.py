@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from cs_core.walk import remove_tree as remove_tree  # re-exported: callers import it from here
+
 log = logging.getLogger(__name__)
 
 # -- the space reserve -------------------------------------------------------------------------
@@ -179,45 +181,6 @@ def makedirs_durable(path: str | os.PathLike[str], mode: int = 0o700) -> None:
 def makedirs(path: str | os.PathLike[str], mode: int = 0o700) -> None:
     """``mkdir -p`` that leaves existing directories' modes alone."""
     os.makedirs(path, mode=mode, exist_ok=True)
-
-
-def remove_tree(path: str | os.PathLike[str]) -> None:
-    """Remove a file or directory tree; a missing path is not an error.
-
-    Immutable/append-only attributes and read-only directories (layers are often 0555) are
-    handled by making directories writable as we go.
-    """
-    import shutil
-
-    def onerror(func: object, p: str, exc_info: tuple[type, BaseException, object]) -> None:
-        exc = exc_info[1]
-        if isinstance(exc, FileNotFoundError):
-            return
-        if isinstance(exc, PermissionError):
-            parent = os.path.dirname(p)
-            with contextlib.suppress(OSError):
-                os.chmod(parent, 0o700)
-            with contextlib.suppress(OSError):
-                os.chmod(p, 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, onerror=onerror)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(p)
-            return
-        raise exc
-
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    import stat as _stat
-
-    if _stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path, onerror=onerror)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def is_no_space(exc: OSError) -> bool:

@@ -12,10 +12,10 @@ import contextlib
 import ctypes
 import errno
 import os
-import stat
 from collections import OrderedDict
 
 from cs_core.errors import UnsafeArchive
+from cs_core.walk import remove_at as remove_at  # re-exported: callers import it from here
 
 _SYS_OPENAT2 = 437  # same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -46,58 +46,6 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int = RESOLVE_IN_ROOT | 
 
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY
-
-
-_BENEATH = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
-_SCAN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-def remove_at(dirfd: int, name: str) -> None:
-    """Remove ``name`` in ``dirfd`` and, for a directory, everything below it (no symlink followed).
-
-    Iterative, holding at most two fds, so a tree nested thousands deep is no problem.
-    """
-    try:
-        os.unlink(name, dir_fd=dirfd)
-        return
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        pass
-    except PermissionError:
-        # EPERM from unlink(2) on a directory (Linux answers EISDIR, some filesystems EPERM).
-        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
-            raise
-    stack = [name]
-    while stack:
-        rel = stack[-1]
-        fd = openat2(dirfd, rel, _SCAN_FLAGS, _BENEATH)
-        subdirs = []
-        try:
-            with os.scandir(fd) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-            for child, is_dir in entries:
-                if is_dir:
-                    subdirs.append(f"{rel}/{child}")
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(child, dir_fd=fd)
-        finally:
-            os.close(fd)
-        if subdirs:
-            stack.extend(subdirs)  # emptied first; this one is rescanned, then removed
-            continue
-        stack.pop()
-        parent, _, base = rel.rpartition("/")
-        if not parent:
-            os.rmdir(base, dir_fd=dirfd)
-            continue
-        pfd = openat2(dirfd, parent, os.O_PATH | os.O_DIRECTORY, _BENEATH)
-        try:
-            os.rmdir(base, dir_fd=pfd)
-        finally:
-            os.close(pfd)
 
 
 def empty_dir_at(fd: int, keep: frozenset[str] | set[str] = frozenset()) -> None:
