@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cs_core import walk
 from cs_core.drivers.base import MountOpts
 from cs_core.errors import (
     ContainerUnknown,
@@ -300,16 +301,16 @@ class _Tree:
 def _scan(root: Path, uid_map: list[IDMap], gid_map: list[IDMap]) -> dict[str, _Entry]:
     """The mounted tree, with owners mapped back into the layer's ID namespace."""
     found: dict[str, _Entry] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
+    for d in walk.walk(root):  # iterative, fd-relative: no depth or path-length limit
+        prefix = "/" + d.rel + "/" if d.rel else "/"
+        for entry in d.entries:
+            st = entry.stat(follow_symlinks=False)
             mode = st.st_mode
             kind = ("dir" if stat.S_ISDIR(mode) else "sym" if stat.S_ISLNK(mode)
                     else "chr" if stat.S_ISCHR(mode) else "blk" if stat.S_ISBLK(mode)
                     else "fifo" if stat.S_ISFIFO(mode) else "sock" if stat.S_ISSOCK(mode)
                     else "reg")
-            rel = "/" + os.path.relpath(full, root)
+            rel = prefix + entry.name
             found[rel] = _Entry(kind, _to_container(st.st_uid, uid_map),
                                 _to_container(st.st_gid, gid_map), mode & 0o777,
                                 st.st_size if kind == "reg" else 0, int(st.st_mtime))

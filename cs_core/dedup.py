@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 
+from cs_core import walk
 from cs_core.errors import StorageError
 
 FIDEDUPERANGE = 0xC0189436
@@ -51,20 +52,44 @@ class _Unsupported(Exception):
     """The filesystem does not implement FIDEDUPERANGE."""
 
 
-def _regular_files(roots: Iterable[Path]) -> Iterator[tuple[Path, os.stat_result]]:
+class _File:
+    """A regular file found under one of the roots, reopened by ``rel`` (never by a path the
+    kernel would resolve whole: no symlink is followed, no depth limit)."""
+
+    __slots__ = ("rel", "root", "st")
+
+    def __init__(self, root: Path, rel: str, st: os.stat_result) -> None:
+        self.root, self.rel, self.st = root, rel, st
+
+    def open(self) -> int:
+        fd = walk.open_beneath(self.root, self.rel, os.O_RDONLY)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (self.st.st_dev, self.st.st_ino):
+            os.close(fd)  # replaced since the walk: not the file we grouped
+            raise _Changed()
+        return fd
+
+
+class _Changed(Exception):
+    """A file was replaced between the walk and its use."""
+
+
+def _regular_files(roots: Iterable[Path]) -> Iterator[_File]:
     for root in roots:
-        for dirpath, _dirs, files in os.walk(root):
-            for name in files:
-                path = Path(dirpath, name)
-                st = path.lstat()
+        for d in walk.walk(root):
+            for entry in d.entries:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                    yield path, st
+                    yield _File(root, d.join(entry.name), st)
 
 
-def _content_key(path: Path, size: int, method: HashMethod) -> tuple[int, str | int]:
+def _content_key(file: _File, method: HashMethod) -> tuple[int, str | int]:
+    size = file.st.st_size
     if method is HashMethod.SIZE:
         return size, 0
-    with open(path, "rb") as f:
+    with os.fdopen(file.open(), "rb") as f:
         if method is HashMethod.CRC:
             crc = 0
             while chunk := f.read(1 << 20):
@@ -73,12 +98,12 @@ def _content_key(path: Path, size: int, method: HashMethod) -> tuple[int, str | 
         return size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _dedupe_pair(src: Path, dest: Path, size: int) -> int:
+def _dedupe_pair(src: _File, dest: _File, size: int) -> int:
     """Share ``dest``'s extents with ``src``; return the bytes the kernel deduplicated."""
     shared = 0
-    src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    src_fd = src.open()
     try:
-        dest_fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
+        dest_fd = dest.open()
         try:
             offset = 0
             while offset < size:
@@ -107,26 +132,31 @@ def _dedupe_pair(src: Path, dest: Path, size: int) -> int:
 
 def dedup_dirs(roots: Iterable[Path], method: HashMethod) -> int:
     """Deduplicate identical regular files under ``roots``; return the bytes shared."""
-    by_size: dict[int, list[tuple[Path, os.stat_result]]] = {}
-    for path, st in _regular_files(roots):
-        by_size.setdefault(st.st_size, []).append((path, st))
+    by_size: dict[int, list[_File]] = {}
+    for file in _regular_files(roots):
+        by_size.setdefault(file.st.st_size, []).append(file)
     total = 0
     for size, candidates in by_size.items():
         if len(candidates) < 2:
             continue
-        groups: dict[tuple[int, str | int], list[tuple[Path, os.stat_result]]] = {}
-        for path, st in candidates:
-            groups.setdefault(_content_key(path, size, method), []).append((path, st))
+        groups: dict[tuple[int, str | int], list[_File]] = {}
+        for file in candidates:
+            try:
+                groups.setdefault(_content_key(file, method), []).append(file)
+            except (_Changed, FileNotFoundError):
+                continue
         for members in groups.values():
-            src, src_st = members[0]
-            seen = {(src_st.st_dev, src_st.st_ino)}
-            for dest, st in members[1:]:
-                inode = (st.st_dev, st.st_ino)
+            src = members[0]
+            seen = {(src.st.st_dev, src.st.st_ino)}
+            for dest in members[1:]:
+                inode = (dest.st.st_dev, dest.st.st_ino)
                 if inode in seen:  # hard links already share everything
                     continue
                 seen.add(inode)
                 try:
                     total += _dedupe_pair(src, dest, size)
+                except (_Changed, FileNotFoundError):
+                    continue
                 except _Unsupported:
                     return total
     return total

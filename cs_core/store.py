@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
 
-from cs_core import atomic, lockfile
+from cs_core import atomic, lockfile, walk
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry
@@ -998,7 +998,7 @@ class Store:
         total += sum(container.big_data_sizes.get(k, 0) for k in container.big_data_names)
         # Only the userdata directories, as Go: the big data files beside them are counted above.
         for base in (self.graph_root, self.run_root):
-            total += _tree_size(base / f"{self.driver_name}-containers" / container.id / "userdata")
+            total += walk.disk_usage(base / f"{self.driver_name}-containers" / container.id / "userdata")
         return total
 
     def delete_container(self, ref: str) -> None:
@@ -1547,15 +1547,6 @@ class _Progress:
 
     def flush(self) -> None:
         self._out.flush()
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
 
 
 def _note_names_history(image: Image) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from os import DirEntry
 
-MAX_OPEN = 48
+MAX_OPEN = 16  # per tree walked; a mirror doubles it (the soft limit can be as low as 64)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -264,3 +264,46 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
         remove_at(pfd, name)
     finally:
         os.close(pfd)
+
+
+def disk_usage(root: str | os.PathLike[str]) -> int:
+    """Bytes of every non-directory under ``root``, hard links counted once (Go ``directory.Size``).
+
+    A missing ``root`` holds nothing.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    if not os.path.lexists(root):
+        return 0
+    for d in walk(root):
+        for entry in d.entries:
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+    return total
+
+
+def open_beneath(root: str | os.PathLike[str], rel: str, flags: int = os.O_RDONLY) -> int:
+    """Open ``rel`` below ``root`` one component at a time, following no symlink on the way.
+
+    Works at any depth (a path handed to the kernel whole stops at PATH_MAX).
+    """
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        *parents, last = rel.split("/")
+        for name in parents:
+            nfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from cs_core import walk
 from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
@@ -33,23 +34,7 @@ _OVERFLOW_ID = 65534
 
 def disk_usage(path: Path) -> int:
     """Bytes in the files under ``path`` (hardlinks counted once), as Go's ``directory.Usage``."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames + dirnames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += st.st_size
-    return total
+    return walk.disk_usage(path)
 
 
 def _opaque_xattr(driver: GraphDriver) -> str:
@@ -313,27 +298,42 @@ def _chown_tree(
     to_ctr: tuple[Sequence[IDMap], Sequence[IDMap]],
     to_hst: tuple[Sequence[IDMap], Sequence[IDMap]],
 ) -> None:
+    # fd-relative and iterative (cs_core.walk): a layer nested thousands deep must not stop
+    # a re-own half-way, and nothing in the layer is followed.
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
+    for d in walk.walk(root):
+        for entry in d.entries:
+            st = entry.stat(follow_symlinks=False)
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue  # another name of an inode already re-owned
             seen.add(key)
-            uid, gid = _map_pair(st.st_uid, st.st_gid, to_ctr, to_hst, path)
-            if (uid, gid) == (st.st_uid, st.st_gid):
-                continue
-            cap = None
-            with contextlib.suppress(OSError):
-                cap = os.getxattr(path, "security.capability", follow_symlinks=False)
-            os.chown(path, uid, gid, follow_symlinks=False)
-            if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                os.chmod(path, stat.S_IMODE(st.st_mode))
-            if cap is not None:
-                try:
-                    os.setxattr(path, "security.capability", cap, follow_symlinks=False)
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                        raise
+            uid, gid = _map_pair(st.st_uid, st.st_gid, to_ctr, to_hst,
+                                 os.path.join(root, d.join(entry.name)))
+            if (uid, gid) != (st.st_uid, st.st_gid):
+                _chown_entry(d.fd, entry.name, st, uid, gid)
+
+
+def _chown_entry(dirfd: int, name: str, st: os.stat_result, uid: int, gid: int) -> None:
+    """Re-own one entry, keeping the setuid/setgid bits and file capabilities chown clears."""
+    if stat.S_ISLNK(st.st_mode):
+        os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+        return
+    # xattr calls take no dir fd: reach the inode through its O_PATH fd's /proc link.
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    try:
+        inode = f"/proc/self/fd/{fd}"
+        cap = None
+        with contextlib.suppress(OSError):
+            cap = os.getxattr(inode, "security.capability")
+        os.chown(inode, uid, gid)
+        if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(inode, stat.S_IMODE(st.st_mode))
+        if cap is not None:
+            try:
+                os.setxattr(inode, "security.capability", cap)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+    finally:
+        os.close(fd)

@@ -71,14 +71,30 @@ class LayerStore(RecordStore[Layer]):
             doomed = [layer for layer in self.records if layer.incomplete]
             for layer in doomed:
                 log.warning('Found incomplete layer "%s", deleting it', layer.id)
-                self.delete_data(layer)
-                self.records.remove(layer)
+                if self._delete_incomplete(layer):
+                    self.records.remove(layer)
             interrupted = [layer for layer in self.records if layer.flags.get(APPLYING)]
             for layer in interrupted:
                 self.undo_interrupted_apply(layer)
             if doomed or interrupted:
                 self.reindex()
                 self.save()
+
+    def _delete_incomplete(self, layer: Layer) -> bool:
+        """Remove an incomplete layer's data; on failure warn and keep its record for a retry.
+
+        Go fails the whole load here, so one undeletable file (immutable, a busy mount, EIO)
+        makes every later command fail until someone cleans up by hand.
+        """
+        try:
+            self.delete_data(layer)
+        except Exception as exc:
+            # Error level: the CLI shows only errors unless --debug (as Go's), and the user
+            # should learn that a layer's files are stuck on disk.
+            log.error('could not delete incomplete layer "%s" (retried on next use): %s',
+                      layer.id, _one_line(exc))
+            return False
+        return True
 
     def undo_interrupted_apply(self, layer: Layer) -> None:
         """Put back a layer whose applydiff died half-way (caller saves).
@@ -212,3 +228,7 @@ def _remove_temporaries(directory: Path) -> None:
             log.debug("removing stale temporary file %s", entry.path)
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

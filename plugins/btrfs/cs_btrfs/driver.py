@@ -17,6 +17,7 @@ from typing import BinaryIO, ClassVar
 from cs_btrfs import fs, ioctl, native, subvol
 from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
 from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
+from cs_core import walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
@@ -266,7 +267,7 @@ class BtrfsDriver(GraphDriver):
         return os.path.isdir(path)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return directory_size(self.layer_dir(id))
+        return walk.disk_usage(self.layer_dir(id))
 
     # -- content -----------------------------------------------------------------------------
 
@@ -327,26 +328,3 @@ class BtrfsDriver(GraphDriver):
         from cs_core.drivers.naive import PipeStream
 
         return PipeStream(produce)  # type: ignore[return-value]
-
-
-def directory_size(root: Path) -> int:
-    """Go ``directory.Size``: sizes of non-directories, each inode counted once."""
-    seen: set[int] = set()
-    total = 0
-    stack = [str(root)]
-    while stack:
-        try:
-            it = os.scandir(stack.pop())
-        except FileNotFoundError:
-            continue
-        with it:
-            for e in it:
-                st = e.stat(follow_symlinks=False)
-                if st.st_ino in seen:
-                    continue
-                seen.add(st.st_ino)
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                else:
-                    total += st.st_size
-    return total

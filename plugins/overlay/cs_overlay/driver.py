@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 
+from cs_core import walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers.base import (
     ApplyDiffOpts,
@@ -643,7 +644,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
     def diff_size(self, id: str, parent: str | None) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
             return super().diff_size(id, parent)
-        return directory_size(self.dir(id) / "diff")
+        return walk.disk_usage(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:
         # Unlike Go, include diff1.. (left by update_layer_id_map) of the layer and its lowers:
@@ -658,7 +659,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         return DiffDirGetter(dirs)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return directory_size(self.dir(id) / "diff")
+        return walk.disk_usage(self.dir(id) / "diff")
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
@@ -728,24 +729,3 @@ def streaming(produce: Callable[[BinaryIO], None]) -> BinaryIO:
     thread = threading.Thread(target=run, name="overlay-diff", daemon=True)
     thread.start()
     return io.BufferedReader(_PipeReader(rfd, thread, errors), 1 << 16)  # type: ignore[return-value]
-
-
-def directory_size(root: Path) -> int:
-    """Go ``directory.Size``: bytes of every non-directory, hard links counted once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    stack_ = [str(root)]
-    while stack_:
-        with os.scandir(stack_.pop()) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                if entry.is_dir(follow_symlinks=False):
-                    stack_.append(entry.path)
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_size
-    return total

@@ -15,6 +15,8 @@ import os
 import stat
 from pathlib import Path
 
+from cs_core import walk
+
 FICLONE = 0x40049409
 _CHUNK = 1 << 30
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -27,7 +29,9 @@ class _Copier:
     one path-component lookup, not a walk from the root."""
 
     def __init__(self) -> None:
+        # First copy of each multiply-linked inode, as a path below the target.
         self.links: dict[tuple[int, int], str] = {}
+        self.target = ""
         # After the first refusal the target cannot clone: stop paying for the attempt
         # (an exception per file is a large part of a small file's cost in Python). A
         # file-specific refusal (btrfs nodatasum vs datasum) costs the rest only speed:
@@ -67,51 +71,39 @@ class _Copier:
     # -- tree ------------------------------------------------------------------------------
 
     def copy(self, source: str, target: str) -> None:
-        # Iterative, two directory fds open at a time whatever the depth (hostile layers can
-        # nest thousands of levels; the soft fd limit is often 1024). Directory modes and
-        # times are set last: a read-only directory must still receive its entries, and
-        # creating them changes its mtime.
-        pending: list[tuple[str, str, os.stat_result]] = [(source, target, os.lstat(source))]
-        finished: list[tuple[str, os.stat_result]] = []
-        while pending:
-            src_path, dst_path, st = pending.pop()
-            src_dir = os.open(src_path, _DIR_FLAGS)
-            try:
-                dst_dir = os.open(dst_path, _DIR_FLAGS)
-                try:
-                    os.fchown(dst_dir, st.st_uid, st.st_gid)
-                    _copy_xattrs(src_dir, dst_dir)
-                    pending += self.copy_entries(src_dir, dst_dir, src_path, dst_path)
-                finally:
-                    os.close(dst_dir)
-            finally:
-                os.close(src_dir)
-            finished.append((dst_path, st))
-        for path, st in finished:
-            os.chmod(path, stat.S_IMODE(st.st_mode))
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        # cs_core.walk walks the source and the new tree in step, iteratively and by fd, so
+        # no depth (hostile layers nest thousands of levels) or path length stops it.
+        # Directory modes and times are set on the way back up: a read-only directory must
+        # still receive its entries, and creating them changes its mtime.
+        self.target = target
+        for d in walk.walk(source, mirror=target, post=True):
+            if d.leaving:
+                st = os.fstat(d.fd)
+                os.fchmod(d.mirror_fd, stat.S_IMODE(st.st_mode))
+                os.utime(d.mirror_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                continue
+            st = os.fstat(d.fd)
+            os.fchown(d.mirror_fd, st.st_uid, st.st_gid)
+            _copy_xattrs(d.fd, d.mirror_fd)
+            self.copy_entries(d)
 
-    def copy_entries(self, src_dir: int, dst_dir: int, src_path: str,
-                     dst_path: str) -> list[tuple[str, str, os.stat_result]]:
-        """Copy one directory's non-directory entries; return its subdirectories, created."""
-        subdirs = []
-        with os.scandir(src_dir) as it:
-            entries = list(it)
-        for entry in entries:
+    def copy_entries(self, d: walk.Dir) -> None:
+        """Copy one directory's non-directory entries and create its subdirectories."""
+        src_dir, dst_dir = d.fd, d.mirror_fd
+        for entry in d.entries:
             name = entry.name
             st = entry.stat(follow_symlinks=False)
             mode = st.st_mode
             if stat.S_ISDIR(mode):
                 os.mkdir(name, 0o700, dir_fd=dst_dir)
-                subdirs.append((src_path + "/" + name, dst_path + "/" + name, st))
                 continue
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 first = self.links.get(key)
                 if first is not None:
-                    os.link(first, name, dst_dir_fd=dst_dir, follow_symlinks=False)
+                    self.link(first, dst_dir, name)
                     continue
-                self.links[key] = dst_path + "/" + name
+                self.links[key] = d.join(name)
             if stat.S_ISREG(mode):
                 self.copy_file(src_dir, dst_dir, name, st)
                 continue
@@ -121,8 +113,18 @@ class _Copier:
                 os.mkfifo(name, 0o600, dir_fd=dst_dir)
             else:  # character and block devices, sockets
                 os.mknod(name, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=dst_dir)
-            _path_meta(src_path + "/" + name, dst_path + "/" + name, dst_dir, name, st)
-        return subdirs
+            _special_meta(src_dir, dst_dir, name, st)
+
+    def link(self, first: str, dst_dir: int, name: str) -> None:
+        parent, _, base = first.rpartition("/")
+        if parent:
+            pfd = walk.open_beneath(self.target, parent, os.O_PATH | os.O_DIRECTORY)
+        else:
+            pfd = os.open(self.target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(base, name, src_dir_fd=pfd, dst_dir_fd=dst_dir, follow_symlinks=False)
+        finally:
+            os.close(pfd)
 
     def copy_file(self, src_dir: int, dst_dir: int, name: str, st: os.stat_result) -> None:
         sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
@@ -188,10 +190,11 @@ def _fd_meta(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _path_meta(src: str, dst: str, dst_dir: int, name: str, st: os.stat_result) -> None:
-    # Symlinks, FIFOs and devices cannot be opened for this; xattr calls take no dir fd.
+def _special_meta(src_dir: int, dst_dir: int, name: str, st: os.stat_result) -> None:
+    # Symlinks, FIFOs and devices cannot be opened for this and xattr calls take no dir fd:
+    # the /proc link of the directory's fd keeps the path short and the last name unfollowed.
     os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dir, follow_symlinks=False)
-    _copy_xattrs(src, dst)
+    _copy_xattrs(f"/proc/self/fd/{src_dir}/{name}", f"/proc/self/fd/{dst_dir}/{name}")
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
     os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
