@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -201,26 +202,29 @@ def _enter(stack: list[_Frame]) -> Iterator[Dir]:
     top.pending = list(reversed(visit.subdirs))
 
 
-def _retry_writable(dirfd: int, call: Callable[[], None]) -> None:
-    """Run ``call`` (an unlink or rmdir in ``dirfd``); on EACCES/EPERM make the dir 0700, retry.
+def _retry_writable(dirfd: int, call: Callable[[str], None], name: str) -> None:
+    """``call(name)`` (an unlink or rmdir in ``dirfd``); on EACCES/EPERM make the dir 0700, retry.
 
     Layers are full of read-only directories (0555), which refuse entry removal to a rootless
     owner. An immutable file still fails: that is the caller's error to report.
     """
     try:
-        call()
+        try:
+            call(name)
+        except PermissionError:
+            os.fchmod(dirfd, 0o700)
+            call(name)
     except FileNotFoundError:
         return
-    except PermissionError:
-        os.fchmod(dirfd, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            call()
+    except OSError as exc:
+        exc.go_op = "remove"  # type: ignore[attr-defined]  # how the CLI words it, as Go
+        raise
 
 
 def _empty(d: Dir) -> None:
     for entry in d.entries:
         if not entry.is_dir(follow_symlinks=False):
-            _retry_writable(d.fd, lambda n=entry.name: os.unlink(n, dir_fd=d.fd))
+            _retry_writable(d.fd, functools.partial(os.unlink, dir_fd=d.fd), entry.name)
 
 
 def remove_at(dirfd: int, name: str) -> None:
@@ -245,7 +249,7 @@ def remove_at(dirfd: int, name: str) -> None:
             if not d.leaving:
                 _empty(d)
             elif d.parent_fd >= 0:
-                _retry_writable(d.parent_fd, lambda d=d: os.rmdir(d.name, dir_fd=d.parent_fd))
+                _retry_writable(d.parent_fd, functools.partial(os.rmdir, dir_fd=d.parent_fd), d.name)
     finally:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):

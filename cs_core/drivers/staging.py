@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import gzip
 import os
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import BinaryIO, Protocol
 
 import attrs
 
+from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts
 
 STAGING_DIR = "staging"
@@ -191,7 +191,8 @@ def new_staging_dir(base: Path, content_mode: int) -> tuple[Path, StagingLock]:
             lock.release()
             continue
         except BaseException:
-            shutil.rmtree(layer_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(layer_dir)
             lock.unlock_and_delete()
             raise
         return layer_dir, lock
@@ -242,24 +243,15 @@ def prune_staging_dirs(base: Path) -> bool:
             remaining = True
             continue
         try:
-            shutil.rmtree(path, onerror=_force_remove)
+            remove_tree(path)
         finally:
             lock.unlock_and_delete()
     return remaining
 
 
 def remove_staging_dir(layer_dir: Path, lock: StagingLock | None) -> None:
-    shutil.rmtree(layer_dir, onerror=_force_remove)
+    remove_tree(layer_dir)
     if lock is not None:
         lock.unlock_and_delete()
 
 
-def _force_remove(func: object, path: str, exc: object) -> None:
-    # A 0555 directory from the tar blocks removal without CAP_DAC_OVERRIDE: open it up, retry.
-    parent = os.path.dirname(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.chmod(parent, 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=_force_remove)
-        else:
-            os.unlink(path)

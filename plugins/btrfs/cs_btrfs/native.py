@@ -149,11 +149,13 @@ def _names(path: str) -> dict[str, int]:
 
 
 def _add_tree(root: str, rel: str, out: list[Change]) -> None:
-    out.append(Change("/" + rel, Change.ADD))
-    full = os.path.join(root, rel)
-    if stat.S_ISDIR(os.lstat(full).st_mode):
-        for name in _names(full):
-            _add_tree(root, f"{rel}/{name}", out)
+    stack = [rel]  # iterative: a layer may nest thousands deep
+    while stack:
+        rel = stack.pop()
+        out.append(Change("/" + rel, Change.ADD))
+        full = os.path.join(root, rel)
+        if stat.S_ISDIR(os.lstat(full).st_mode):
+            stack.extend(f"{rel}/{name}" for name in _names(full))
 
 
 def changes(child: Path, parent: Path, child_fd: int, since: tuple[int, int]) -> list[Change]:
@@ -172,6 +174,8 @@ def changes(child: Path, parent: Path, child_fd: int, since: tuple[int, int]) ->
             walk.add(rel)
     new_root, old_root = os.fspath(child), os.fspath(parent)
     out: list[Change] = []
+
+    pending = [""]  # directories to compare; a stack, not recursion (no depth limit)
 
     def visit(rel: str) -> None:
         new_dir = os.path.join(new_root, rel) if rel else new_root
@@ -198,12 +202,13 @@ def changes(child: Path, parent: Path, child_fd: int, since: tuple[int, int]) ->
                 out.append(Change("/" + crel, Change.MODIFY))
             if stat.S_ISDIR(nst.st_mode):
                 if stat.S_ISDIR(ost.st_mode):
-                    visit(crel)
+                    pending.append(crel)
                 else:
                     for sub in _names(n_path):
                         _add_tree(new_root, f"{crel}/{sub}", out)
 
-    visit("")
+    while pending:
+        visit(pending.pop())
     # Go reports every directory above a change as modified (unless it is itself listed).
     listed = {c.path for c in out}
     for c in list(out):

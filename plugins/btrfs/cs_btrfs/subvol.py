@@ -17,6 +17,7 @@ import struct
 from collections.abc import Iterator
 
 from cs_btrfs import ioctl
+from cs_core import walk
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,13 @@ def children_from_tree(fd: int) -> list[str]:
 
 def children_by_walk(path: str) -> Iterator[str]:
     """Relative paths of subvolumes inside ``path``, found by walking (Go's way)."""
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            it = os.scandir(os.path.join(path, rel) if rel else path)
-        except FileNotFoundError:
-            continue
-        with it:
-            for entry in it:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                sub = os.path.join(rel, entry.name)
-                # readdir's d_ino of a subvolume entry is not its root inode: lstat, as Go does.
-                if entry.stat(follow_symlinks=False).st_ino == ioctl.FIRST_FREE_OBJECTID:
-                    yield sub
-                else:
-                    stack.append(sub)
+    for d in walk.walk(path):  # iterative and fd-relative: a deep layer cannot stop it
+        for entry in d.entries:
+            # readdir's d_ino of a subvolume entry is not its root inode: lstat, as Go does.
+            if entry.is_dir(follow_symlinks=False) and \
+                    entry.stat(follow_symlinks=False).st_ino == ioctl.FIRST_FREE_OBJECTID:
+                d.subdirs.remove(entry.name)  # deleted on its own, with what it holds
+                yield d.join(entry.name)
 
 
 def delete(parent: str, name: str, *, quota: bool) -> None:

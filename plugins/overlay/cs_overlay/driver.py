@@ -18,6 +18,7 @@ import attrs
 
 from cs_core import walk
 from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.atomic import remove_tree
 from cs_core.drivers.base import (
     ApplyDiffOpts,
     CreateOpts,
@@ -349,28 +350,14 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 os.unlink(d.parent / LINK_DIR / lid)
         if not os.path.lexists(d):
             return
-        # A mount left on merged/ would make rmtree fail half-way: detach it first. A leaked
-        # ID-mapped mount under mapped/ is worse: it shows the whole home, which rmtree would
+        # A mount left on merged/ would make the removal fail half-way: detach it first. A leaked
+        # ID-mapped mount under mapped/ is worse: it shows the whole home, which the removal would
         # empty.
         if mounting.is_mountpoint(str(d / "merged")):
             mounting.unmount(str(d / "merged"))
         with contextlib.suppress(OSError):
             idmapped.detach([m.path for m in os.scandir(d / "mapped")])
-        shutil.rmtree(d, onerror=self._rmtree_error)
-
-    @staticmethod
-    def _rmtree_error(func: object, path: str, exc: object) -> None:
-        # Without CAP_DAC_OVERRIDE a 0555 diff/ (or a read-only dir from a tar) blocks removal:
-        # make the parent writable and retry, as Go's EnsureRemoveAll does.
-        parent = os.path.dirname(path)
-        try:
-            os.chmod(parent, 0o700)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, onerror=OverlayDriver._rmtree_error)
-            else:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
+        remove_tree(d)  # read-only dirs made writable as it goes, as Go's EnsureRemoveAll
 
     def metadata(self, id: str) -> dict[str, str]:
         d = self.dir(id)
@@ -455,7 +442,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         merged.mkdir(mode=0o700, parents=True, exist_ok=True)
         work = d / "work"
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(work / "work" / "incompat" / "volatile")
+            remove_tree(work / "work" / "incompat" / "volatile")
         # Go maps the lowers only, never the upper: files the container creates land in diff/
         # with the IDs the caller wrote them as.
         attached: list[str] = []
@@ -550,7 +537,8 @@ class OverlayDriver(GraphDriver, StagingDriver):
                     break
         if not unmounted:
             mounting.unmount(str(merged))
-        shutil.rmtree(self._scratch_dir(d), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(self._scratch_dir(d))
 
     def _scratch_dir(self, d: Path) -> Path:
         """Where a deep stack's whiteout summaries live: never inside a read-only store."""
@@ -681,7 +669,8 @@ class OverlayDriver(GraphDriver, StagingDriver):
         uid = next((m.host_id for m in host_uids if m.container_id == 0), 0)
         gid = next((m.host_id for m in host_gids if m.container_id == 0), 0)
         work = diff.parent / "work"
-        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(work)
         self._mkdir(work, DEFAULT_PERMS, uid, gid)
         self._mkdir(diff, perms, uid, gid)
 

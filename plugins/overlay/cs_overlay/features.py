@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from cs_core import walk
+from cs_core.atomic import remove_tree
 from cs_overlay import fsinfo, syscalls
 from cs_overlay.mounting import parse_options
 
@@ -50,7 +51,8 @@ def _scratch(home: Path, prefix: str) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             syscalls.umount(str(td / "merged"), syscalls.MNT_DETACH)
-        shutil.rmtree(td, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(td)
 
 
 def _xattr(name: str) -> str:
@@ -174,15 +176,15 @@ def mount_program_indicators(home: Path) -> bool:
     AUFS-style ``.wh.`` files or fuse-overlayfs/containers xattrs on directories mean the layers
     were never meant for kernel overlay.
     """
-    for dirpath, dirnames, filenames in os.walk(home):
-        for name in dirnames + filenames:
-            if name.startswith(".wh."):
-                return True
-        for name in dirnames:
-            try:
-                names = os.listxattr(os.path.join(dirpath, name), follow_symlinks=False)
-            except OSError:
-                continue
-            if any(x.startswith(("user.fuseoverlayfs.", "user.containers.")) for x in names):
-                return True
+    for d in walk.walk(home):  # iterative, fd-relative: a deep layer cannot stop the open
+        if any(e.name.startswith(".wh.") for e in d.entries):
+            return True
+        if d.parent_fd < 0:
+            continue  # the home itself is not a layer directory
+        try:
+            names = os.listxattr(d.fd)
+        except OSError:
+            continue
+        if any(x.startswith(("user.fuseoverlayfs.", "user.containers.")) for x in names):
+            return True
     return False

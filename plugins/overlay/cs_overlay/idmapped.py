@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from cs_core.atomic import remove_tree
 from cs_core.model import IDMap
 from cs_overlay import syscalls
 from cs_overlay.layout import LINK_DIR
@@ -181,4 +181,5 @@ def _probe(home: Path) -> tuple[bool, str]:
         return True, ""
     finally:
         detach(attached)
-        shutil.rmtree(td, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(td)

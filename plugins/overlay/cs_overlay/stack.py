@@ -11,11 +11,12 @@ the outer overlay then applies to the runs beneath.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from cs_core import walk
+from cs_core.atomic import remove_tree
 from cs_overlay.mounting import OverlayMount, fsmount_overlay
 
 #: The kernel's maximum number of lower layers in one overlay mount (OVL_MAX_STACK).
@@ -57,14 +58,18 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
-    with os.scandir(os.path.join(root, rel) if rel else root) as it:
-        entries = list(it)
-    for entry in entries:
-        sub = f"{rel}/{entry.name}" if rel else entry.name
-        yield sub, entry
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(root, sub)
+def _walk(root: str) -> Iterator[tuple[str, bool, bool]]:
+    """(path below ``root``, is a directory, is a whiteout) for every entry.
+
+    Iterative and fd-relative (cs_core.walk): no depth limit.
+    """
+    for d in walk.walk(root):
+        for entry in d.entries:
+            rel = d.join(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                yield rel, True, False
+            elif not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                yield rel, False, _is_whiteout(entry.stat(follow_symlinks=False))
 
 
 def build_summary(run: list[str], dest: Path, userxattr: bool = False) -> bool:
@@ -76,12 +81,11 @@ def build_summary(run: list[str], dest: Path, userxattr: bool = False) -> bool:
     # path -> "w" (whiteout) / "o" (opaque dir) / "d" (plain dir holding deeper entries)
     marks: dict[str, str] = {}
     for layer in reversed(run):  # bottom first, so higher layers override
-        for rel, entry in _walk(layer):
-            if entry.is_dir(follow_symlinks=False):
-                if _is_opaque(entry.path, opaque) or marks.get(rel) == "w":
+        for rel, is_dir, whiteout in _walk(layer):
+            if is_dir:
+                if _is_opaque(os.path.join(layer, rel), opaque) or marks.get(rel) == "w":
                     marks[rel] = "o"
-            elif not entry.is_file(follow_symlinks=False) and not entry.is_symlink() and \
-                    _is_whiteout(entry.stat(follow_symlinks=False)):
+            elif whiteout:
                 prefix = rel + "/"
                 for key in [k for k in marks if k.startswith(prefix)]:
                     del marks[key]
@@ -89,7 +93,7 @@ def build_summary(run: list[str], dest: Path, userxattr: bool = False) -> bool:
     if not marks:
         return False
     if dest.exists():
-        shutil.rmtree(dest)
+        remove_tree(dest)
     dest.mkdir(parents=True, mode=0o755)
     for rel in sorted(marks, key=lambda p: p.count("/")):
         path = dest / rel

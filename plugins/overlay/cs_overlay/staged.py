@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import threading
 from pathlib import Path
 
+from cs_core.atomic import remove_tree
 from cs_core.drivers.staging import (
     CONTENT_DIR,
     STAGING_DIR,
@@ -81,7 +81,7 @@ class StagingArea:
                 raise
             # No exchange on this filesystem: Go's way, remove then rename (not crash-atomic,
             # but the store's applying flag resets the layer if we die in between).
-            shutil.rmtree(diff)
+            remove_tree(diff)
             os.rename(src, diff)
 
     def prune(self) -> bool:
