@@ -250,16 +250,25 @@ def _opaque_deleted(
 
 
 def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Lexical pre-order walk (Go ``filepath.Walk``), paths relative to ``root``; never follows links."""
-    for name in sorted(os.listdir(os.path.join(root, rel))):
-        crel = f"{rel}/{name}" if rel else name
+    """Lexical pre-order walk (Go ``filepath.Walk``), paths relative to ``root``; never follows links.
+
+    Iterative (a stack of directory listings): a layer may nest thousands deep.
+    """
+    stack = [(rel, iter(sorted(os.listdir(os.path.join(root, rel)))))]
+    while stack:
+        base, names = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            continue
+        crel = f"{base}/{name}" if base else name
         try:
             st = os.lstat(os.path.join(root, crel))
         except FileNotFoundError:
             continue
         yield crel, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, crel)
+            stack.append((crel, iter(sorted(os.listdir(os.path.join(root, crel))))))
 
 
 @_shallow

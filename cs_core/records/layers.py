@@ -55,6 +55,7 @@ class LayerStore(RecordStore[Layer]):
             lockfile.get(run_directory / "mountpoints.lock") if run_directory and not read_only else None
         )
         self._mounts_token: bytes | None = None
+        self._undeletable: set[str] = set()  # incomplete layers whose cleanup failed here
 
     def _mark_loaded(self, record: Layer, source: RecordFile) -> None:
         record.read_only = self.read_only
@@ -86,9 +87,12 @@ class LayerStore(RecordStore[Layer]):
         Go fails the whole load here, so one undeletable file (immutable, a busy mount, EIO)
         makes every later command fail until someone cleans up by hand.
         """
+        if layer.id in self._undeletable:
+            return False  # tried once by this process: one error line is enough
         try:
             self.delete_data(layer)
         except Exception as exc:
+            self._undeletable.add(layer.id)
             # Error level: the CLI shows only errors unless --debug (as Go's), and the user
             # should learn that a layer's files are stuck on disk.
             log.error('could not delete incomplete layer "%s" (retried on next use): %s',
