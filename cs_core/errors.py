@@ -78,6 +78,12 @@ class IncompleteOptions(StorageError):
     message = "missing necessary StoreOptions"
 
 
+class InvalidID(StorageError):
+    """An ID that would not stay one directory name inside the store."""
+
+    message = "not a valid ID"
+
+
 class InvalidBigDataName(StorageError):
     message = "not a valid name for a big data item"
 

@@ -212,3 +212,75 @@ def test_undeletable_incomplete_layer_does_not_stop_the_store(ext4: Path) -> Non
     assert not (cli.graph / "vfs" / "dir" / stuck).exists()
     cli("shutdown", "-f")
     _remove_deep(ext4)
+
+
+def _snapshot(root: Path, skip: Path) -> set[str]:
+    return {str(p) for p in root.rglob("*") if skip not in p.parents and p != skip}
+
+
+@pytest.mark.parametrize("command", [
+    ("import-layer", "--id", "{id}"), ("create-layer", "--id", "{id}"),
+    ("create-image", "--id", "{id}", "base"), ("create-container", "--id", "{id}", "img"),
+])
+@pytest.mark.parametrize("bad", ["../../../outside", "a/b", "..", "."])
+def test_ids_that_are_not_one_path_component_are_refused(tmp_path: Path, command: tuple[str, ...],
+                                                         bad: str) -> None:
+    cli = Run(tmp_path, "vfs")
+    cli.ok("create-layer", "--id", "base")
+    cli.ok("create-image", "--id", "img", "base")
+    before = _snapshot(tmp_path, cli.graph)
+    listed = (cli.ok("layers"), cli.ok("images"), cli.ok("containers"))
+    args = [a.replace("{id}", bad) for a in command]
+    r = cli(*args, stdin=deep_tar(1))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.strip().endswith("not a valid ID") and len(r.stderr.strip().splitlines()) == 1
+    assert _snapshot(tmp_path, cli.graph) == before  # nothing written beside the store
+    assert (cli.ok("layers"), cli.ok("images"), cli.ok("containers")) == listed
+    # What Go accepts and is one path component still works (Go 1.43 takes any string).
+    cli.ok(*[a.replace("{id}", "Odd ID-1") for a in command], stdin=deep_tar(1))
+
+
+@pytest.mark.parametrize(("records", "field"), [
+    ("vfs-containers/containers.json", "id"), ("vfs-images/images.json", "id"),
+    ("vfs-layers/layers.json", "id"), ("vfs-layers/layers.json", "parent"),
+    ("vfs-containers/containers.json", "layer"),
+])
+def test_hand_edited_record_ids_cannot_reach_outside(tmp_path: Path, records: str,
+                                                     field: str) -> None:
+    import json
+
+    cli = Run(tmp_path, "vfs")
+    cli.ok("create-layer", "--id", "base")
+    cli.ok("create-layer", "--id", "top", "base")
+    cli.ok("create-image", "--id", "img", "--name", "i1", "top")
+    cli.ok("create-container", "--id", "ctr", "--name", "c1", "img")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("precious")
+    path = cli.graph / records
+    data = json.loads(path.read_text())
+    target = next(r for r in data if r.get(field) and r["id"] in ("ctr", "img", "top"))
+    # From <graph>/vfs-*/<id> (or vfs/dir/<id>), four levels up is tmp_path.
+    target[field] = "../../../../victim"
+    path.write_text(json.dumps(data))
+    listing = records.split("/")[0].removeprefix("vfs-")
+    for command in (("delete-container", "c1"), ("delete-image", "i1"), ("delete-layer", "top"),
+                    (listing,), ("wipe",)):
+        r = cli(*command)
+        said = (r.stdout + r.stderr).strip()  # the delete commands report per argument on stdout
+        assert r.returncode != 0, command
+        assert f"loading {path}" in said and "unsafe ID" in said, said
+        assert len(said.splitlines()) == 1, said
+    assert (victim / "keep").read_text() == "precious"
+
+
+def test_big_data_keys_dot_and_dot_dot_are_refused(tmp_path: Path) -> None:
+    cli = Run(tmp_path, "vfs")
+    cli.ok("create-layer", "--id", "base")
+    cli.ok("create-image", "--id", "img", "base")
+    data = tmp_path / "data"
+    data.write_text("x")
+    for key in (".", ".."):
+        r = cli("set-image-data", "-f", str(data), "img", key)
+        assert r.returncode == 1 and "not a valid name for a big data item" in r.stderr, r.stderr
+    assert cli.ok("list-image-data", "img") == ""

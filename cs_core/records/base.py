@@ -13,6 +13,7 @@ import base64
 import bisect
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from cs_core.errors import (
     DuplicateID,
     DuplicateName,
     InvalidBigDataName,
+    InvalidID,
     StorageError,
     StoreIsReadOnly,
 )
@@ -45,9 +47,27 @@ def big_data_file_name(key: str) -> str:
     """File name for a big-data key, as Go's ``makeBigDataBaseName``."""
     if not key:
         raise InvalidBigDataName("can't set empty name for big data item")
+    if key in (".", ".."):
+        # Plain names pass through as file names: these two would name the record's
+        # directory or its parent (Go would try to write over them).
+        raise InvalidBigDataName(f"can't use {key!r} as the name of a big data item")
     if _BIG_DATA_PLAIN.match(key):
         return key
     return "=" + base64.standard_b64encode(key.encode()).decode()
+
+
+def check_id(value: str, what: str = "ID") -> str:
+    """``value`` if it is safe as an ID, else :class:`InvalidID`.
+
+    IDs name directories and files in the store (``<id>/``, ``<id>.tar-split.gz``), so an ID
+    must be one path component: Go 1.43 takes any ``--id``, and ``../../x`` makes it write, and
+    later remove, directories outside the store. Everything else Go accepts (spaces, capitals,
+    any length the filesystem takes) is kept, so existing stores still load.
+    """
+    if value in ("", ".", "..") or "/" in value or "\0" in value:
+        raise InvalidID(f"{what} {json.dumps(value)} must be one path component, "
+                        "not empty, \".\" or \"..\"")
+    return value
 
 
 def generate_id(taken: Callable[[str], bool] = lambda _id: False) -> str:
@@ -166,6 +186,8 @@ class RecordStore(Generic[R]):
                 raise CorruptRecordFile(f"reading {f.path}: {exc.strerror}") from exc
             loaded = codec.loads_records(data, self.record_cls, str(f.path))
             for record in loaded:
+                self._check_path_ids(record, f.path)
+            for record in loaded:
                 self._mark_loaded(record, f)
             records.extend(loaded)
         needs_save = self._index(records)
@@ -183,6 +205,20 @@ class RecordStore(Generic[R]):
                 self.save()
         self._loaded = True
         self.after_load(writing=writing)
+
+    def path_ids(self, record: R) -> list[str]:
+        """Hook: the record's IDs that become paths (its own, and those it refers to)."""
+        return [record.id]  # type: ignore[attr-defined]
+
+    def _check_path_ids(self, record: R, path: Path) -> None:
+        # A hand-edited or hostile file must not steer writes or removals out of the store.
+        for value in self.path_ids(record):
+            try:
+                check_id(value)
+            except InvalidID:
+                raise CorruptRecordFile(
+                    f"loading {path}: {self.kind} record has an unsafe ID {json.dumps(value)}"
+                ) from None
 
     def _mark_loaded(self, record: R, source: RecordFile) -> None:
         """Hook: note per-record facts from where it was loaded (volatile, read-only)."""
@@ -271,6 +307,7 @@ class RecordStore(Generic[R]):
 
     def new_id(self, requested: str | None) -> str:
         if requested:
+            check_id(requested)
             if requested in self.by_id:
                 raise DuplicateID()
             return requested

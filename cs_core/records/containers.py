@@ -26,6 +26,9 @@ class ContainerStore(RecordStore[Container]):
         ]
         super().__init__(directory, files, lock)
 
+    def path_ids(self, container: Container) -> list[str]:
+        return [container.id, *(v for v in (container.layer, container.image) if v)]
+
     @staticmethod
     def _layer_key(record: Container) -> Iterable[str]:
         return (record.layer,)

@@ -29,6 +29,9 @@ class ImageStore(RecordStore[Image]):
         super().__init__(directory, [RecordFile(directory / "images.json")], lock,
                          read_only=read_only)
 
+    def path_ids(self, image: Image) -> list[str]:
+        return [image.id, *([image.top_layer] if image.top_layer else []), *image.mapped_top_layers]
+
     def _mark_loaded(self, record: Image, source: RecordFile) -> None:
         record.read_only = self.read_only
         recompute_digests(record)

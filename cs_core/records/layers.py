@@ -57,6 +57,9 @@ class LayerStore(RecordStore[Layer]):
         self._mounts_token: bytes | None = None
         self._undeletable: set[str] = set()  # incomplete layers whose cleanup failed here
 
+    def path_ids(self, layer: Layer) -> list[str]:
+        return [layer.id, *([layer.parent] if layer.parent else [])]
+
     def _mark_loaded(self, record: Layer, source: RecordFile) -> None:
         record.read_only = self.read_only
         record.volatile = source.volatile
