@@ -284,3 +284,24 @@ def test_big_data_keys_dot_and_dot_dot_are_refused(tmp_path: Path) -> None:
         r = cli("set-image-data", "-f", str(data), "img", key)
         assert r.returncode == 1 and "not a valid name for a big data item" in r.stderr, r.stderr
     assert cli.ok("list-image-data", "img") == ""
+
+
+def test_removal_never_chmods_through_a_symlink() -> None:
+    """A rootless owner's read-only layer directory holding a symlink to another of its files."""
+    from cs_core.testing.fakeuser import fake_user
+
+    with fake_user() as user:
+        victim = user.home / "victim"
+        victim.write_text("mine")
+        os.chmod(victim, 0o644)
+        layer = user.home / "layer"
+        (layer / "ro").mkdir(parents=True)
+        (layer / "ro" / "link").symlink_to(victim)
+        for path in (victim, layer, layer / "ro", layer / "ro" / "link"):
+            os.lchown(path, user.uid, user.uid)
+        os.chmod(layer / "ro", 0o555)  # its owner may not unlink inside until it chmods
+        code = f"from cs_core.atomic import remove_tree; remove_tree({str(layer)!r})"
+        r = user.run(sys.executable, "-c", code)
+        assert r.returncode == 0, r.stderr
+        assert not os.path.lexists(layer)
+        assert oct(os.stat(victim).st_mode & 0o777) == oct(0o644)
