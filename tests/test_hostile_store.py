@@ -305,3 +305,17 @@ def test_removal_never_chmods_through_a_symlink() -> None:
         assert r.returncode == 0, r.stderr
         assert not os.path.lexists(layer)
         assert oct(os.stat(victim).st_mode & 0o777) == oct(0o644)
+
+
+@pytest.mark.parametrize("nested", ["[" * 100000 + "]" * 100000,
+                                    '[{"id":"a","flags":' + '{"a":' * 5000 + "1" + "}" * 5001 + "]"])
+def test_deeply_nested_record_file_is_a_corrupt_file(tmp_path: Path, nested: str) -> None:
+    cli = Run(tmp_path, "vfs")
+    cli.ok("create-layer")
+    path = cli.graph / "vfs-layers" / "layers.json"
+    path.write_text(nested)
+    r = cli("layers")
+    said = (r.stdout + r.stderr).strip()
+    assert r.returncode == 1 and "internal error" not in said, said
+    assert said == (f"error initializing: loading {path}: JSON nested too deeply: "
+                                "corrupt bookkeeping file")
