@@ -7,7 +7,6 @@ down afterwards, so drivers that mount (overlay's private home mount) leave noth
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,10 +59,6 @@ def vfs_store(make_store: Callable[[], Store]) -> Store:
 
 @pytest.fixture
 def go_cli(store_roots: tuple[Path, Path], driver_name: str) -> Iterator[GoCLI]:
-    from cs_core.testing import requires_command
-
-    if shutil.which("containers-storage", path="/usr/bin:/usr/local/bin") is None:
-        requires_command("/usr/bin/containers-storage")
     graph, run = store_roots
     cli = GoCLI(graph, run, driver_name)
     yield cli

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,9 +22,9 @@ import pytest
 
 from cs_core.check import CheckOptions
 from cs_core.store import open_store
+from cs_core.testing import gocli
 
 REPO = Path(__file__).resolve().parents[1]
-GO = "/usr/bin/containers-storage"
 ROUNDS = int(os.environ.get("CS_CONCURRENCY_ROUNDS", "4"))
 
 WORKER = r'''
@@ -40,7 +39,7 @@ if mode == "api":
     store = open_store(graph_root=graph, run_root=run, driver_name="vfs")
 
 def cli(*args):
-    exe = ["/usr/bin/containers-storage"] if mode == "go" else [sys.executable, "-m", "cs_core"]
+    exe = [os.environ["CS_GO_CLI"]] if mode == "go" else [sys.executable, "-m", "cs_core"]
     proc = subprocess.run([*exe, *base, *args], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{mode} {args[0]} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
@@ -96,8 +95,13 @@ print(json.dumps({"layers": layers, "images": images}))
 MODES = ["api", "api", "cli", "cli", "go", "go", "go", "go"]
 
 
-def launch(graph: Path, run: Path, datafile: Path) -> list[subprocess.Popen[str]]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def worker_env(go: str) -> dict[str, str]:
+    """The workers' environment: this checkout importable, and Go's path for the "go" mode."""
+    return dict(os.environ, PYTHONPATH=str(REPO), **{gocli.ENV: go})
+
+
+def launch(graph: Path, run: Path, datafile: Path, go: str) -> list[subprocess.Popen[str]]:
+    env = worker_env(go)
     return [
         subprocess.Popen([sys.executable, "-c", WORKER, mode, str(graph), str(run), str(i),
                           str(ROUNDS), str(datafile)],
@@ -138,20 +142,17 @@ def merged(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def go_available() -> None:
-    from cs_core.testing import requires_command
-
-    if shutil.which("containers-storage", path="/usr/bin") is None:
-        requires_command(GO)
+def go() -> str:
+    return gocli.go_cli_path()
 
 
-def test_eight_processes_ours_and_go(tmp_path: Path, go_available: None) -> None:
+def test_eight_processes_ours_and_go(tmp_path: Path, go: str) -> None:
     datafile = tmp_path / "big.bin"
     datafile.write_bytes(os.urandom(1 << 20))
     graph, run = tmp_path / "graph", tmp_path / "run"
     open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
     t0 = time.monotonic()
-    procs = launch(graph, run, datafile)
+    procs = launch(graph, run, datafile, go)
     results = [collect(p) for p in procs]
     parallel = time.monotonic() - t0
     want = merged(results)
@@ -163,7 +164,7 @@ def test_eight_processes_ours_and_go(tmp_path: Path, go_available: None) -> None
     open_store(graph_root=str(graph2), run_root=str(run2), driver_name="vfs")
     t0 = time.monotonic()
     serial_results = []
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = worker_env(go)
     for i, mode in enumerate(MODES):
         proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, mode, str(graph2), str(run2), str(i), str(ROUNDS),
@@ -179,21 +180,21 @@ def test_eight_processes_ours_and_go(tmp_path: Path, go_available: None) -> None
     assert parallel < serial * 2
 
 
-def test_long_lived_reader_sees_other_processes(tmp_path: Path, go_available: None) -> None:
+def test_long_lived_reader_sees_other_processes(tmp_path: Path, go: str) -> None:
     graph, run = tmp_path / "graph", tmp_path / "run"
     reader = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
     try:
         assert reader.layers() == []
-        go = [GO, "-g", str(graph), "-R", str(run), "-s", "vfs"]
-        layer = subprocess.run([*go, "create-layer", "-n", "from-go"], check=True,
+        go_argv = [go, "-g", str(graph), "-R", str(run), "-s", "vfs"]
+        layer = subprocess.run([*go_argv, "create-layer", "-n", "from-go"], check=True,
                                capture_output=True, text=True).stdout.split()[0]
         assert [x.id for x in reader.layers()] == [layer]
-        subprocess.run([*go, "create-image", "-n", "img-go", layer], check=True,
+        subprocess.run([*go_argv, "create-image", "-n", "img-go", layer], check=True,
                        capture_output=True)
         assert reader.image("img-go").top_layer == layer
-        subprocess.run([*go, "add-names", "-n", "again", layer], check=True, capture_output=True)
+        subprocess.run([*go_argv, "add-names", "-n", "again", layer], check=True, capture_output=True)
         assert sorted(reader.layer(layer).names) == ["again", "from-go"]
-        subprocess.run([*go, "delete-image", "img-go"], check=True, capture_output=True)
+        subprocess.run([*go_argv, "delete-image", "img-go"], check=True, capture_output=True)
         assert reader.images() == [] and reader.layers() == []
         # And our own other processes, through the CLI.
         ours = [sys.executable, "-m", "cs_core", "-g", str(graph), "-R", str(run), "-s", "vfs"]

@@ -21,7 +21,7 @@ import pytest
 
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.loopfs import loop_filesystem
 from cs_core.testing.owners import owners_in_diff, owners_through_mount
 from cs_core.testing.tars import owned_file_tar
@@ -72,7 +72,7 @@ def test_container_with_maps_is_owned_by_its_host_ids(store_root: tuple[str, Pat
 
 def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> None:
     require_privileged("chown to other users needs root")
-    requires_command("containers-storage")
+    go = go_cli_path()
     graph, run = tmp_path / "g", tmp_path / "r"
     store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
     try:
@@ -97,7 +97,7 @@ def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> No
         store.shutdown()
         # Go reads the image record and lists the copy as another top layer.
         out = subprocess.run(
-            ["containers-storage", "-g", str(graph), "-R", str(run), "-s", "vfs", "image", image.id],
+            [go, "-g", str(graph), "-R", str(run), "-s", "vfs", "image", image.id],
             capture_output=True, text=True, check=True).stdout
         assert f"Top Layer: {top.id}\n" in out and f"Top Layer: {copy.id}\n" in out
         store = open_store(graph_root=str(graph), run_root=str(run), driver_name="vfs")
@@ -112,7 +112,7 @@ def test_containers_share_one_mapped_copy_of_the_top_layer(tmp_path: Path) -> No
 
 def _both_clis(graph: Path, run: Path, *args: str) -> tuple[list[str], list[str]]:
     outs = []
-    for prog in (["containers-storage"], [sys.executable, "-m", "cs_core"]):
+    for prog in ([go_cli_path()], [sys.executable, "-m", "cs_core"]):
         done = subprocess.run([*prog, "-g", str(graph), "-R", str(run), "-s", "vfs", *args],
                               capture_output=True, text=True)
         outs.append([str(done.returncode), done.stdout, done.stderr])
@@ -121,7 +121,7 @@ def _both_clis(graph: Path, run: Path, *args: str) -> tuple[list[str], list[str]
 
 def test_parent_owners_match_go(tmp_path: Path) -> None:
     require_privileged("chown and mounts need root")
-    requires_command("containers-storage")
+    go_cli_path()
     # The store sits under a directory owned by IDs outside the maps: those are reported.
     home = tmp_path / "home"
     home.mkdir()

@@ -25,7 +25,7 @@ import pytest
 from cs_core.drivers.base import CreateOpts, GraphDriver, MountOpts
 from cs_core.model import IDMap, Layer
 from cs_core.store import ContainerOptions, Store, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 from cs_core.testing.loopfs import loop_filesystem
 
@@ -115,7 +115,7 @@ def _subvol_uuids(path: Path) -> tuple[bytes, bytes]:
 
 
 def test_mapped_copy_has_the_template_contents_owned_for_the_new_maps(root: tuple[str, Path]) -> None:
-    requires_command("containers-storage")
+    go_cli_path()
     driver, where = root
     store = open_store(graph_root=str(where / "g"), run_root=str(where / "r"), driver_name=driver)
     try:
@@ -193,7 +193,7 @@ def _record(layer: dict[str, object]) -> dict[str, object]:
 
 def test_our_copy_matches_gos_and_go_reads_it(tmp_path: Path) -> None:
     require_privileged("chown to other users needs root")
-    requires_command("containers-storage")
+    go_cli_path()
     ours_g, ours_r, go_g, go_r = (tmp_path / n for n in ("g", "r", "go-g", "go-r"))
     (tmp_path / "base.tar").write_bytes(BASE_TAR)
     (tmp_path / "top.tar").write_bytes(TOP_TAR)

@@ -86,14 +86,10 @@ def test_readers_share(tmp_path: Path) -> None:
 
 def test_go_cli_waits_for_our_write_lock(tmp_path: Path) -> None:
     """The Go CLI must block on a layer-store lock we hold: the locks really are shared."""
-    import shutil
+    from cs_core.testing import go_cli_path
 
-    from cs_core.testing import requires_command
-
-    requires_command("containers-storage")
     g, r = tmp_path / "g", tmp_path / "r"
-    go = shutil.which("containers-storage")
-    assert go
+    go = go_cli_path()
     subprocess.run([go, "-g", g, "-R", r, "-s", "vfs", "layers"], check=True, capture_output=True)
     lock = lockfile.get(g / "vfs-layers" / "layers.lock")
     with lock.write_locked():

@@ -4,6 +4,7 @@ Installed as the pytest plugin ``cs_core`` (entry point ``pytest11``), so any dr
 package's tests can subclass :class:`cs_core.testing.conformance.GraphDriverConformance`.
 """
 
+from cs_core.testing.gocli import go_cli_path
 from cs_core.testing.privileged import require_privileged, requires_command
 
-__all__ = ["require_privileged", "requires_command"]
+__all__ = ["go_cli_path", "require_privileged", "requires_command"]

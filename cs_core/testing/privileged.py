@@ -15,7 +15,8 @@ import pytest
 ENV = "CS_REQUIRE_PRIVILEGED"
 
 
-def _missing(reason: str) -> None:
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``; under CS_REQUIRE_PRIVILEGED=1, fail with it instead."""
     if os.environ.get(ENV) == "1":
         pytest.fail(f"{reason} (required because {ENV}=1)", pytrace=False)
     pytest.skip(reason)
@@ -24,17 +25,25 @@ def _missing(reason: str) -> None:
 def require(condition: bool, reason: str) -> None:
     """Skip (or fail under CS_REQUIRE_PRIVILEGED=1) unless ``condition`` holds (kernel features)."""
     if not condition:
-        _missing(reason)
+        skip_or_fail(reason)
 
 
 def require_privileged(reason: str = "needs root") -> None:
     """Skip (or, under CS_REQUIRE_PRIVILEGED=1, fail) unless running as root."""
     if os.geteuid() != 0:
-        _missing(reason)
+        skip_or_fail(reason)
 
 
 def requires_command(*names: str) -> None:
-    """Skip (or fail under CS_REQUIRE_PRIVILEGED=1) unless every program is on PATH."""
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        _missing(f"needs {', '.join(missing)} on PATH")
+    """Skip (or fail under CS_REQUIRE_PRIVILEGED=1) unless every program is on PATH.
+
+    Not for the Go CLI: on PATH, ``containers-storage`` is our own console script. Tests that
+    run Go use :func:`cs_core.testing.gocli.go_cli_path`.
+    """
+    go = [n for n in names if os.path.basename(n) == "containers-storage"]
+    if go:
+        raise AssertionError(f"requires_command({go[0]!r}): use cs_core.testing.gocli.go_cli_path() "
+                             "for the Go CLI (a bare containers-storage is our own script)")
+    absent = [n for n in names if shutil.which(n) is None]
+    if absent:
+        skip_or_fail(f"needs {', '.join(absent)} on PATH")

@@ -15,11 +15,9 @@ from cs_core.archive.apply import ApplyOptions, apply_tar
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree, overlay_changes
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.model import Change
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged, requires_command
 
 from .conftest import tree_snapshot
-
-GO = "/usr/bin/containers-storage"
 
 
 def _base(root: Path) -> None:
@@ -151,9 +149,9 @@ def test_overlay_changes_and_native_diff(tmp_path: Path) -> None:
 @pytest.mark.interop
 def test_changes_and_diff_match_go(tmp_path: Path) -> None:
     require_privileged("the Go CLI's vfs store chowns files")
-    requires_command(GO, "tar")
+    requires_command("tar")
     graph, run = tmp_path / "g", tmp_path / "r"
-    base = [GO, "-g", str(graph), "-R", str(run), "-s", "vfs"]
+    base = [go_cli_path(), "-g", str(graph), "-R", str(run), "-s", "vfs"]
     src = tmp_path / "src"
     _base(src)
     subprocess.run(["tar", "-C", str(src), "-cf", str(tmp_path / "b.tar"), "."], check=True)

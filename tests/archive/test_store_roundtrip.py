@@ -15,9 +15,8 @@ import zstandard
 
 from cs_core.archive.compression import Compression, decompress_stream
 from cs_core.drivers.plugins import PluginRegistry
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged, requires_command
 
-GO = "/usr/bin/containers-storage"
 KINDS = {
     "plain": lambda b: b,
     "gzip": gzip.compress,
@@ -66,7 +65,8 @@ def _open(driver: str, graph: Path, run: Path):  # type: ignore[no-untyped-def]
 
 def _go(driver: str, graph: Path, run: Path, *args: str) -> bytes:
     return subprocess.run(
-        [GO, "-g", str(graph), "-R", str(run), "-s", driver, *args], check=True, capture_output=True
+        [go_cli_path(), "-g", str(graph), "-R", str(run), "-s", driver, *args], check=True,
+        capture_output=True,
     ).stdout
 
 
@@ -102,7 +102,7 @@ def test_our_diff_of_our_layer(roots: tuple[str, Path, Path], kind: str, tmp_pat
 def test_go_diff_of_our_layer_and_ours_of_gos(
     roots: tuple[str, Path, Path], kind: str, tmp_path: Path
 ) -> None:
-    requires_command(GO)
+    go_cli_path()
     driver, graph, run = roots
     tar = _layer_tar(tmp_path)
     (tmp_path / "in").write_bytes(KINDS[kind](tar))

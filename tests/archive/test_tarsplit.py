@@ -15,7 +15,7 @@ import pytest
 
 from cs_core.archive.tarsplit import TarSplitWriter, go_json_string, iter_tar_split, reassemble
 from cs_core.errors import UnsafeArchive
-from cs_core.testing import requires_command
+from cs_core.testing import go_cli_path, requires_command
 
 from .conftest import apply_bytes, make_tar, member
 
@@ -121,7 +121,7 @@ def _go_tar_split(tmp_path: Path, tar_path: Path) -> bytes:
     graph, run = tmp_path / "g", tmp_path / "r"
     subprocess.run(
         [
-            "/usr/bin/containers-storage",
+            go_cli_path(),
             "-g",
             str(graph),
             "-R",
@@ -142,7 +142,8 @@ def _go_tar_split(tmp_path: Path, tar_path: Path) -> bytes:
 @pytest.mark.interop
 @pytest.mark.parametrize("fmt", ["gnu", "pax"])
 def test_tar_split_is_byte_identical_to_go(tmp_path: Path, fmt: str) -> None:
-    requires_command("/usr/bin/containers-storage", "tar")
+    requires_command("tar")
+    go_cli_path()
     from cs_core.testing import require_privileged
 
     require_privileged("the Go CLI's vfs store chowns files")
@@ -162,7 +163,8 @@ def test_tar_split_is_byte_identical_to_go(tmp_path: Path, fmt: str) -> None:
 def test_sparse_tar_split_matches_go(tmp_path: Path) -> None:
     # Go records a sparse member's expanded content (so neither side can replay it bit-exactly);
     # what matters for a shared store is that both write the same record.
-    requires_command("/usr/bin/containers-storage", "tar")
+    requires_command("tar")
+    go_cli_path()
     from cs_core.testing import require_privileged
 
     require_privileged("the Go CLI's vfs store chowns files")

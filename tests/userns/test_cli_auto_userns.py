@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,10 +122,6 @@ auto-userns-max-size = 3000
 
 
 def test_ranges_of_a_go_cli_container_are_skipped(subids: SubIDs, roots: Roots) -> None:
-    if shutil.which("containers-storage", path="/usr/bin:/usr/local/bin") is None:
-        from cs_core.testing import requires_command
-
-        requires_command("/usr/bin/containers-storage")
     subids("containers:100000:65536\n")
     image = roots.image()
     go = GoCLI(roots.graph, roots.run, "vfs")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,6 @@ from cs_btrfs import ioctl, native
 
 from cs_core.model import Change
 from cs_core.store import Store, open_store
-from cs_core.testing import requires_command
 from cs_core.testing.gocli import GoCLI
 
 from .conftest import subvolume_paths
@@ -27,8 +25,6 @@ pytestmark = pytest.mark.interop
 
 @pytest.fixture
 def go_cli(graph_dir: Path) -> Iterator[GoCLI]:
-    if shutil.which("containers-storage", path="/usr/bin") is None:
-        requires_command("/usr/bin/containers-storage")
     cli = GoCLI(graph_dir / "graph", graph_dir / "run", "btrfs")
     yield cli
     cli.run("shutdown", "-f", check=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cs_core.config import load_config_file
 from cs_core.drivers.base import CreateOpts, MountOpts
 from cs_core.errors import ConfigError
 from cs_core.store import ContainerOptions, open_store
+from cs_core.testing import go_cli_path
 
 from .conftest import DriverFactory
 
@@ -116,7 +116,6 @@ def test_store_with_btrfs_size_in_storage_conf_opens(quota_dir: Path) -> None:
     finally:
         store.shutdown(force=True)
     # Go 1.43 cannot open this configuration at all (its parser rejects btrfs.size).
-    if shutil.which("containers-storage", path="/usr/bin") is not None:
-        go = subprocess.run(["/usr/bin/containers-storage", "layers"], capture_output=True, text=True,
-                            env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)})
-        assert go.returncode != 0 and "unknown option btrfs.size" in go.stdout + go.stderr
+    go = subprocess.run([go_cli_path(), "layers"], capture_output=True, text=True,
+                        env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)})
+    assert go.returncode != 0 and "unknown option btrfs.size" in go.stdout + go.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cs_overlay.testing import unmount_all_under
 
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 
 pytestmark = pytest.mark.interop
@@ -37,7 +37,7 @@ class OurCLI:
 @pytest.fixture
 def clis(tmp_path: Path) -> Iterator[tuple[OurCLI, GoCLI, Path]]:
     require_privileged()
-    requires_command("containers-storage")
+    go_cli_path()
     graph, run = tmp_path / "graph", tmp_path / "run"
     ours, go = OurCLI(graph, run), GoCLI(graph, run, "overlay")
     try:

@@ -11,7 +11,7 @@ import pytest
 from cs_overlay.testing import tree, unmount_all_under
 
 from cs_core.store import Store, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 
 pytestmark = pytest.mark.interop
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.interop
 @pytest.fixture
 def stores(tmp_path: Path) -> Iterator[tuple[GoCLI, Store]]:
     require_privileged()
-    requires_command("containers-storage")
+    go_cli_path()
     graph, run = tmp_path / "graph", tmp_path / "run"
     go = GoCLI(graph, run, "overlay")
     go.run("layers")  # Go initialises the home first, as on a machine podman already used

@@ -24,7 +24,7 @@ from cs_core.drivers.base import CreateOpts, MountOpts
 from cs_core.errors import ShiftingNotEnabled
 from cs_core.model import IDMap
 from cs_core.store import ContainerOptions, LayerOptions, Store, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged, requires_command
 from cs_core.testing.gocli import GoCLI
 from cs_core.testing.privileged import require
 
@@ -212,7 +212,7 @@ def test_disabled_idmap_falls_back_to_a_mapped_copy(dirs: tuple[Path, Path],
 
 @pytest.mark.interop
 def test_go_and_we_show_the_same_owners_both_ways(dirs: tuple[Path, Path], tmp_path: Path) -> None:
-    requires_command("containers-storage")
+    go_cli_path()
     graph, run = dirs
     go = GoCLI(graph, run, "overlay")
     (tmp_path / "image.tar").write_bytes(_image_tar())

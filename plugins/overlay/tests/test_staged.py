@@ -18,7 +18,7 @@ from cs_overlay.testing import unmount_all_under
 from cs_core.drivers.staging import LOCK_FILE, TarDiffer
 from cs_core.staged_layers import ApplyStagedLayerOptions
 from cs_core.store import Store, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 from cs_core.testing.tars import layer_tar
 
@@ -149,7 +149,7 @@ def test_kill_between_prepare_and_apply(roots: tuple[Path, Path], tmp_path: Path
 
 @pytest.mark.interop
 def test_cli_staged_apply_read_by_go(roots: tuple[Path, Path], tmp_path: Path) -> None:
-    requires_command("/usr/bin/containers-storage")
+    go_cli_path()
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / "a").write_bytes(b"hello\n")

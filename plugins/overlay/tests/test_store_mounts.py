@@ -11,7 +11,7 @@ from cs_overlay import mounting
 from cs_overlay.testing import unmount_all_under
 
 from cs_core.store import Store, open_store
-from cs_core.testing import require_privileged, requires_command
+from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 
 
@@ -52,7 +52,7 @@ def test_counts_ro_and_shutdown(store: Store, tmp_path: Path) -> None:
 
 
 def test_go_sees_our_mount_count(store: Store, tmp_path: Path) -> None:
-    requires_command("containers-storage")
+    go_cli_path()
     ctr = store.create_layer(writeable=True)
     path = store.mount(ctr.id)
     go = GoCLI(tmp_path / "graph", tmp_path / "run", "overlay")

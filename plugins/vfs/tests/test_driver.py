@@ -11,7 +11,7 @@ from cs_vfs.driver import VfsDriver
 
 from cs_core.drivers.base import CreateOpts, DriverConfig, MountOpts
 from cs_core.errors import StorageError
-from cs_core.testing import requires_command
+from cs_core.testing import go_cli_path
 from cs_core.testing.gocli import GoCLI
 
 
@@ -88,7 +88,7 @@ def test_layer_from_an_additional_image_store(tmp_path: Path) -> None:
 
 
 def test_go_and_we_share_a_store(tmp_path: Path) -> None:
-    requires_command("containers-storage")
+    go_cli_path()
     go = GoCLI(tmp_path / "graph", tmp_path / "run", "vfs")
     base = go.out("create-layer").strip()
     drv = VfsDriver(_config(tmp_path))
