@@ -165,8 +165,8 @@ class Twin:
 
     command: list[str]
     root: Path
-    # Go's messages quote argv[0]; run it as plain "containers-storage" whatever its path.
-    executable: str | None = None
+    # Go's messages quote argv[0]: Go runs with this argv[0] (the program is still command[0]).
+    argv0: str | None = None
 
     def __attrs_post_init__(self) -> None:
         (self.root / "out").mkdir(parents=True, exist_ok=True)
@@ -177,8 +177,10 @@ class Twin:
                 "-s", driver, *shlex.split(text)]
         if step == "":
             args = list(self.command)
+        if self.argv0 is not None:
+            args[0] = self.argv0
         proc = subprocess.run(args, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
-                              executable=self.executable)
+                              executable=self.command[0])
         return Result(step, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                       proc.stderr.decode("utf-8", "replace"))
 
@@ -251,6 +253,7 @@ def normalise(text: str, root: Path, ids: dict[str, str], unordered: bool = Fals
 @attrs.define
 class Difference:
     step: str
+    nth: int  # the step's text can recur: this is its nth run (1-based), or 0 for a file
     what: str
     go: str
     ours: str
@@ -262,23 +265,25 @@ def compare(go: Twin, ours: Twin, files: Path, driver: str,
     go_ids: dict[str, str] = {}
     our_ids: dict[str, str] = {}
     diffs: list[Difference] = []
+    seen: dict[str, int] = {}
     for step in steps:
+        nth = seen[step] = seen.get(step, 0) + 1
         a, b = go.run(step, files, driver), ours.run(step, files, driver)
         if a.rc != b.rc:
-            diffs.append(Difference(step, "exit code", str(a.rc), str(b.rc)))
+            diffs.append(Difference(step, nth, "exit code", str(a.rc), str(b.rc)))
         unordered = step.split(" ", 1)[0] in _MAP_ORDERED
         for what in ("out", "err"):
             x = normalise(getattr(a, what), go.root, go_ids, unordered)
             y = normalise(getattr(b, what), ours.root, our_ids, unordered)
             if x != y:
-                diffs.append(Difference(step, what, x, y))
+                diffs.append(Difference(step, nth, what, x, y))
     # Files the commands wrote (get-*-data -f, diff -f) must be byte-identical.
     for produced in sorted((go.root / "out").iterdir()):
         theirs = produced.read_bytes()
         mine_path = ours.root / "out" / produced.name
         mine = mine_path.read_bytes() if mine_path.exists() else b"<missing>"
         if theirs != mine:
-            diffs.append(Difference(f"<file {produced.name}>", "content",
+            diffs.append(Difference(f"<file {produced.name}>", 0, "content",
                                     f"{len(theirs)} bytes", f"{len(mine)} bytes"))
     return diffs
 
@@ -287,13 +292,25 @@ def our_command() -> list[str]:
     return [sys.executable, "-m", "cs_core"]
 
 
+def twins(root: Path) -> tuple[Twin, Twin]:
+    """Go and ours, on stores under ``root``."""
+    from cs_core.testing.gocli import go_cli_path
+
+    return (Twin([go_cli_path()], root / "go", argv0="containers-storage"),
+            Twin(our_command(), root / "py"))
+
+
 if __name__ == "__main__":
     import tempfile
 
     drv = sys.argv[1] if len(sys.argv) > 1 else "vfs"
     with tempfile.TemporaryDirectory(dir=os.environ.get("PARITY_TMP")) as tmp:
-        found = compare(Twin(["containers-storage"], Path(tmp) / "go", "/usr/bin/containers-storage"),
-                        Twin(our_command(), Path(tmp) / "py"), Path(tmp) / "files", drv)
+        go_twin, our_twin = twins(Path(tmp))
+        try:
+            found = compare(go_twin, our_twin, Path(tmp) / "files", drv)
+        finally:
+            for twin in (go_twin, our_twin):
+                twin.run("shutdown -f", Path(tmp) / "files", drv)
         for d in found:
-            print(f"=== {d.step!r}: {d.what}\n--- go\n{d.go}\n--- ours\n{d.ours}")
+            print(f"=== {d.step!r} (run {d.nth}): {d.what}\n--- go\n{d.go}\n--- ours\n{d.ours}")
         print(f"{len(STEPS)} steps, {len(found)} differences")
