@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import sys
 import traceback
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import click
 
@@ -147,14 +149,46 @@ def lookup_each(lookup: Callable[[str], T], args: tuple[str, ...]) -> list[T]:
     return found
 
 
+class ReaderGone(BaseException):
+    """Whoever read our stdout or stderr closed the pipe (``| head -1``).
+
+    Not an OSError, nor even an Exception: no command's error handling may take the closed
+    pipe for its own operation failing and report "broken pipe"; ``main`` ends the process
+    as the Go CLI's ends, killed by SIGPIPE.
+    """
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError as exc:
+        raise ReaderGone from exc
+
+
+def _write_all(raw: BinaryIO, data: bytes) -> None:
+    # A raw (unbuffered) file returns short counts, and a short write's rest would be dropped
+    # silently: the next write after the reader left is then never made, so no EPIPE either.
+    view = memoryview(data)
+    while view:
+        view = view[raw.write(view) or 0:]
+
+
 def out(text: str) -> None:
-    sys.stdout.write(text)
+    with _reader_may_leave():
+        stream = sys.stdout
+        raw = getattr(stream, "buffer", None)
+        if isinstance(raw, io.RawIOBase):  # python -u / PYTHONUNBUFFERED: no buffer to retry
+            _write_all(cast(BinaryIO, raw), text.encode(stream.encoding, stream.errors or "strict"))
+        else:
+            stream.write(text)
 
 
 def err(text: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    with _reader_may_leave():
+        sys.stdout.flush()
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def emit_json(value: Any) -> None:
@@ -170,9 +204,29 @@ def unstructure(value: Any) -> Any:
     return converter.unstructure(value)
 
 
+class _PipeWriter:
+    """stdout's binary buffer, its writes raising :class:`ReaderGone` for a closed pipe."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        with _reader_may_leave():
+            _write_all(self._raw, data)
+        return len(data)
+
+    def flush(self) -> None:
+        with _reader_may_leave():
+            self._raw.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 def binary_stdout() -> BinaryIO:
-    sys.stdout.flush()
-    return sys.stdout.buffer
+    with _reader_may_leave():
+        sys.stdout.flush()
+    return cast(BinaryIO, _PipeWriter(sys.stdout.buffer))
 
 
 def binary_stdin() -> BinaryIO:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from cs_core import rootless
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION, cli
-from cs_core.cli.framework import UNLIMITED, Env, GoCommand, InitError, describe, err, go_list, out
+from cs_core.cli.framework import (
+    UNLIMITED,
+    Env,
+    GoCommand,
+    InitError,
+    ReaderGone,
+    describe,
+    err,
+    go_list,
+    out,
+)
 from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
 from cs_core.errors import StorageError
 
@@ -249,6 +261,8 @@ def invoke(env: Env, name: str, cmd: click.Command, call: Any) -> int:
     except StorageError as exc:
         err(f"{exc}\n")
         return exc.exit_code
+    except BrokenPipeError:
+        raise  # a write that bypassed out()/err(): still the reader leaving, not our failure
     except OSError as exc:
         err(f"{describe(exc)}\n")
         return 1
@@ -275,10 +289,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     except commands.CommandLoadError as exc:  # a broken installation: say which module
         err(f"{PROG}: {exc}\n")
         code = 1
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): exit quietly as Go's CLI would on SIGPIPE.
-        code = 141
+    except (ReaderGone, BrokenPipeError):
+        _die_of_sigpipe()
     sys.exit(code)
+
+
+def _die_of_sigpipe() -> NoReturn:
+    """End as the Go CLI does when its reader goes away (``| head``): killed by SIGPIPE,
+    silently (the shell shows 141). Python ignores SIGPIPE, so restore its default first;
+    os._exit, should the signal be blocked, skips the exit-time flush into the closed pipe."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)
 
 
 if __name__ == "__main__":
