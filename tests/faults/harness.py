@@ -68,10 +68,12 @@ class Model:
 class Stats:
     ops: int = 0
     acked: int = 0
-    kills: int = 0
-    verified: int = 0
+    kills: int = 0  # SIGKILLs that landed mid-operation: after BEGIN, before ACK was written
+    late_kills: int = 0  # the worker had written ACK by the time the signal arrived
+    kills_verified: int = 0  # stores reopened and matched against the model after a kill
+    verified: int = 0  # every verification: after kills and the periodic ones
     items_checked: int = 0
-    by_kind: dict[str, int] = attrs.field(factory=dict)
+    by_kind: dict[str, int] = attrs.field(factory=dict)  # mid-operation kills per operation
 
 
 class Mismatch(AssertionError):
@@ -415,12 +417,19 @@ class Worker:
         self.proc.stdin.write(json.dumps(op).encode() + b"\n")
         self.proc.stdin.flush()
 
-    def kill(self) -> None:
+    def kill(self) -> bool:
+        """SIGKILL the worker; True if it died mid-operation (it had not written ACK)."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        # What it wrote before dying is still in the pipe: an ACK there means the operation
+        # had returned before the signal landed, so the kill interrupted nothing.
+        rest = self._buf
+        while (line := self.readline(5.0)) not in (None, "EOF"):
+            rest += line.encode() + b"\n"
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
                 f.close()
+        return b"ACK\n" not in rest
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -443,6 +452,8 @@ def verify(graph: Path, run: Path, driver: str, model: Model,
         if staging.is_dir() and os.listdir(staging):  # the killed worker held none any more
             raise Mismatch(f"stale staging dirs after {killed and killed['op']}: {os.listdir(staging)}")
         stats.verified += 1
+        if killed is not None:
+            stats.kills_verified += 1
         stats.items_checked += len(seen.layers) + len(seen.images) + len(seen.containers)
         return model
     finally:
@@ -474,10 +485,14 @@ def run_campaign(graph: Path, run: Path, driver: str, seed: int, kills: int,
             delay = rng.uniform(0.0, expected * 1.2) if rng.random() < 0.7 else None
             line = worker.readline(delay if delay is not None else 120.0)
             if line is None:
-                worker.kill()
-                history[-1] += " KILLED"
-                stats.kills += 1
-                stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+                if worker.kill():
+                    history[-1] += " KILLED"
+                    stats.kills += 1
+                    stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+                else:
+                    history[-1] += " KILLED AFTER ACK"
+                    stats.late_kills += 1
+                # Either way the op may or may not be in the store: before or after state.
                 model = verify(graph, run, driver, model, op, stats)
                 gen.model = model
                 worker = Worker(graph, run, driver)

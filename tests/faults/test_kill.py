@@ -1,8 +1,9 @@
 """SIGKILL at random instants of every mutating operation, on vfs and overlay.
 
-Per driver the campaign runs until ``CS_FAULT_KILLS`` / 2 kills (default 100, so 200 per CI
-run across both drivers) or its time budget (``CS_FAULT_SECONDS``, default 120 s) runs out;
-a campaign that runs out of time before a quarter of its kills fails. The seed comes from
+Per driver the campaign runs until ``CS_FAULT_KILLS`` / 2 kills have landed mid-operation
+(after the worker's BEGIN, before its ACK; default 100, so 200 per CI run across both drivers),
+each followed by a reopen checked against the model; one that runs out of its time budget
+(``CS_FAULT_SECONDS``, default 200 s) first fails. The seed comes from
 ``CS_FAULT_SEED`` (default: fixed) so a failure can be replayed.
 """
 
@@ -16,7 +17,7 @@ import pytest
 from faults.harness import run_campaign
 
 KILLS = int(os.environ.get("CS_FAULT_KILLS", "200"))
-SECONDS = float(os.environ.get("CS_FAULT_SECONDS", "120"))
+SECONDS = float(os.environ.get("CS_FAULT_SECONDS", "200"))
 SEED = int(os.environ.get("CS_FAULT_SEED", "20261128"))
 
 
@@ -33,8 +34,11 @@ def test_sigkill_anywhere_loses_nothing(driver: str, tmp_path: Path) -> None:
     finally:
         _shutdown(graph, run, driver)
     print(f"\n{driver}: {stats}")
-    assert stats.kills >= min(wanted, max(1, wanted // 4)), stats
-    assert stats.verified >= stats.kills
+    # Only a kill that landed between BEGIN and ACK counts; the campaign ran to its full count
+    # (a slow machine gets more time, CS_FAULT_SECONDS, not a lower bar).
+    assert stats.kills == wanted, f"{stats.kills} of {wanted} kills landed mid-operation: {stats}"
+    # Each kill, mid-operation or late, was followed by a reopen that matched the model.
+    assert stats.kills_verified == stats.kills + stats.late_kills, stats
     # Every kind of operation was interrupted at least once in a full-size run.
     if wanted >= 100:
         assert len(stats.by_kind) >= 9, stats.by_kind
