@@ -60,19 +60,23 @@ def _unblock(paths: list[str]) -> list[str]:
     needed: dict[str, set[str]] = {}
     for path in paths:
         parts = Path(path).parts
+        # Every blocked ancestor, not just the first: a clone in /root (0700) keeps tox's
+        # venv under .tox, which tox also makes 0700.
         for i in range(1, len(parts)):
             parent = os.path.join(*parts[:i])
             if not os.stat(parent).st_mode & stat.S_IXOTH:
                 needed.setdefault(parent, set()).add(parts[i])
-                break
+    blocked = sorted(needed.items())  # outer directories first: inner ones live inside them
     lines = []
-    for n, (blocked, children) in enumerate(sorted(needed.items())):
+    # Stash every entry first, from the real tree, before any tmpfs hides part of it.
+    for n, (directory, children) in enumerate(blocked):
         for child in sorted(children):
             stash = f"$STASH/{n}-{child}"
-            lines += [f"mkdir -p {stash}", f"mount --bind {blocked}/{child} {stash}"]
-        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {blocked}")
+            lines += [f"mkdir -p {stash}", f"mount --bind {directory}/{child} {stash}"]
+    for n, (directory, children) in enumerate(blocked):
+        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {directory}")
         for child in sorted(children):
-            lines += [f"mkdir -p {blocked}/{child}", f"mount --bind $STASH/{n}-{child} {blocked}/{child}"]
+            lines += [f"mkdir -p {directory}/{child}", f"mount --bind $STASH/{n}-{child} {directory}/{child}"]
     return lines
 
 
