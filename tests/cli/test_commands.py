@@ -241,3 +241,29 @@ def test_corrupt_bookkeeping_is_one_line(cli: CLI) -> None:
         assert r.rc == 1
         assert r.out.startswith("error initializing: ") and r.out.count("\n") == 1
         assert "layers.json" in r.out and "Traceback" not in r.err
+
+
+def test_copy_replaces_the_layers_symlinks_instead_of_following_them(cli: CLI, tmp_path: Path) -> None:
+    # Go's untar replaces a symlink in the way; following it wrote onto the host.
+    build(cli)
+    point = cli.ok("mount", "base").strip()
+    try:
+        host = tmp_path / "host"
+        host.mkdir()
+        os.makedirs(os.path.join(point, "data"), exist_ok=True)
+        for name in ("sub", "y"):
+            os.symlink(str(host), os.path.join(point, "data", name))
+        src = tmp_path / "src"
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "x").write_text("payload")
+        (src / "y").write_text("top")
+        cli.ok("copy", str(src), "base:/data")
+        assert list(host.iterdir()) == []
+        assert os.path.isdir(os.path.join(point, "data", "sub"))
+        assert not os.path.islink(os.path.join(point, "data", "sub"))
+        with open(os.path.join(point, "data", "sub", "x")) as f:
+            assert f.read() == "payload"
+        with open(os.path.join(point, "data", "y")) as f:
+            assert f.read() == "top"
+    finally:
+        cli("unmount", "base")

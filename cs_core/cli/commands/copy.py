@@ -82,10 +82,27 @@ class Owners:
         return uid, gid
 
 
+def _clear_way(dst: str, is_dir: bool) -> None:
+    """Go's untar: whatever is at ``dst`` is replaced unless both it and the new entry are
+    directories. A symlink the layer holds (``data/sub -> /etc``) is removed, never followed."""
+    try:
+        st = os.lstat(dst)
+    except FileNotFoundError:
+        return
+    if is_dir and stat.S_ISDIR(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(dst)
+    else:
+        os.unlink(dst)
+
+
 def _copy_entry(src: str, dst: str, owners: Owners) -> None:
     st = os.lstat(src)
+    _clear_way(dst, stat.S_ISDIR(st.st_mode))
     if stat.S_ISDIR(st.st_mode):
-        os.makedirs(dst, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(dst)
         for name in sorted(os.listdir(src)):
             _copy_entry(os.path.join(src, name), os.path.join(dst, name), owners)
         shutil.copystat(src, dst, follow_symlinks=False)
