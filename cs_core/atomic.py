@@ -46,7 +46,7 @@ def keep_space_reserve(directory: str | os.PathLike[str]) -> None:
                 return
         except FileNotFoundError:
             pass
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             os.posix_fallocate(fd, 0, RESERVE_SIZE)
         finally:

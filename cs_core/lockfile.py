@@ -65,7 +65,8 @@ class LockFile:
     # -- acquisition -------------------------------------------------------------------------
 
     def _open(self) -> int:
-        flags = os.O_CLOEXEC | os.O_CREAT | (os.O_RDONLY if self.read_only else os.O_RDWR)
+        # O_NOFOLLOW: a symlink planted at a lock path would have the token written through it.
+        flags = os.O_CLOEXEC | os.O_CREAT | os.O_NOFOLLOW | (os.O_RDONLY if self.read_only else os.O_RDWR)
         try:
             return os.open(self.path, flags, 0o644)
         except FileNotFoundError:

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from cs_core import lockfile
 
 
@@ -102,3 +104,20 @@ def test_go_cli_waits_for_our_write_lock(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     with lock.read_locked():
         assert lock.read_token() != token  # Go recorded its write
+
+
+def test_a_symlink_at_a_lock_path_is_not_written_through(tmp_path: Path) -> None:
+    import errno
+
+    from cs_core import lockfile
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    link = tmp_path / "planted.lock"
+    link.symlink_to(victim)
+    with pytest.raises(OSError) as info:
+        lock = lockfile.get(link)
+        with lock.write_locked():
+            lock.record_write()
+    assert info.value.errno == errno.ELOOP
+    assert victim.read_bytes() == b"keep me"
