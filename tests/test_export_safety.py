@@ -132,3 +132,49 @@ def test_file_of_the_wrong_size_is_never_emitted(make_store: Callable[[], Store]
     out, err = _diff(store, layer.id)
     assert isinstance(err, UnsafeArchive)
     assert b"original layer content" not in out
+
+
+_SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pairs = [(a.encode(), b.encode()) for a, b in zip(sys.argv[1::2], sys.argv[2::2])]
+print("ready", flush=True)
+for _ in range(2_000_000):  # bounded: the test kills it long before
+    for a, b in pairs:
+        libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+"""
+
+
+@pytest.mark.parametrize("on_parent", [False, True], ids=["whole-tree", "changes"])
+def test_live_layer_export_never_reads_through_a_swapped_symlink(
+        make_store: Callable[[], Store], tmp_path: Path, on_parent: bool) -> None:
+    import subprocess
+    import sys
+
+    host = _host_dir(tmp_path, SECRET)
+    store = make_store()
+    parent = store.put_layer(diff=io.BytesIO(layer_tar([("base", b"b")]))).id if on_parent else None
+    layer = store.create_layer(parent=parent, writeable=True)
+    root = _layer_file(store, layer.id, "")
+    (root / "a").write_bytes(ORIGINAL)  # swapped with b, a symlink to the host file
+    os.symlink(host / "f", root / "b")
+    (root / "d").mkdir()  # swapped with e, a symlink to the host directory
+    (root / "d" / "f").write_bytes(ORIGINAL)
+    os.symlink(host, root / "e")
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", _SWAPPER, str(root / "a"), str(root / "b"), str(root / "d"), str(root / "e")],
+        stdout=subprocess.PIPE)
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == b"ready\n"
+        exported = 0
+        for _ in range(200):
+            out, err = _diff(store, layer.id)
+            assert b"HOST-SECRET" not in out
+            if err is None:
+                exported += 1
+            else:
+                assert isinstance(err, UnsafeArchive) and "kept changing" in str(err), err
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert exported > 0
