@@ -178,3 +178,46 @@ def test_live_layer_export_never_reads_through_a_swapped_symlink(
         swapper.kill()
         swapper.wait()
     assert exported > 0
+
+
+def _without_whiteout_times(tar: bytes) -> bytes:
+    """``tar`` with the mtime and checksum of ``.wh.`` headers zeroed: Go stamps them with now."""
+    out = bytearray(tar)
+    pos = 0
+    while pos + 512 <= len(out):
+        block = out[pos:pos + 512]
+        if not any(block):
+            break
+        name = bytes(block[:100]).rstrip(b"\0")
+        size = int(bytes(block[124:136]).rstrip(b"\0 ") or b"0", 8)
+        if b".wh." in name.rpartition(b"/")[2]:
+            out[pos + 136:pos + 156] = bytes(20)
+        pos += 512 + -(-size // 512) * 512
+    return bytes(out)
+
+
+def test_diff_with_whiteouts_is_byte_identical_to_gos(
+        make_store: Callable[[], Store], store_roots: tuple[Path, Path], driver_name: str) -> None:
+    from cs_core.testing import requires_command
+
+    requires_command("/usr/bin/containers-storage")
+    import subprocess
+
+    store = make_store()
+    base = store.put_layer(diff=io.BytesIO(layer_tar(
+        [("etc/", None), ("etc/a", b"a"), ("etc/b", b"b"), ("x", b"x")])))
+    child = store.create_layer(parent=base.id, writeable=True)
+    root = Path(store.mount(child.id))
+    try:
+        (root / "etc" / "a").unlink()
+        (root / "x").unlink()
+        (root / "etc" / "new").write_bytes(b"new")
+    finally:
+        store.unmount(child.id, force=True)
+    ours = io.BytesIO()
+    store.diff(None, child.id, ours)
+    graph, run = store_roots
+    go = subprocess.run(["/usr/bin/containers-storage", "-g", str(graph), "-R", str(run), "-s", driver_name,
+                         "diff", "-u", child.id], check=True, capture_output=True).stdout
+    assert b".wh.a" in ours.getvalue() and b".wh.x" in ours.getvalue()
+    assert _without_whiteout_times(ours.getvalue()) == _without_whiteout_times(go)

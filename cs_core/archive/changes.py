@@ -453,7 +453,8 @@ class _Appender:
         self.out.write(bytes(-size % tr.BLOCK))
 
     def whiteout(self, name: str, mtime: int) -> None:
-        self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime)))
+        # Go's ExportChanges builds this header by hand: no user or group names.
+        self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime, uname="", gname="")))
 
 
 @_shallow
