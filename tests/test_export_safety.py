@@ -27,7 +27,7 @@ SECRET = b"HOST-SECRET-" + b"s" * (len(ORIGINAL) - 12)  # same size as the layer
 
 
 def _dir_then_symlink(target: Path) -> bytes:
-    """``d/f`` first (``d`` made implicitly), then ``d`` replaced by a symlink to a host directory (absolute)."""
+    """``d/f`` first (``d`` made implicitly), then ``d`` a symlink to a host directory."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         f = tarfile.TarInfo("d/f")
