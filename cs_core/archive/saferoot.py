@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 from collections import OrderedDict
 
 from cs_core.errors import UnsafeArchive
