@@ -198,10 +198,11 @@ def _without_whiteout_times(tar: bytes) -> bytes:
 
 def test_diff_with_whiteouts_is_byte_identical_to_gos(
         make_store: Callable[[], Store], store_roots: tuple[Path, Path], driver_name: str) -> None:
-    from cs_core.testing import requires_command
-
-    requires_command("/usr/bin/containers-storage")
     import subprocess
+
+    from cs_core.testing.gocli import go_cli_path
+
+    go_cli = go_cli_path()
 
     store = make_store()
     base = store.put_layer(diff=io.BytesIO(layer_tar(
@@ -217,7 +218,7 @@ def test_diff_with_whiteouts_is_byte_identical_to_gos(
     ours = io.BytesIO()
     store.diff(None, child.id, ours)
     graph, run = store_roots
-    go = subprocess.run(["/usr/bin/containers-storage", "-g", str(graph), "-R", str(run), "-s", driver_name,
+    go = subprocess.run([go_cli, "-g", str(graph), "-R", str(run), "-s", driver_name,
                          "diff", "-u", child.id], check=True, capture_output=True).stdout
     assert b".wh.a" in ours.getvalue() and b".wh.x" in ours.getvalue()
     assert _without_whiteout_times(ours.getvalue()) == _without_whiteout_times(go)
