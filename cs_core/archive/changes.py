@@ -18,12 +18,14 @@ from typing import Any, BinaryIO, TypeVar
 
 from cs_core.archive import tarreader as tr
 from cs_core.archive.idmap import to_container
+from cs_core.archive.saferoot import RESOLVE_STRICT, open_regular, openat2
 from cs_core.archive.tarwriter import TarEntryOut, encode_header, entry_from_stat, write_end
 from cs_core.archive.whiteouts import WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, WhiteoutFormat
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import Change, IDMap
 
 _COPY = 1 << 20
+_RACE_RETRIES = 8
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -328,26 +330,87 @@ class _Appender:
 
     def __init__(
         self,
+        root: str,
         out: BinaryIO,
         uid_map: Sequence[IDMap],
         gid_map: Sequence[IDMap],
         convert: Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None] | None = None,
     ) -> None:
+        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.out = out
         self.uid_map = uid_map
         self.gid_map = gid_map
         self.seen: dict[tuple[int, int], str] = {}
         self.convert = convert
         self.buf = bytearray(_COPY)
+        self._parent: tuple[str, int] = ("", -1)
+
+    def _parent_fd(self, parent: str) -> int:
+        """An fd of directory ``parent`` beneath the root (no symlink), the last one cached."""
+        if not parent:
+            return self.root_fd
+        if self._parent[0] != parent:
+            fd = openat2(self.root_fd, parent, os.O_PATH | os.O_DIRECTORY, RESOLVE_STRICT)
+            self._drop_parent()
+            self._parent = (parent, fd)
+        return self._parent[1]
+
+    def _drop_parent(self) -> None:
+        if self._parent[1] >= 0:
+            os.close(self._parent[1])
+        self._parent = ("", -1)
+
+    def close(self) -> None:
+        self._drop_parent()
+        os.close(self.root_fd)
+
+    def _stat(self, rel: str) -> tuple[os.stat_result, str, int | None] | None:
+        """The entry's stat, link target and, for a regular file, an fd of that very inode.
+
+        A live layer can swap a file and a symlink (or a directory on the way) at any time:
+        every lookup goes through the parent opened beneath the root with no symlink followed,
+        and the content fd must be the inode we lstat'ed, else we look again. None: gone.
+        """
+        parent, _, base = rel.rpartition("/")
+        for _ in range(_RACE_RETRIES):
+            try:
+                pfd = self._parent_fd(parent)
+                st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    return st, os.readlink(base, dir_fd=pfd), None
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.EXDEV):  # a parent is now a symlink
+                    return None
+                if exc.errno == errno.EINVAL:  # no longer a symlink
+                    continue
+                raise
+            if not stat.S_ISREG(st.st_mode):
+                return st, "", None
+            try:
+                fd, fst = open_regular(pfd, base)
+            except (OSError, UnsafeArchive):
+                continue
+            if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
+                return fst, "", fd
+            os.close(fd)
+        raise UnsafeArchive(f"{rel!r} kept changing while the layer was exported")
 
     def add(self, path: str, name: str) -> None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
+        found = self._stat(name.rstrip("/"))
+        if found is None:
             return
+        st, link, fd = found
+        try:
+            self._add(path, name, st, link, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _add(self, path: str, name: str, st: os.stat_result, link: str, fd: int | None) -> None:
         if stat.S_ISSOCK(st.st_mode):
             return
-        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
         e = entry_from_stat(name, st, link)
         for key in ("security.capability", "security.ima"):
             value = _getxattr(path, key)
@@ -370,19 +433,18 @@ class _Appender:
             self.out.write(encode_header(e))
             e = extra
         self.out.write(encode_header(e))
-        if e.typeflag == tr.REG and e.size > 0:
-            self._copy(path, e.size)
+        if e.typeflag == tr.REG and e.size > 0 and fd is not None:
+            self._copy(fd, e.size)
 
-    def _copy(self, path: str, size: int) -> None:
+    def _copy(self, fd: int, size: int) -> None:
         view = memoryview(self.buf)
         left = size
-        with open(path, "rb", buffering=0) as fh:
-            while left > 0:
-                n = fh.readinto(view[: min(left, _COPY)])
-                if not n:
-                    break
-                self.out.write(view[:n])
-                left -= n
+        while left > 0:
+            n = os.readv(fd, [view[: min(left, _COPY)]])
+            if not n:
+                break
+            self.out.write(view[:n])
+            left -= n
         if left > 0:  # the file shrank while we read it: keep the stream well-formed
             while left > 0:
                 step = min(left, _COPY)
@@ -391,7 +453,8 @@ class _Appender:
         self.out.write(bytes(-size % tr.BLOCK))
 
     def whiteout(self, name: str, mtime: int) -> None:
-        self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime)))
+        # Go's ExportChanges builds this header by hand: no user or group names.
+        self.out.write(encode_header(TarEntryOut(name, tr.REG, mtime=mtime, uname="", gname="")))
 
 
 @_shallow
@@ -405,15 +468,18 @@ def export_changes(
     """A tar of ``changes`` read from ``root``; deletions become ``.wh.<name>`` (Go ``ExportChanges``)."""
     import time
 
-    app = _Appender(out, uid_map, gid_map)
-    now = int(time.time())
     base = os.fspath(root)
-    for change in sorted(changes, key=lambda c: c.path):
-        if change.kind == Change.DELETE:
-            d, _, b = change.path.rpartition("/")
-            app.whiteout(f"{d}/{WHITEOUT_PREFIX}{b}"[1:], now)
-        else:
-            app.add(os.path.join(base, change.path.lstrip("/")), change.path[1:])
+    app = _Appender(base, out, uid_map, gid_map)
+    now = int(time.time())
+    try:
+        for change in sorted(changes, key=lambda c: c.path):
+            if change.kind == Change.DELETE:
+                d, _, b = change.path.rpartition("/")
+                app.whiteout(f"{d}/{WHITEOUT_PREFIX}{b}"[1:], now)
+            else:
+                app.add(os.path.join(base, change.path.lstrip("/")), change.path[1:])
+    finally:
+        app.close()
     write_end(out)
 
 
@@ -466,8 +532,11 @@ def export_tree(
     convert = None
     if whiteout_format == WhiteoutFormat.OVERLAY:
         convert = _overlay_converter([os.fspath(x) for x in lowers], opaque_xattr)
-    app = _Appender(out, uid_map, gid_map, convert)
     base = os.fspath(root)
-    for rel, _st in _walk(base):
-        app.add(os.path.join(base, rel), rel)
+    app = _Appender(base, out, uid_map, gid_map, convert)
+    try:
+        for rel, _st in _walk(base):
+            app.add(os.path.join(base, rel), rel)
+    finally:
+        app.close()
     write_end(out)

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 from collections import OrderedDict
 
 from cs_core.errors import UnsafeArchive
@@ -131,3 +132,26 @@ class SafeRoot:
 
 def _unsafe(rel: str, exc: OSError) -> UnsafeArchive:
     return UnsafeArchive(f"resolving {rel!r} inside the layer: {exc.strerror}")
+
+
+# No symlink at all on the way: a name recorded for a regular file never legitimately goes
+# through one, and resolving it even inside the root could land on another layer's content.
+RESOLVE_STRICT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+
+
+def open_regular(dirfd: int, rel: str, resolve: int = RESOLVE_STRICT) -> tuple[int, os.stat_result]:
+    """Open regular file ``rel`` beneath ``dirfd`` for reading; returns the fd and its ``fstat``.
+
+    The name is first opened ``O_PATH`` (no side effect, even on a device node or FIFO), checked
+    to be a regular file, and only then reopened for reading through that same inode, so what is
+    read is exactly what was checked. Raises ``UnsafeArchive`` for anything but a regular file.
+    """
+    pfd = openat2(dirfd, rel, os.O_PATH | os.O_NOFOLLOW, resolve)
+    try:
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeArchive(f"{rel!r} inside the layer is not a regular file")
+        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(pfd)
+    return fd, st

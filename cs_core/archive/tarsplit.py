@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import posixpath
 import re
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -213,10 +215,13 @@ def iter_tar_split(tar_split: BinaryIO) -> Iterator[TarSplitEntry]:
 
 
 def reassemble(tar_split: BinaryIO, open_file: Callable[[str], BinaryIO], out: BinaryIO) -> int:
-    """Rebuild the original tar from its tar-split record and the files; returns bytes written."""
+    """Rebuild the original tar from its tar-split record and the files; returns bytes written.
+
+    No byte of a file whose size or CRC-64 disagrees with the record is written: the size is
+    checked with ``fstat`` before reading, and the CRC before the bytes go out (see ``_emit_file``).
+    """
     written = 0
     buf = bytearray(_COPY)
-    view = memoryview(buf)
     for entry in iter_tar_split(tar_split):
         if entry.type == SEGMENT_TYPE:
             if entry.payload:
@@ -225,24 +230,76 @@ def reassemble(tar_split: BinaryIO, open_file: Callable[[str], BinaryIO], out: B
             continue
         if entry.size == 0:
             continue
-        crc: int | None = None
-        with open_file(entry.name_str) as fh:
-            readinto = getattr(fh, "readinto", None)
-            while True:
-                if readinto is not None:
-                    n = readinto(view)
-                    chunk = view[:n]
-                else:
-                    data = fh.read(_COPY)
-                    n = len(data)
-                    chunk = memoryview(data)
-                if not n:
-                    break
-                out.write(chunk)
-                written += n
-                crc = crc64(chunk) if crc is None else crc64(chunk, crc)
-        if crc is None:
-            crc = crc64(b"")
-        if entry.payload != struct.pack(">Q", crc):
-            raise UnsafeArchive(f'file integrity checksum failed for "{entry.name_str}"')
+        if entry.payload is None or len(entry.payload) != 8:
+            raise UnsafeArchive(f'tar-split: no checksum for "{entry.name_str}"')
+        try:
+            fh = open_file(entry.name_str)
+        except OSError as exc:
+            raise UnsafeArchive(f'reading "{entry.name_str}" in the layer: {exc.strerror}') from None
+        with fh:
+            _emit_file(fh, entry, struct.unpack(">Q", entry.payload)[0], out, buf)
+        written += entry.size
     return written
+
+
+# Files up to this size are read whole into memory, checked, then written; bigger ones are read
+# twice (the second read mostly from the page cache), so memory stays bounded for any layer.
+_WHOLE = 8 << 20
+
+
+def _integrity_error(entry: TarSplitEntry) -> UnsafeArchive:
+    return UnsafeArchive(f'file integrity checksum failed for "{entry.name_str}"')
+
+
+def _read_full(fh: BinaryIO, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise UnsafeArchive("file shrank while the layer was read")
+        got += n
+
+
+def _emit_file(fh: BinaryIO, entry: TarSplitEntry, want: int, out: BinaryIO, buf: bytearray) -> None:
+    """Write exactly ``entry.size`` bytes of ``fh`` to ``out``, only once they match ``want``.
+
+    A big file's first pass records the running CRC after every chunk; the second pass writes
+    a chunk only if the running CRC over it is the same, so bytes that changed between the
+    passes (a file being rewritten) are not emitted either.
+    """
+    size = entry.size
+    st = os.fstat(fh.fileno())
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        raise _integrity_error(entry)
+    if size <= _WHOLE:
+        data = bytearray(size) if size > len(buf) else buf
+        view = memoryview(data)[:size]
+        _read_full(fh, view)
+        if crc64(view) != want:
+            raise _integrity_error(entry)
+        out.write(view)
+        return
+    view = memoryview(buf)
+    marks: list[int] = []
+    crc: int | None = None
+    for chunk in _chunks(fh, view, size):
+        crc = crc64(chunk) if crc is None else crc64(chunk, crc)
+        marks.append(crc)
+    if crc != want:
+        raise _integrity_error(entry)
+    fh.seek(0)
+    crc = None
+    for i, chunk in enumerate(_chunks(fh, view, size)):
+        crc = crc64(chunk) if crc is None else crc64(chunk, crc)
+        if crc != marks[i]:
+            raise _integrity_error(entry)
+        out.write(chunk)
+
+
+def _chunks(fh: BinaryIO, view: memoryview, size: int) -> Iterator[memoryview]:
+    left = size
+    while left:
+        chunk = view[: min(left, len(view))]
+        _read_full(fh, chunk)
+        left -= len(chunk)
+        yield chunk

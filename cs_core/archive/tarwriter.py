@@ -60,12 +60,13 @@ def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
 class TarEntryOut:
     """What to write for one member."""
 
-    __slots__ = ("devmajor", "devminor", "gid", "linkname", "mode", "mtime", "name", "size", "typeflag",
-                 "uid", "xattrs")
+    __slots__ = ("devmajor", "devminor", "gid", "gname", "linkname", "mode", "mtime", "name", "size",
+                 "typeflag", "uid", "uname", "xattrs")
 
     def __init__(self, name: str, typeflag: int, *, mode: int = 0, uid: int = 0, gid: int = 0, size: int = 0,
                  mtime: int = 0, linkname: str = "", devmajor: int = 0, devminor: int = 0,
-                 xattrs: dict[str, bytes] | None = None) -> None:
+                 xattrs: dict[str, bytes] | None = None, uname: str | None = None,
+                 gname: str | None = None) -> None:
         self.name = name
         self.typeflag = typeflag
         self.mode = mode
@@ -77,6 +78,9 @@ class TarEntryOut:
         self.devmajor = devmajor
         self.devminor = devminor
         self.xattrs = xattrs or {}
+        # None: looked up from uid/gid, as Go's FileInfoHeader; "" for headers Go builds by hand.
+        self.uname = uname
+        self.gname = gname
 
 
 def _block(name: bytes, prefix: bytes, e: TarEntryOut, typeflag: int, size: int, linkname: bytes,
@@ -109,8 +113,8 @@ def encode_header(e: TarEntryOut) -> bytes:
     """The header block(s) for ``e`` (a PAX extended header first when USTAR cannot hold it)."""
     name = e.name.encode("utf-8", "surrogateescape")
     link = e.linkname.encode("utf-8", "surrogateescape")
-    uname = user_name(e.uid).encode()
-    gname = group_name(e.gid).encode()
+    uname = (user_name(e.uid) if e.uname is None else e.uname).encode()
+    gname = (group_name(e.gid) if e.gname is None else e.gname).encode()
     pax: dict[str, bytes] = {}
     split = _split_ustar(name) if name.isascii() else None
     if split is None:

@@ -21,7 +21,7 @@ from cs_core import walk
 from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
-from cs_core.archive.saferoot import openat2
+from cs_core.archive.saferoot import open_regular
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, FileGetter, MountOpts
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import ApplyResult, Change, IDMap
@@ -245,7 +245,7 @@ class MountedFileGetter(FileGetter):
         rel = clean_member_name(path)
         if not rel:
             raise UnsafeArchive(f"{path!r} is not a file")
-        fd = openat2(self._fd, rel, os.O_RDONLY | os.O_NOFOLLOW)
+        fd, _st = open_regular(self._fd, rel)
         return open(fd, "rb", buffering=0)  # type: ignore[return-value]
 
     def close(self) -> None:

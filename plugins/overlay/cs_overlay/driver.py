@@ -49,17 +49,47 @@ MAX_LOWERS = stack.KERNEL_MAX_LOWERS * stack.KERNEL_MAX_LOWERS // 2
 
 
 class DiffDirGetter(FileGetter):
-    """Reads a layer's files straight from its diff and its lowers' diffs (Go DiffGetter)."""
+    """Reads a layer's files straight from its diff and its lowers' diffs (Go DiffGetter).
+
+    Unlike Go's, every name is resolved beneath one diff directory with no symlink followed:
+    a layer that turns a directory into a symlink cannot make a replay read host files.
+    """
 
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
+        self._fds: list[int] = []
+
+    def _dir_fds(self) -> list[int]:
+        if not self._fds:
+            for d in self.dirs:
+                try:
+                    self._fds.append(os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    continue
+        return self._fds
 
     def open(self, path: str) -> BinaryIO:
-        rel = path.lstrip("/")
-        for d in self.dirs:
-            with contextlib.suppress(OSError):
-                return open(d / rel, "rb")
-        return open(self.dirs[0] / rel, "rb")
+        from cs_core.archive.apply import clean_member_name  # lazily: CLI start-up
+        from cs_core.archive.saferoot import open_regular
+        from cs_core.errors import UnsafeArchive
+
+        rel = clean_member_name(path)
+        if not rel:
+            raise UnsafeArchive(f"{path!r} is not a file")
+        missing: OSError | None = None
+        for fd in self._dir_fds():
+            try:
+                rfd, _st = open_regular(fd, rel)
+            except FileNotFoundError as exc:
+                missing = missing or exc  # in a lower diff, maybe
+                continue
+            return open(rfd, "rb", buffering=0)  # type: ignore[return-value]
+        raise missing or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
 
 
 class OverlayDriver(GraphDriver, StagingDriver):
