@@ -414,7 +414,9 @@ def _read_diff(store: Store, ls: LayerStore, layer: Layer,
     try:
         if not ts_path.exists():
             # No tar-split (e.g. layers written by a tool that keeps none): use the driver's diff.
-            stream = store.driver.diff(layer.id, layer.parent or None, layer.uid_map, layer.gid_map)
+            parent = ls.lookup(layer.parent) if layer.parent else None
+            stream = store.driver.diff(layer.id, layer.parent or None, layer.uid_map, layer.gid_map,
+                                       parent.id_maps if parent is not None else None)
             try:
                 while chunk := stream.read(1 << 20):
                     sink.write(chunk)

@@ -8,6 +8,7 @@ their metadata so the codec skips them.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -34,6 +35,11 @@ class IDMap:
     container_id: int = _field("container_id", omitempty=False)
     host_id: int = _field("host_id", omitempty=False)
     size: int = _field("size", omitempty=False)
+
+
+#: A layer's (UID maps, GID maps); both empty for host IDs.
+IDMapPair = tuple[Sequence[IDMap], Sequence[IDMap]]
+NO_MAPS: IDMapPair = ((), ())
 
 
 @attrs.define
@@ -65,6 +71,11 @@ class Layer:
     @property
     def incomplete(self) -> bool:
         return bool(self.flags.get("incomplete"))
+
+    @property
+    def id_maps(self) -> IDMapPair:
+        """The maps its files are owned for on disk (what a diff translates through)."""
+        return self.uid_map, self.gid_map
 
 
 @attrs.define

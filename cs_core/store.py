@@ -49,7 +49,7 @@ from cs_core.errors import (
 from cs_core.idmap import is_contiguous
 from cs_core.intents import LayerIntents
 from cs_core.layer_templates import copy_template_record, copy_template_tar_split
-from cs_core.model import Change, Container, IDMap, Image, Layer, utcnow
+from cs_core.model import NO_MAPS, Change, Container, IDMap, IDMapPair, Image, Layer, utcnow
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
@@ -710,7 +710,7 @@ class Store:
                     if layer.uncompressed_digest:
                         total += layer.uncompressed_size
                     else:
-                        total += self.driver.diff_size(layer.id, layer.parent or None)
+                        total += self._driver_diff_size(layer)
                     current = layer.parent
             for key in image.big_data_names:
                 total += image.big_data_sizes.get(key, 0)
@@ -878,11 +878,12 @@ class Store:
                          image: str = "", layer: str | None = None, metadata: str = "",
                          options: ContainerOptions | None = None) -> Container:
         options = options or ContainerOptions()
-        if not (options.auto_userns or options.uid_map or options.gid_map):
+        if not (options.auto_userns or options.uid_map or options.gid_map or image):
             return self._create_container(id, names, image, layer, metadata, options)
-        # As Go: from choosing maps (free ranges, or an existing mapped copy of the top layer)
-        # until the container record holds them, so that two creates cannot both pick the
-        # same range or both make a copy. Explicit maps are not checked against auto ones.
+        # As Go: from choosing maps (free ranges, or an existing mapped copy of the top layer,
+        # which a container without maps on a mapped image needs too) until the container
+        # record holds them, so that two creates cannot both pick the same range or both
+        # make a copy. Explicit maps are not checked against auto ones.
         with self.userns_lock.write_locked():
             return self._create_container(id, names, image, layer, metadata, options)
 
@@ -900,14 +901,15 @@ class Store:
         if img is not None:
             image_id, top_layer = img.id, img.top_layer
             if top_layer:
-                top = self.layer(top_layer)
-                if options.uid_map or options.gid_map:
-                    from cs_core.mapped_layers import top_layer_for_mapping
+                from cs_core.mapped_layers import top_layer_for_mapping
 
-                    top = top_layer_for_mapping(
-                        self, img, [] if options.host_uid_mapping else list(options.uid_map),
-                        [] if options.host_gid_mapping else list(options.gid_map))
-                    top_layer = top.id
+                # Go looks for a top layer owned for the container's maps even when it
+                # asks for none: a container without maps on a mapped image gets a
+                # host-owned copy, and so no maps (Go's ContainerParentOwners is then []).
+                top = top_layer_for_mapping(
+                    self, img, [] if options.host_uid_mapping else list(options.uid_map),
+                    [] if options.host_gid_mapping else list(options.gid_map))
+                top_layer = top.id
                 image_maps = (top.uid_map, top.gid_map)
         with cs.reading():
             names = dedupe(names)
@@ -994,7 +996,7 @@ class Store:
         total = 0
         with contextlib.suppress(StorageError):
             layer = self.layer(container.layer)
-            total += self.driver.diff_size(layer.id, layer.parent or None)
+            total += self._driver_diff_size(layer)
         total += sum(container.big_data_sizes.get(k, 0) for k in container.big_data_names)
         # Only the userdata directories, as Go: the big data files beside them are counted above.
         for base in (self.graph_root, self.run_root):
@@ -1329,27 +1331,38 @@ class Store:
 
     # -- content -----------------------------------------------------------------------------
 
-    def _diff_pair(self, from_: str | None, to: str) -> tuple[Layer, str | None]:
+    def _diff_pair(self, from_: str | None, to: str) -> tuple[Layer, str | None, IDMapPair]:
         found = self._find_layer(to)
         if found is None:
             raise LayerUnknown()
-        layer = found[0]
-        if from_:
-            parent = self._find_layer(from_)
-            if parent is None:
+        return (found[0], *self._compared_with(found[0], from_))
+
+    def _compared_with(self, layer: Layer, from_: str | None = None) -> tuple[str | None, IDMapPair]:
+        """The layer a diff of ``layer`` is taken against, and that layer's maps (Go hands
+        the driver each layer's own maps, and it reads each tree's owners through them)."""
+        parent_id = from_ or layer.parent
+        if not parent_id:
+            return None, NO_MAPS
+        parent = self._find_layer(parent_id)
+        if parent is None:
+            if from_:
                 raise LayerUnknown()
-            return layer, parent[0].id
-        return layer, layer.parent or None
+            return parent_id, NO_MAPS
+        return parent[0].id, parent[0].id_maps
+
+    def _driver_diff_size(self, layer: Layer) -> int:
+        parent, parent_maps = self._compared_with(layer)
+        return self.driver.diff_size(layer.id, parent, layer.id_maps, parent_maps)
 
     def changes(self, from_: str | None, to: str) -> list[Change]:
         with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
-            layer, parent = self._diff_pair(from_, to)
-            return driver.changes(layer.id, parent)
+            layer, parent, parent_maps = self._diff_pair(from_, to)
+            return driver.changes(layer.id, parent, layer.id_maps, parent_maps)
 
     def diff_size(self, from_: str | None, to: str) -> int:
         with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
-            layer, parent = self._diff_pair(from_, to)
-            return driver.diff_size(layer.id, parent)
+            layer, parent, parent_maps = self._diff_pair(from_, to)
+            return driver.diff_size(layer.id, parent, layer.id_maps, parent_maps)
 
     def diff(self, from_: str | None, to: str, out: BinaryIO,
              compression: Compression | None = None,
@@ -1361,7 +1374,7 @@ class Store:
         from cs_core.archive.tarsplit import reassemble
 
         with self._using_driver() as driver, self.layer_store.writing(), self._ro_layers_reading():
-            layer, parent = self._diff_pair(from_, to)
+            layer, parent, parent_maps = self._diff_pair(from_, to)
             if compression is None:
                 compression = Compression(layer.compression)
             sink = compress_stream(out, compression) if compression != Compression.NONE else out
@@ -1375,7 +1388,8 @@ class Store:
                     finally:
                         getter.close()
                 else:
-                    stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map)
+                    stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map,
+                                         parent_maps)
                     try:
                         shutil.copyfileobj(stream, _Progress(sink, progress), 1 << 20)  # type: ignore[arg-type]
                     finally:

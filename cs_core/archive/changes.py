@@ -22,7 +22,7 @@ from cs_core.archive.saferoot import RESOLVE_STRICT, open_regular, openat2
 from cs_core.archive.tarwriter import TarEntryOut, encode_header, entry_from_stat, write_end
 from cs_core.archive.whiteouts import WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, WhiteoutFormat
 from cs_core.errors import InvalidMappings, UnsafeArchive
-from cs_core.model import Change, IDMap
+from cs_core.model import NO_MAPS, Change, IDMap, IDMapPair
 
 _COPY = 1 << 20
 _RACE_RETRIES = 8
@@ -134,20 +134,29 @@ def _same_time(a: int, b: int) -> bool:
     )
 
 
-def _owner(st: os.stat_result, maps: tuple[Sequence[IDMap], Sequence[IDMap]]) -> tuple[int, int]:
+def _pair_to_container(st: os.stat_result, maps: IDMapPair) -> tuple[int, int] | None:
     try:
         return to_container(st.st_uid, maps[0]), to_container(st.st_gid, maps[1])
     except InvalidMappings:
-        return st.st_uid, st.st_gid
+        return None
 
 
-def _stat_different(
-    o: os.stat_result,
-    n: os.stat_result,
-    omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
-    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]],
-) -> bool:
-    if o.st_mode != n.st_mode or _owner(o, omaps) != _owner(n, nmaps) or o.st_rdev != n.st_rdev:
+def _owners(o: os.stat_result, n: os.stat_result, omaps: IDMapPair,
+            nmaps: IDMapPair) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Both sides' owners as Go's ``statDifferent`` compares them: each through its own
+    layer's maps, but only when the new side maps (else both stay host IDs); an old
+    owner its maps cannot express stays a host ID."""
+    old, new = (o.st_uid, o.st_gid), (n.st_uid, n.st_gid)
+    mapped = _pair_to_container(n, nmaps)
+    if mapped is None:
+        return old, new
+    return _pair_to_container(o, omaps) or old, mapped
+
+
+def _stat_different(o: os.stat_result, n: os.stat_result, omaps: IDMapPair,
+                    nmaps: IDMapPair) -> bool:
+    old_owner, new_owner = _owners(o, n, omaps, nmaps)
+    if o.st_mode != n.st_mode or old_owner != new_owner or o.st_rdev != n.st_rdev:
         return True
     if not stat.S_ISDIR(o.st_mode):
         return not _same_time(o.st_mtime_ns, n.st_mtime_ns) or o.st_size != n.st_size
@@ -160,8 +169,8 @@ def _add_changes(
     path: str,
     out: list[Change],
     added: bool,
-    omaps: tuple[Sequence[IDMap], Sequence[IDMap]],
-    nmaps: tuple[Sequence[IDMap], Sequence[IDMap]],
+    omaps: IDMapPair,
+    nmaps: IDMapPair,
 ) -> None:
     at_entry = len(out)
     if old is None:
@@ -192,10 +201,14 @@ def _add_changes(
 def changes_dirs(
     new: Path,
     old: Path | None,
-    new_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
-    old_maps: tuple[Sequence[IDMap], Sequence[IDMap]] = ((), ()),
+    new_maps: IDMapPair = NO_MAPS,
+    old_maps: IDMapPair = NO_MAPS,
 ) -> list[Change]:
-    """Compare two full trees (Go ``ChangesDirs``); owners compared as container IDs. Sorted by path."""
+    """Compare two full trees (Go ``ChangesDirs``), sorted by path.
+
+    Owners are compared as container IDs, each tree's through its own layer's maps, so a
+    layer re-owned for other maps than its parent's shows only what was changed in it.
+    """
     new_s = os.fspath(new)
     if old is None:
         nst = os.lstat(new_s)

@@ -21,7 +21,7 @@ from typing import BinaryIO, ClassVar
 import attrs
 
 from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.model import ApplyResult, Change, IDMap
+from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 
 @attrs.frozen
@@ -217,23 +217,30 @@ class GraphDriver(abc.ABC):
         return naive.apply_diff(self, id, parent, stream, opts)
 
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
-             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
-        """An uncompressed tar stream of what layer ``id`` changes relative to ``parent``."""
+             gid_map: Sequence[IDMap] = (), parent_maps: IDMapPair | None = None) -> BinaryIO:
+        """An uncompressed tar stream of what layer ``id`` changes relative to ``parent``.
+
+        ``uid_map``/``gid_map`` are layer ``id``'s maps (the stream carries container IDs),
+        ``parent_maps`` the parent's (default: the same).
+        """
         from cs_core.drivers import naive
 
-        return naive.diff(self, id, parent, uid_map, gid_map)
+        return naive.diff(self, id, parent, uid_map, gid_map, parent_maps)
 
-    def changes(self, id: str, parent: str | None) -> list[Change]:
-        """The paths layer ``id`` adds, modifies or deletes relative to ``parent``."""
+    def changes(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
+        """The paths layer ``id`` (owned for ``maps``) adds, modifies or deletes relative to
+        ``parent`` (owned for ``parent_maps``)."""
         from cs_core.drivers import naive
 
-        return naive.changes(self, id, parent)
+        return naive.changes(self, id, parent, maps, parent_maps)
 
-    def diff_size(self, id: str, parent: str | None) -> int:
+    def diff_size(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                  parent_maps: IDMapPair = NO_MAPS) -> int:
         """Approximate size of ``diff(id, parent)``: the sizes of changed files."""
         from cs_core.drivers import naive
 
-        return naive.diff_size(self, id, parent)
+        return naive.diff_size(self, id, parent, maps, parent_maps)
 
     def diff_getter(self, id: str) -> FileGetter:
         """A file opener over layer ``id``'s full tree (for tar-split replay)."""

@@ -23,7 +23,7 @@ from cs_core.archive.idmap import to_container, to_host
 from cs_core.archive.saferoot import open_regular
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, FileGetter, MountOpts
 from cs_core.errors import InvalidMappings, UnsafeArchive
-from cs_core.model import ApplyResult, Change, IDMap
+from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 if TYPE_CHECKING:
     from cs_core.drivers.base import GraphDriver
@@ -86,7 +86,7 @@ def create_from_template(
     try:
         if parent:
             driver.reown_copy(id, parent_maps, opts)
-        stream = driver.diff(template, parent, template_maps[0], template_maps[1])
+        stream = driver.diff(template, parent, template_maps[0], template_maps[1], parent_maps)
         try:
             driver.apply_diff(id, parent, stream, ApplyDiffOpts(
                 uid_map=opts.uid_map, gid_map=opts.gid_map, mount_label=opts.mount_label))
@@ -147,8 +147,13 @@ def diff(
     parent: str | None,
     uid_map: Sequence[IDMap] = (),
     gid_map: Sequence[IDMap] = (),
+    parent_maps: IDMapPair | None = None,
 ) -> BinaryIO:
-    """An uncompressed tar of what ``id`` changes against ``parent``, streamed (bounded memory)."""
+    """An uncompressed tar of what ``id`` changes against ``parent``, streamed (bounded memory).
+
+    ``uid_map``/``gid_map`` are layer ``id``'s maps, ``parent_maps`` the parent's (by default
+    the same): each tree's owners are read through its own layer's maps (Go passes both).
+    """
     layer_fs = driver.get(id, MountOpts())
     try:
         if parent is None:
@@ -162,7 +167,8 @@ def diff(
         driver.put(id)
         raise
     try:
-        found = changes_dirs(layer_fs, parent_fs, (uid_map, gid_map), (uid_map, gid_map))
+        maps = (uid_map, gid_map)
+        found = changes_dirs(layer_fs, parent_fs, maps, maps if parent_maps is None else parent_maps)
     except BaseException:
         driver.put(parent)
         driver.put(id)
@@ -180,15 +186,19 @@ def diff(
     return PipeStream(produce_changes, cleanup)  # type: ignore[return-value]
 
 
-def changes(driver: GraphDriver, id: str, parent: str | None) -> list[Change]:
-    """Paths ``id`` adds, modifies or deletes against ``parent`` (Go ``ChangesDirs``), sorted."""
+def changes(driver: GraphDriver, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+            parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
+    """Paths ``id`` adds, modifies or deletes against ``parent`` (Go ``ChangesDirs``), sorted.
+
+    ``maps`` are layer ``id``'s, ``parent_maps`` the parent's: owners compare as container IDs.
+    """
     layer_fs = driver.get(id, MountOpts())
     try:
         if parent is None:
             return changes_dirs(layer_fs, None)
         parent_fs = driver.get(parent, MountOpts(options=("ro",)))
         try:
-            return changes_dirs(layer_fs, parent_fs)
+            return changes_dirs(layer_fs, parent_fs, maps, parent_maps)
         finally:
             driver.put(parent)
     finally:
@@ -216,8 +226,9 @@ def changes_size(root: Path, found: Sequence[Change]) -> int:
     return total
 
 
-def diff_size(driver: GraphDriver, id: str, parent: str | None) -> int:
-    found = changes(driver, id, parent)
+def diff_size(driver: GraphDriver, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+              parent_maps: IDMapPair = NO_MAPS) -> int:
+    found = changes(driver, id, parent, maps, parent_maps)
     layer_fs = driver.get(id, MountOpts())
     try:
         return changes_size(layer_fs, found)

@@ -21,7 +21,7 @@ from cs_core import walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.model import ApplyResult, Change, IDMap
+from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +282,13 @@ class BtrfsDriver(GraphDriver):
             progress=opts.progress if callable(opts.progress) else None)
         return apply_tar(self.get(id, MountOpts()), stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
 
-    def _native_since(self, id: str, parent: str | None) -> tuple[int, int] | None:
+    def _native_since(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                      parent_maps: IDMapPair = NO_MAPS) -> tuple[int, int] | None:
         if not parent or not self.native_changes:
+            return None
+        if _as_tuples(maps) != _as_tuples(parent_maps):
+            # Re-owned for other maps: every inode is newer than the snapshot, and owners
+            # must be compared through each side's maps, which the naive walk does.
             return None
         try:
             with ioctl.open_dir(self.layer_dir(id)) as cfd, ioctl.open_dir(self.layer_dir(parent)) as pfd:
@@ -295,27 +300,30 @@ class BtrfsDriver(GraphDriver):
         with ioctl.open_dir(self.layer_dir(id)) as fd:
             return native.changes(self.layer_dir(id), self.layer_dir(parent), fd, since)
 
-    def changes(self, id: str, parent: str | None) -> list[Change]:
-        since = self._native_since(id, parent)
+    def changes(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
+        since = self._native_since(id, parent, maps, parent_maps)
         if since is None:
-            return super().changes(id, parent)
+            return super().changes(id, parent, maps, parent_maps)
         assert parent is not None
         return self._native_changes(id, parent, since)
 
-    def diff_size(self, id: str, parent: str | None) -> int:
-        since = self._native_since(id, parent)
+    def diff_size(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                  parent_maps: IDMapPair = NO_MAPS) -> int:
+        since = self._native_since(id, parent, maps, parent_maps)
         if since is None:
-            return super().diff_size(id, parent)
+            return super().diff_size(id, parent, maps, parent_maps)
         from cs_core.drivers.naive import changes_size
 
         assert parent is not None
         return changes_size(self.layer_dir(id), self._native_changes(id, parent, since))
 
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
-             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
-        since = self._native_since(id, parent)
+             gid_map: Sequence[IDMap] = (), parent_maps: IDMapPair | None = None) -> BinaryIO:
+        maps = (uid_map, gid_map)
+        since = self._native_since(id, parent, maps, maps if parent_maps is None else parent_maps)
         if since is None:
-            return super().diff(id, parent, uid_map, gid_map)
+            return super().diff(id, parent, uid_map, gid_map, parent_maps)
         from cs_core.archive.changes import export_changes
 
         assert parent is not None
@@ -328,3 +336,7 @@ class BtrfsDriver(GraphDriver):
         from cs_core.drivers.naive import PipeStream
 
         return PipeStream(produce)  # type: ignore[return-value]
+
+
+def _as_tuples(maps: IDMapPair) -> tuple[tuple[IDMap, ...], tuple[IDMap, ...]]:
+    return tuple(maps[0]), tuple(maps[1])

@@ -30,7 +30,7 @@ from cs_core.drivers.base import (
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import LayerUnknown
 from cs_core.idmap import is_contiguous
-from cs_core.model import ApplyResult, Change, IDMap
+from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 from cs_overlay import features, fsinfo, idmapped, mounting, stack
 from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
@@ -636,9 +636,9 @@ class OverlayDriver(GraphDriver, StagingDriver):
         return "user.overlay.opaque" if fsinfo.rootless() else "trusted.overlay.opaque"
 
     def diff(self, id: str, parent: str | None, uid_map: Sequence[IDMap] = (),
-             gid_map: Sequence[IDMap] = ()) -> BinaryIO:
+             gid_map: Sequence[IDMap] = (), parent_maps: IDMapPair | None = None) -> BinaryIO:
         if not self._native_ok(id, parent):
-            return super().diff(id, parent, uid_map, gid_map)
+            return super().diff(id, parent, uid_map, gid_map, parent_maps)
         from cs_core.archive.changes import export_tree
 
         root = self.dir(id) / "diff"
@@ -651,17 +651,19 @@ class OverlayDriver(GraphDriver, StagingDriver):
 
         return streaming(produce)
 
-    def changes(self, id: str, parent: str | None) -> list[Change]:
+    def changes(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
         if not self._native_ok(id, parent):
-            return super().changes(id, parent)
+            return super().changes(id, parent, maps, parent_maps)
         from cs_core.archive.changes import overlay_changes
 
         return overlay_changes(self.dir(id) / "diff", self.layout.lower_diff_dirs(id),
                                self._opaque_xattr())
 
-    def diff_size(self, id: str, parent: str | None) -> int:
+    def diff_size(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
+                  parent_maps: IDMapPair = NO_MAPS) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
-            return super().diff_size(id, parent)
+            return super().diff_size(id, parent, maps, parent_maps)
         return walk.disk_usage(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:

@@ -135,6 +135,16 @@ class VfsDriver(GraphDriver):
                 raise VfsError(_go_os_error(exc)) from exc
             raise
 
+    def update_layer_id_map(
+        self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
+        host_maps: tuple[Sequence[IDMap], Sequence[IDMap]], mount_label: str = "",
+    ) -> None:
+        # The walk leaves the layer's root alone, and a vfs layer's root was copied with its
+        # parent's owner: as Go HEAD, give it the new maps' root (a container on a host-owned
+        # image in a read-only store would otherwise see its / owned by an unmapped ID).
+        super().update_layer_id_map(id, to_container, host_maps, mount_label)
+        os.chown(self.layer_dir(id), to_host(0, host_maps[0]), to_host(0, host_maps[1]))
+
     def remove(self, id: str) -> None:
         atomic.remove_tree(self.home / "dir" / os.path.basename(id))
 
