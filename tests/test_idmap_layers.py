@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.testing import require_privileged, requires_command
-from cs_core.testing.gocli import GoCLI
+from cs_core.testing import require_privileged
+from cs_core.testing.gocli import GoCLI, go_cli_path
 from cs_core.testing.loopfs import loop_filesystem
 
 N = 5
@@ -52,7 +52,7 @@ class Place:
         ours = self.ours("ours")
         if self.driver == "overlay":
             return [ours]
-        requires_command("/usr/bin/containers-storage")
+        go_cli_path()
         return [ours, GoCLI(self.root / "go" / "g", self.root / "go" / "r", self.driver)]
 
     def release(self) -> None:
