@@ -154,15 +154,20 @@ def test_layer_deeper_than_the_recursion_limit(cli: Run) -> None:
     cli.ok("check")
 
 
-def test_container_tree_deeper_than_path_max(cli: Run) -> None:
-    base = cli.ok("import-layer", stdin=deep_tar(1)).strip()
-    cli.ok("create-image", "--id", "img", base)
-    cli.ok("create-container", "--id", "ctr", "img")
-    merged = Path(cli.ok("mount", "ctr").strip())
+def _deep_container(cli: Run, name: str) -> None:
+    """A container of image ``img`` whose tree is built deeper than PATH_MAX through its mount."""
+    cli.ok("create-container", "--id", name, "img")
+    merged = Path(cli.ok("mount", name).strip())
     try:
         _build_deep(merged, DEEP)
     finally:
-        cli.ok("unmount", "ctr")
+        cli.ok("unmount", name)
+
+
+def test_container_tree_deeper_than_path_max(cli: Run) -> None:
+    base = cli.ok("import-layer", stdin=deep_tar(1)).strip()
+    cli.ok("create-image", "--id", "img", base)
+    _deep_container(cli, "ctr")
     cli.ok("layers")
     cli.clean_failure_or_ok("check")
     cli.clean_failure_or_ok("diff", "ctr")
@@ -172,12 +177,7 @@ def test_container_tree_deeper_than_path_max(cli: Run) -> None:
     # Nothing of the container's layer is left in the driver's home.
     leftovers = [p for p in cli.graph.rglob("f") if p.read_bytes() == b"bottom\n"]
     assert leftovers == []
-    cli.ok("create-container", "--id", "again", "img")
-    merged = Path(cli.ok("mount", "again").strip())
-    try:
-        _build_deep(merged, DEEP)
-    finally:
-        cli.ok("unmount", "again")
+    _deep_container(cli, "again")
     cli.ok("wipe")
     assert cli.ok("layers") == ""
 
