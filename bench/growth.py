@@ -45,8 +45,7 @@ def journaled_ext4(size: str = "4G") -> Iterator[Path]:
     image, mnt = work / "fs.img", work / "mnt"
     mnt.mkdir()
     subprocess.run(["truncate", "-s", size, str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "has_journal", "-N", "2000000", str(image)],
-                   check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "has_journal", "-N", "2000000", str(image)], check=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
     try:
         yield mnt
@@ -72,9 +71,16 @@ def seed(root: Path, count: int) -> tuple[str, str]:
         layers.append({"id": base, "created": CREATED})
         layers.append({"id": top, "parent": base, "created": CREATED})
         images.append({"id": image, "names": [f"img{index}"], "layer": base, "created": CREATED})
-        containers.append({"id": container, "names": [f"ctr{index}"], "image": image,
-                           "layer": top, "created": CREATED,
-                           "flags": {"MountLabel": "", "ProcessLabel": ""}})
+        containers.append(
+            {
+                "id": container,
+                "names": [f"ctr{index}"],
+                "image": image,
+                "layer": top,
+                "created": CREATED,
+                "flags": {"MountLabel": "", "ProcessLabel": ""},
+            }
+        )
     for kind, records in (("layers", layers), ("images", images), ("containers", containers)):
         directory = root / f"vfs-{kind}"
         directory.mkdir(parents=True)
@@ -113,9 +119,11 @@ def main() -> int:
                 store = mnt / f"{name}-{size}"
                 layer, image = seed(store / "root", size)
                 os.sync()
-                for op, argv in (("create-layer", ["create-layer", layer]),
-                                 ("create-image", ["create-image", layer]),
-                                 ("create-container", ["create-container", image])):
+                for op, argv in (
+                    ("create-layer", ["create-layer", layer]),
+                    ("create-image", ["create-image", layer]),
+                    ("create-container", ["create-container", image]),
+                ):
                     results[(name, op, size)] = per_item(cli, store, argv, args.runs)
     print(f"{'operation':18}{'cli':6}" + "".join(f"{f'N={s}':>16}" for s in sizes))
     verdict = True
