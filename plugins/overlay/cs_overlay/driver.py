@@ -468,7 +468,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
             # Owned by the mount's root, as Go HEAD: a user namespace needs it to copy up.
             self._mkdir(diff, perms, *self._root_ids(CreateOpts(uid_map=opts.uid_map,
                                                                 gid_map=opts.gid_map)))
-        merged = (self.run_home / id / "merged") if in_additional else d / "merged"
+        merged = self.mount_path(id)
         merged.mkdir(mode=0o700, parents=True, exist_ok=True)
         work = d / "work"
         with contextlib.suppress(FileNotFoundError):
@@ -573,6 +573,10 @@ class OverlayDriver(GraphDriver, StagingDriver):
     def _scratch_dir(self, d: Path) -> Path:
         """Where a deep stack's whiteout summaries live: never inside a read-only store."""
         return d / "stack" if d.parent in self.layout.homes else self.run_home / d.name / "stack"
+
+    def mount_path(self, id: str) -> Path:
+        d, in_additional = self.layout.dir2(id)
+        return (self.run_home / id / "merged") if in_additional else d / "merged"
 
     def is_mounted(self, id: str, path: str) -> bool:
         return mounting.is_mountpoint(path, ("overlay", "fuse.", "fuse"))
