@@ -6,8 +6,8 @@ and registers the class through the ``cs_register_graph_drivers`` hook.
 
 Drivers that cannot diff natively inherit the naive implementations (``cs_core.drivers.naive``),
 which mount the layer and its parent and compare the trees. Drivers import only this module,
-``cs_core.drivers.naive``, ``cs_core.drivers.mountinfo``, ``cs_core.archive`` and ``cs_core.errors`` / ``cs_core.model`` — never
-the store or the records.
+``cs_core.drivers.naive``, ``cs_core.drivers.mountinfo``, ``cs_core.archive`` and
+``cs_core.errors`` / ``cs_core.model`` — never the store or the records.
 """
 
 from __future__ import annotations
