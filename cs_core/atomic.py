@@ -46,7 +46,7 @@ def keep_space_reserve(directory: str | os.PathLike[str]) -> None:
                 return
         except FileNotFoundError:
             pass
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, WRITE_FLAGS, 0o600)
         try:
             os.posix_fallocate(fd, 0, RESERVE_SIZE)
         finally:
@@ -77,6 +77,24 @@ def release_space_reserve(near: str | os.PathLike[str]) -> bool:
         return False  # another process used it first; its space is already free
     log.warning("filesystem of %s is full: used the space reserve %s", near, path)
     return True
+
+
+#: Opening a file the store writes: never through a symlink (someone else may have planted
+#: one where our file goes), never inherited by a child process.
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_in_place(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Create or overwrite ``path`` with ``data``, not atomically, never through a symlink.
+
+    For small files whose readers cope with a torn write (probe results, link names that
+    are re-created when wrong); records go through ``write_file``.
+    """
+    fd = os.open(path, WRITE_FLAGS | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -52,7 +52,7 @@ def is_rootless() -> bool:
         return True
     if not _has_cap_sys_admin():
         return True
-    return not _has_full_mappings()
+    return not has_full_mappings()
 
 
 def uses_per_user_storage() -> bool:
@@ -73,7 +73,7 @@ def _has_cap_sys_admin() -> bool:
     return True  # Go: unreadable capabilities do not make us rootless
 
 
-def _has_full_mappings() -> bool:
+def has_full_mappings() -> bool:
     try:
         with open("/proc/self/uid_map") as fh:
             return _FULL_MAP_MARK in fh.read()

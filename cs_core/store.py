@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
 
-from cs_core import atomic, lockfile, walk
+from cs_core import atomic, lockfile, rootdirs, walk
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry
@@ -156,8 +156,9 @@ class Store:
         self.uid_map = list(options.uid_map)
         self.gid_map = list(options.gid_map)
         self.transient = options.transient_store
-        for path in (self.run_root, self.graph_root):
-            atomic.makedirs(path)
+        # Another user's (or a world-writable) root would let them redirect our writes.
+        rootdirs.make_root(str(self.run_root), "run root")
+        rootdirs.make_root(str(self.graph_root), "graph root")
         atomic.keep_space_reserve(self.graph_root)  # so deletes work on a full disk
         self.graph_lock = lockfile.get(self.graph_root / "storage.lock")
         # Serializes picking ID maps for new containers (auto user namespaces, mapped copies
@@ -169,6 +170,8 @@ class Store:
         self.driver_name = self.driver.name
         name = self.driver_name
         self.image_root = Path(options.image_store) if options.image_store else self.graph_root
+        if options.image_store:
+            rootdirs.make_root(options.image_store, "image store")
         self.layer_store = LayerStore(
             self.graph_root / f"{name}-layers", self.run_root / f"{name}-layers", self.driver,
             volatile_directory=self.run_root / f"{name}-layers" if self.transient else None,

@@ -6,8 +6,8 @@ and registers the class through the ``cs_register_graph_drivers`` hook.
 
 Drivers that cannot diff natively inherit the naive implementations (``cs_core.drivers.naive``),
 which mount the layer and its parent and compare the trees. Drivers import only this module,
-``cs_core.drivers.naive``, ``cs_core.archive`` and ``cs_core.errors`` / ``cs_core.model`` — never
-the store or the records.
+``cs_core.drivers.naive``, ``cs_core.drivers.mountinfo``, ``cs_core.archive`` and
+``cs_core.errors`` / ``cs_core.model`` — never the store or the records.
 """
 
 from __future__ import annotations
@@ -184,11 +184,22 @@ class GraphDriver(abc.ABC):
     def cleanup(self) -> None:
         """Release resources at store shutdown (e.g. private bind mounts)."""
 
+    def mount_path(self, id: str) -> Path:
+        """Where ``get`` puts layer ``id``'s tree, derived from the ID alone.
+
+        The core reads mount points from here, never from ``mountpoints.json``, which lives
+        in the run root: a forged record must not hand callers a path outside the store.
+        Default: ``layer_dir`` (directory drivers, whose ``get`` mounts nothing).
+        """
+        return self.layer_dir(id)
+
     def is_mounted(self, id: str, path: str) -> bool:
-        """Whether a previous ``get`` of layer ``id`` at ``path`` is still in effect.
+        """Whether a previous ``get`` of layer ``id`` at ``path`` (its ``mount_path``) is
+        still in effect.
 
         Used to validate mount counts found in ``mountpoints.json``. Drivers that really
-        mount override this; for directory drivers a layer is always "mounted".
+        mount override this (checking the mount by ID, not by path strings: see
+        ``cs_core.drivers.mountinfo``); for directory drivers a layer is always "mounted".
         """
         return os.path.isdir(path)
 

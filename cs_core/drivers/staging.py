@@ -26,6 +26,7 @@ from typing import BinaryIO, Protocol
 
 import attrs
 
+from cs_core import atomic
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts
 
@@ -97,7 +98,7 @@ class TarDiffer:
         compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
         plain = DigestReader(plain_stream)
         ts_path = scratch / TAR_SPLIT_FILE
-        with open(ts_path, "wb") as ts_file, \
+        with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
                 gzip.GzipFile(fileobj=ts_file, mode="wb", compresslevel=1, mtime=0) as gz:
             result = apply_tar(dest, plain, options,  # type: ignore[arg-type]
                                tar_split=TarSplitWriter(gz))  # type: ignore[arg-type]
@@ -133,7 +134,7 @@ class StagingLock:
         with _held_guard:
             if key in _held:
                 return None
-            fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cs_core import atomic, codec, lockfile
 from cs_core.drivers.base import CreateOpts, GraphDriver
-from cs_core.errors import LayerUnknown
+from cs_core.errors import LayerUnknown, StorageError
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
 
@@ -183,7 +183,18 @@ class LayerStore(RecordStore[Layer]):
         for mount in codec.loads_records(data, MountRecord, str(self.mounts_path)):
             mounted = self.by_id.get(mount.id)
             if mounted is not None and mount.path:
-                mounted.mount_point, mounted.mount_count = mount.path, mount.count
+                # The count is taken from the file, the path never: the run root is not the
+                # graph root, and a forged path would be handed to callers (and walked by
+                # check). Go writes the same derived path for the same roots.
+                mounted.mount_point = self._mount_path(mounted.id)
+                mounted.mount_count = mount.count if mounted.mount_point else 0
+
+    def _mount_path(self, layer_id: str) -> str:
+        try:
+            return os.path.normpath(self.driver.mount_path(layer_id))
+        except (NotImplementedError, OSError, StorageError) as exc:
+            log.debug("ignoring the recorded mount of layer %s: %s", layer_id, exc)
+            return ""
 
     @contextlib.contextmanager
     def mounts_writing(self) -> Iterator[None]:

@@ -161,7 +161,7 @@ def test_run_root_in_run_user_inside_and_outside_the_namespace() -> None:
 def test_run_root_in_a_tmp_dir_someone_else_made_is_refused(user: FakeUser) -> None:
     tmp = user.home / "tmp"
     (tmp / f"storage-run-{UID}").mkdir(mode=0o700, parents=True)  # root's, not the user's
-    os.chmod(tmp, 0o777)
+    os.chmod(tmp, 0o1777)  # as /tmp: without the sticky bit the store refuses it
     env = {"STORAGE_DRIVER": "vfs", "TMPDIR": str(tmp)}
     status = _status(user, env=env)
     assert f"Run Root: {user.home}/rundir/containers" in status.splitlines()

@@ -17,7 +17,7 @@ from typing import BinaryIO, ClassVar
 from cs_btrfs import fs, ioctl, native, subvol
 from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
 from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
-from cs_core import walk
+from cs_core import atomic, walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
@@ -192,8 +192,7 @@ class BtrfsDriver(GraphDriver):
                 self._enable_quota()
                 self._limit(target, size)
                 self._mkdir(self.quotas)
-                (self.quotas / id).write_bytes(str(size).encode())
-                os.chmod(self.quotas / id, 0o644)
+                atomic.write_in_place(self.quotas / id, str(size).encode(), 0o644)
             if uid or gid:
                 os.chown(target, uid, gid)
         except BaseException:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from cs_core.drivers import mountinfo
+
 BTRFS_SUPER_MAGIC = 0x9123683E
 MS_BIND = 0x1000
 MS_PRIVATE = 1 << 18
@@ -44,13 +46,8 @@ def fs_magic(path: str | os.PathLike[str]) -> int:
 
 
 def is_mountpoint(path: str) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            mp = line.split(" ", 5)[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-            if mp == target:
-                return True
-    return False
+    """Whether ``path`` is a mount point now (by mount ID: mountinfo also lists hidden mounts)."""
+    return mountinfo.is_mountpoint(path)
 
 
 def make_private(path: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 
-from cs_core import walk
+from cs_core import atomic, walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import (
@@ -141,8 +141,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         if not self.opts.mount_program and not flag.exists():
             # A store from before the flag file existed: look for signs of fuse-overlayfs once.
             detected = features.mount_program_indicators(self.home)
-            flag.write_text("true" if detected else "false")
-            os.chmod(flag, 0o600)
+            atomic.write_in_place(flag, b"true" if detected else b"false")
         if not self.opts.mount_program:
             # As Go: when native overlay is out of the question here, fuse-overlayfs on PATH
             # takes over silently.
@@ -159,8 +158,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 self.opts.mount_program = prog
         if self.opts.mount_program:
             self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE keeps .wh. files
-            flag.write_text("true")
-            os.chmod(flag, 0o600)
+            atomic.write_in_place(flag, b"true")
         else:
             if self.opts.force_mask is not None:
                 raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
@@ -354,11 +352,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 return
             lower = self.layout.lower_for_child(parent)
             if lower:
-                fd = os.open(d / LOWER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-                try:
-                    os.write(fd, lower.encode())
-                finally:
-                    os.close(fd)
+                atomic.write_in_place(d / LOWER_FILE, lower.encode(), 0o666)
         except BaseException:
             self.remove(id)
             raise
@@ -468,7 +462,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
             # Owned by the mount's root, as Go HEAD: a user namespace needs it to copy up.
             self._mkdir(diff, perms, *self._root_ids(CreateOpts(uid_map=opts.uid_map,
                                                                 gid_map=opts.gid_map)))
-        merged = (self.run_home / id / "merged") if in_additional else d / "merged"
+        merged = self.mount_path(id)
         merged.mkdir(mode=0o700, parents=True, exist_ok=True)
         work = d / "work"
         with contextlib.suppress(FileNotFoundError):
@@ -573,6 +567,10 @@ class OverlayDriver(GraphDriver, StagingDriver):
     def _scratch_dir(self, d: Path) -> Path:
         """Where a deep stack's whiteout summaries live: never inside a read-only store."""
         return d / "stack" if d.parent in self.layout.homes else self.run_home / d.name / "stack"
+
+    def mount_path(self, id: str) -> Path:
+        d, in_additional = self.layout.dir2(id)
+        return (self.run_home / id / "merged") if in_additional else d / "merged"
 
     def is_mounted(self, id: str, path: str) -> bool:
         return mounting.is_mountpoint(path, ("overlay", "fuse.", "fuse"))

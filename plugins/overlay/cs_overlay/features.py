@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cs_core import walk
+from cs_core import atomic, walk
 from cs_core.atomic import remove_tree
 from cs_overlay import fsinfo, syscalls
 from cs_overlay.mounting import parse_options
@@ -31,7 +31,8 @@ def cached(run_home: Path, feature: str) -> tuple[bool, str] | None:
 
 def record(run_home: Path, feature: str, value: bool, text: str = "") -> None:
     with contextlib.suppress(OSError):
-        (run_home / f"{feature}-{'true' if value else 'false'}").write_text(text)
+        atomic.write_in_place(run_home / f"{feature}-{'true' if value else 'false'}",
+                              text.encode(), 0o644)
 
 
 def check(run_home: Path, feature: str, probe: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:

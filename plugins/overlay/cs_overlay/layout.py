@@ -14,6 +14,8 @@ import os
 import secrets
 from pathlib import Path
 
+from cs_core import atomic
+
 LINK_DIR = "l"
 LOWER_FILE = "lower"
 ID_LENGTH = 26
@@ -118,11 +120,7 @@ class Layout:
         """A new short link for the layer at ``layer_dir``, in its home's ``l/``."""
         lid = generate_link_id()
         os.symlink(f"../{layer_dir.name}/diff", layer_dir.parent / LINK_DIR / lid)
-        fd = os.open(layer_dir / "link", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, lid.encode())
-        finally:
-            os.close(fd)
+        atomic.write_in_place(layer_dir / "link", lid.encode(), 0o644)
         return lid
 
     def recreate_symlinks(self) -> None:
@@ -166,7 +164,7 @@ class Layout:
                     if not link_file.parent.is_dir():
                         os.unlink(link.path)  # dangling: its layer is gone
                     else:
-                        link_file.write_text(link.name)
+                        atomic.write_in_place(link_file, link.name.encode(), 0o644)
                     progress = True
             if not progress:
                 break

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import attrs
 
+from cs_core.drivers import mountinfo
 from cs_overlay import syscalls
 
 #: Go ``mount.ParseOptions``: option name -> (clear?, flag).
@@ -243,9 +244,8 @@ def mountinfo_targets() -> dict[str, str]:
 
 
 def is_mountpoint(path: str, fstypes: tuple[str, ...] = ()) -> bool:
-    fstype = mountinfo_targets().get(os.path.realpath(path))
-    return fstype is not None and (not fstypes or fstype in fstypes or
-                                   any(fstype.startswith(t) for t in fstypes if t.endswith(".")))
+    """Whether ``path`` is a mount point now (by mount ID: mountinfo also lists hidden mounts)."""
+    return mountinfo.is_mountpoint(path, fstypes)
 
 
 def make_private(path: str) -> None:
