@@ -167,7 +167,7 @@ class Report:
 def build_zipapp(dest: Path) -> list[str]:
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_binary.py"), str(dest)],
                    check=True, stdout=subprocess.DEVNULL)
-    return [sys.executable, str(dest)]
+    return [str(dest)]  # as users run it: its own #! line
 
 
 def main() -> int:
