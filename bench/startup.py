@@ -8,10 +8,10 @@ prints a ratio, its target and pass/fail:
 
 * ``python -c pass`` by the same interpreter is the unit for the start-up targets: commands that
   touch little (``version``, ``layers``, ``exists``, ``get-names``, ``metadata`` on a small store)
-  at most 2.5× it, ``create-layer``/``create-image``/``create-container`` at most 3×;
+  at most 2.5x it, ``create-layer``/``create-image``/``create-container`` at most 3x;
 * ``mount`` + ``unmount`` of a container at most Go's pair plus two interpreter start-ups;
 * the zipapp from ``make binary`` no slower than the installed script (``layers``);
-* 4 processes × 25 small layers (create-layer + applydiff each) reach at least half of Go's
+* 4 processes x 25 small layers (create-layer + applydiff each) reach at least half of Go's
   layers per second.
 
 Times are the best of ``--runs`` (wall; CPU in brackets): on a shared machine the best run is
