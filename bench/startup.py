@@ -167,7 +167,9 @@ class Report:
 def build_zipapp(dest: Path) -> list[str]:
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_binary.py"), str(dest)],
                    check=True, stdout=subprocess.DEVNULL)
-    return [str(dest)]  # as users run it: its own #! line
+    # The same interpreter, without site: the venv's editable installs would otherwise serve
+    # cs_core from the checkout instead of the zip (and a pyenv shim on the #! line adds ~100 ms).
+    return [sys.executable, "-S", str(dest)]
 
 
 def main() -> int:
