@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import stat
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,13 @@ def load_config_file(path: str) -> StoreOptions:
     opts = StoreOptions(config_file=path)
     try:
         with open(path, "rb") as fh:
-            import tomllib  # only when there is a file: most CLI runs have none (start-up time)
-
             data = tomllib.load(fh)
     except FileNotFoundError:
         data = {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        import tomllib
-
-        if not isinstance(exc, tomllib.TOMLDecodeError):
-            raise
-        raise ConfigError(f"{path}: {exc}") from exc
     apply_config(opts, data, path)
     return opts
 

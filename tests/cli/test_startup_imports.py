@@ -19,10 +19,10 @@ from cs_core.cli.commands import MODULE_OF
 ROOT = Path(__file__).resolve().parents[2]
 
 # Never needed by a command that only reads or creates records: each is imported by the
-# operations that use it (content, codecs, namespaces, plugin metadata, config parsing).
+# operations that use it (content, codecs, namespaces, plugin metadata).
 HEAVY = [
     "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
-    "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util", "tomllib",
+    "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.unshare", "cs_core.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.staged_layers", "cs_overlay", "cs_btrfs",
 ]
