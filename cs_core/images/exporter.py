@@ -36,6 +36,7 @@ from cs_core.images.source import (
     go_json,
     sha256_of,
 )
+from cs_core.model import Image
 from cs_core.store import Store
 
 COMPRESSIONS = {"none": Compression.NONE, "gzip": Compression.GZIP, "zstd": Compression.ZSTD}
@@ -118,10 +119,7 @@ def export_image(store: Store, image_ref: str, dest: str | TransportRef, *,
     kind = COMPRESSIONS.get(compression or default)
     if kind is None:
         raise ImageError(f"unknown compression {compression!r}: use gzip, zstd or none")
-    try:
-        image = store.image(image_ref)
-    except ImageUnknown as exc:
-        raise exc.wrap(f"locating image {image_ref!r}") from None
+    image = find_image(store, image_ref)
     config_digest, config = _config_of(store, image.id)
     diff_ids = config_diff_ids(config, config_digest)
     layers = _layer_chain(store, image.top_layer, diff_ids)
@@ -142,6 +140,17 @@ def export_image(store: Store, image_ref: str, dest: str | TransportRef, *,
                                    diff_ids, kind, progress)
         _tar_directory(staging, target)
     return result
+
+
+def find_image(store: Store, ref: str) -> Image:
+    """An image by ID, name or ID prefix; a short name also as podman normalises it."""
+    try:
+        return store.image(ref)
+    except ImageUnknown as exc:
+        error = exc
+    with contextlib.suppress(ImageError, ImageUnknown):
+        return store.image(normalize_name(ref))
+    raise error.wrap(f"locating image {ref!r}") from None
 
 
 def _config_of(store: Store, image_id: str) -> tuple[str, bytes]:
