@@ -15,7 +15,7 @@ import re
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import attrs
 
@@ -160,7 +160,7 @@ class OCIDirSource(BlobSource):
         algo, _, hexpart = check_digest(digest, "blob").partition(":")
         path = self.root / "blobs" / algo / hexpart
         try:
-            return open(path, "rb")  # noqa: SIM115  (callers close it)
+            return open(path, "rb")
         except OSError as exc:
             raise ImageError(f"blob {digest} is missing from {self.ref.path}: "
                              f"{exc.strerror}") from None
@@ -193,7 +193,7 @@ class TarSource(BlobSource):
             raise ImageError(f"reading {name!r} from archive {self.ref.path}: {exc}") from None
         if f is None:
             raise ImageError(f"{what} {name!r} in archive {self.ref.path} is not a file")
-        return f
+        return cast(BinaryIO, f)
 
     def read_file(self, name: str) -> bytes:
         with self.open_member(name, "file") as f:
@@ -273,7 +273,8 @@ def _size(desc: dict[str, Any]) -> int | None:
 def _pick_platform(doc: Any, want: Platform, digest: str) -> dict[str, Any]:
     """The entry for ``want``: an exact variant first, then any variant of its OS and arch."""
     entries = [d for d in (doc.get("manifests") or []) if isinstance(d, dict)]
-    plats = [d.get("platform") if isinstance(d.get("platform"), dict) else {} for d in entries]
+    plats: list[dict[str, Any]] = [d["platform"] if isinstance(d.get("platform"), dict) else {}
+                                   for d in entries]
     for exact in (True, False):
         for d, p in zip(entries, plats, strict=True):
             if (p.get("os"), p.get("architecture")) != (want.os, want.architecture):
@@ -377,10 +378,9 @@ def read_docker_archive(src: DockerArchiveSource) -> SourceImage:
         if not isinstance(path, str):
             raise ImageError(f"{src.ref.path}: invalid layer path {path!r}")
         blob_digest = src.add_path(path, "layer")
-        member = src.members[_norm(path)]
         # As c/image's docker-archive source: the manifest names layers by diff ID.
         src.paths[diff_id] = path
-        layers.append(LayerBlob(diff_id, _member_size(src, member), DOCKER_LAYER_GZIP))
+        layers.append(LayerBlob(diff_id, _member_size(src, path), DOCKER_LAYER_GZIP))
         src.paths.setdefault(blob_digest, path)
     manifest = _docker_manifest(config, config_digest, layers)
     tags = [t for t in item.get("RepoTags") or [] if isinstance(t, str)]
@@ -388,11 +388,10 @@ def read_docker_archive(src: DockerArchiveSource) -> SourceImage:
                        tuple(diff_ids), names=tuple(tags))
 
 
-def _member_size(src: TarSource, member: tarfile.TarInfo) -> int:
-    while member.issym() or member.islnk():
-        target = src.tar._find_link_target(member)  # noqa: SLF001  (tarfile's own resolution)
-        member = target
-    return int(member.size)
+def _member_size(src: TarSource, path: str) -> int:
+    """The size of the file at ``path``, through the archive's links (docker save's layers)."""
+    with src.open_member(path, "layer") as f:
+        return f.seek(0, os.SEEK_END)
 
 
 def _pick_docker_item(items: list[dict[str, Any]], ref: TransportRef) -> dict[str, Any]:
