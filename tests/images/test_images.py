@@ -217,6 +217,11 @@ def test_docker_archive_round_trip_through_podman(tmp_path: Path, tools: None) -
     with back.open() as store:
         assert store.image(image_id).names == ["docker.io/library/bb:latest"]
         assert [x.id for x in store.layers()] == chain_layer_ids(made["diff_ids"])
+    # And into the same records skopeo writes from that archive (generated manifest included).
+    go = Roots(tmp_path, "go")
+    subprocess.run(["skopeo", "copy", "-q", f"docker-archive:{saved}",
+                    go.cs_ref + "docker.io/library/bb:latest"], check=True)
+    assert back.records() == go.records()
 
 
 def test_shared_base_is_stored_once(tmp_path: Path) -> None:
@@ -311,3 +316,21 @@ def test_export_is_bit_exact_with_the_import(tmp_path: Path) -> None:
         for digest, data in zip(result.layer_digests, plain, strict=True):
             member = tar.extractfile(f"blobs/sha256/{digest[7:]}")
             assert member is not None and member.read() == data
+
+
+def test_truncated_archive_is_refused_and_store_unchanged(tmp_path: Path) -> None:
+    oci = tmp_path / "oci"
+    make_oci(oci, [base_layer(), _tar([("d", None), ("d/f", os.urandom(200000))])])
+    roots = Roots(tmp_path, "s")
+    whole = tmp_path / "whole.tar"
+    with roots.open() as store:
+        import_image(store, f"oci:{oci}", ["bb"])
+        export_image(store, "bb", f"oci-archive:{whole}", compression="none")
+    cut = tmp_path / "cut.tar"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) - 150000])
+    other = Roots(tmp_path, "other")
+    other.cli("layers")
+    proc = other.cli("import-image", f"oci-archive:{cut}", "bb", check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert other.records() == ([], [])
