@@ -34,6 +34,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "mount": ("mount", "unmount", "mounted"),
     "names": ("exists", "metadata", "set-metadata", "get-names", "add-names", "set-names",
               "remove-names"),
+    "transfer": ("import-image", "export-image"),
 }
 
 ALIASES: dict[str, str] = {
