@@ -92,40 +92,42 @@ def _names(path: str) -> dict[str, int]:
 
 
 def _collect(
-    new: str, old: str, rel: str, ni: _Info, oi: _Info, nst: os.stat_result | None, ost: os.stat_result | None
+    new: str, old: str, ni: _Info, oi: _Info, nst: os.stat_result | None, ost: os.stat_result | None
 ) -> None:
-    """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode."""
-    n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
-    o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
-    if not n_dir and not o_dir:
-        return
-    same_dev = nst is not None and ost is not None and nst.st_dev == ost.st_dev
-    nn = _names(os.path.join(new, rel)) if n_dir else {}
-    on = _names(os.path.join(old, rel)) if o_dir else {}
-    for name in sorted(nn.keys() | on.keys()):
-        if name in nn and name in on and nn[name] == on[name] and same_dev:
+    """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode.
+
+    Iterative (a stack of directories to read): a layer may nest thousands deep.
+    """
+    stack = [("", ni, oi, nst, ost)]
+    while stack:
+        rel, ni, oi, nst, ost = stack.pop()
+        n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
+        o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
+        if not n_dir and not o_dir:
             continue
-        crel = f"{rel}/{name}" if rel else name
-        cn = co = None
-        if name in nn:
-            try:
-                cn = os.lstat(os.path.join(new, crel))
-            except FileNotFoundError:
-                cn = None
-        if name in on:
-            try:
-                co = os.lstat(os.path.join(old, crel))
-            except FileNotFoundError:
-                co = None
-        if cn is not None:
-            ni.children[name] = child_n = _Info(os.path.join(new, crel), cn)
-        else:
-            child_n = _Info(None, None)
-        if co is not None:
-            oi.children[name] = child_o = _Info(os.path.join(old, crel), co)
-        else:
-            child_o = _Info(None, None)
-        _collect(new, old, crel, child_n, child_o, cn, co)
+        same_dev = nst is not None and ost is not None and nst.st_dev == ost.st_dev
+        nn = _names(os.path.join(new, rel)) if n_dir else {}
+        on = _names(os.path.join(old, rel)) if o_dir else {}
+        for name in sorted(nn.keys() | on.keys()):
+            if name in nn and name in on and nn[name] == on[name] and same_dev:
+                continue
+            crel = f"{rel}/{name}" if rel else name
+            cn = _lstat(os.path.join(new, crel)) if name in nn else None
+            co = _lstat(os.path.join(old, crel)) if name in on else None
+            child_n = _Info(os.path.join(new, crel), cn)
+            child_o = _Info(os.path.join(old, crel), co)
+            if cn is not None:
+                ni.children[name] = child_n
+            if co is not None:
+                oi.children[name] = child_o
+            stack.append((crel, child_n, child_o, cn, co))
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _same_time(a: int, b: int) -> bool:
@@ -163,38 +165,45 @@ def _stat_different(o: os.stat_result, n: os.stat_result, omaps: IDMapPair,
     return False
 
 
-def _add_changes(
-    info: _Info,
-    old: _Info | None,
-    path: str,
-    out: list[Change],
-    added: bool,
-    omaps: IDMapPair,
-    nmaps: IDMapPair,
-) -> None:
-    at_entry = len(out)
-    if old is None:
-        out.append(Change(path, Change.ADD))
-        added = True
-    old_children = dict(old.children) if old is not None and info.is_dir else {}
-    for name, child in info.children.items():
-        cpath = f"{path.rstrip('/')}/{name}"
-        ochild = old_children.pop(name, None)
-        child_added = False
-        if ochild is not None:
-            assert child.st is not None and ochild.st is not None
-            if (
-                _stat_different(ochild.st, child.st, omaps, nmaps)
-                or ochild.cap != child.cap
-                or ochild.xattrs != child.xattrs
-            ):
-                out.append(Change(cpath, Change.MODIFY))
-                child_added = True
-        _add_changes(child, ochild, cpath, out, child_added, omaps, nmaps)
-    for name in old_children:
-        out.append(Change(f"{path.rstrip('/')}/{name}", Change.DELETE))
-    if len(out) > at_entry and info.is_dir and not added and path != "/":
-        out.insert(at_entry, Change(path, Change.MODIFY))
+def _add_changes(info: _Info, old: _Info | None, out: list[Change], omaps: IDMapPair,
+                 nmaps: IDMapPair) -> None:
+    """Go's ``changes.addChanges`` from the root down, iteratively (no depth limit).
+
+    A directory not itself added or modified gets a Modify when anything below it changed:
+    that is decided once its subtree is done (a frame seen a second time, ``at`` set).
+    """
+    # (info, old, path, added, at): ``at`` is len(out) when the frame was entered, or -1.
+    stack: list[tuple[_Info, _Info | None, str, bool, int]] = [(info, old, "/", False, -1)]
+    while stack:
+        info, old, path, added, at = stack.pop()
+        base = path.rstrip("/")
+        if at >= 0:
+            if old is not None and info.is_dir:
+                out.extend(Change(f"{base}/{name}", Change.DELETE)
+                           for name in old.children if name not in info.children)
+            if len(out) > at and info.is_dir and not added and path != "/":
+                out.append(Change(path, Change.MODIFY))
+            continue
+        at = len(out)
+        if old is None:
+            out.append(Change(path, Change.ADD))
+            added = True
+        stack.append((info, old, path, added, at))
+        old_children = old.children if old is not None and info.is_dir else {}
+        for name, child in info.children.items():
+            cpath = f"{base}/{name}"
+            ochild = old_children.get(name)
+            child_added = False
+            if ochild is not None:
+                assert child.st is not None and ochild.st is not None
+                if (
+                    _stat_different(ochild.st, child.st, omaps, nmaps)
+                    or ochild.cap != child.cap
+                    or ochild.xattrs != child.xattrs
+                ):
+                    out.append(Change(cpath, Change.MODIFY))
+                    child_added = True
+            stack.append((child, ochild, cpath, child_added, -1))
 
 
 @_shallow
@@ -213,13 +222,13 @@ def changes_dirs(
     if old is None:
         nst = os.lstat(new_s)
         ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, new_s, "", ni, oi, nst, None)
+        _collect(new_s, new_s, ni, oi, nst, None)
     else:
         old_s = os.fspath(old)
         ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, old_s, "", ni, oi, os.lstat(new_s), os.lstat(old_s))
+        _collect(new_s, old_s, ni, oi, os.lstat(new_s), os.lstat(old_s))
     out: list[Change] = []
-    _add_changes(ni, oi, "/", out, False, old_maps, new_maps)
+    _add_changes(ni, oi, out, old_maps, new_maps)
     return sorted(out, key=lambda c: c.path)
 
 
