@@ -152,6 +152,7 @@ def test_live_layer_export_never_reads_through_a_swapped_symlink(
     import sys
 
     host = _host_dir(tmp_path, SECRET)
+    os.setxattr(host / "f", "user.secret", b"HOST-SECRET in an xattr")  # read by path, it leaked
     store = make_store()
     parent = store.put_layer(diff=io.BytesIO(layer_tar([("base", b"b")]))).id if on_parent else None
     layer = store.create_layer(parent=parent, writeable=True)

@@ -43,18 +43,20 @@ def _shallow(fn: _F) -> _F:
 _XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
-def _getxattr(path: str, key: str) -> bytes | None:
+def _getxattr(path: str, key: str, follow: bool = False) -> bytes | None:
+    """``follow`` only for a /proc/self/fd path: that magic link leads to the very inode its
+    fd holds (a symlink's own xattrs for an ``O_PATH`` fd of one), never further."""
     try:
-        return os.getxattr(path, key, follow_symlinks=False)
+        return os.getxattr(path, key, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _XATTR_ERRORS:
             return None
         raise
 
 
-def _user_xattrs(path: str) -> dict[str, bytes]:
+def _user_xattrs(path: str, follow: bool = False) -> dict[str, bytes]:
     try:
-        keys = os.listxattr(path, follow_symlinks=False)
+        keys = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _XATTR_ERRORS:
             return {}
@@ -62,7 +64,7 @@ def _user_xattrs(path: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key in keys:
         if key.startswith("user."):
-            value = _getxattr(path, key)
+            value = _getxattr(path, key, follow)
             if value is not None:
                 out[key] = value
     return out
@@ -386,20 +388,28 @@ class _Appender:
         self._drop_parent()
         os.close(self.root_fd)
 
-    def _stat(self, rel: str) -> tuple[os.stat_result, str, int | None] | None:
-        """The entry's stat, link target and, for a regular file, an fd of that very inode.
+    def _stat(self, rel: str) -> tuple[os.stat_result, str, int] | None:
+        """The entry's stat, link target and an fd of that very inode (readable for a regular
+        file, ``O_PATH`` otherwise) that its content and xattrs are read through.
 
         A live layer can swap a file and a symlink (or a directory on the way) at any time:
         every lookup goes through the parent opened beneath the root with no symlink followed,
-        and the content fd must be the inode we lstat'ed, else we look again. None: gone.
+        and the fd must be the inode we lstat'ed, else we look again. None: gone.
         """
         parent, _, base = rel.rpartition("/")
         for _ in range(_RACE_RETRIES):
             try:
                 pfd = self._parent_fd(parent)
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    return st, os.readlink(base, dir_fd=pfd), None
+                link = os.readlink(base, dir_fd=pfd) if stat.S_ISLNK(st.st_mode) else ""
+                if stat.S_ISREG(st.st_mode):
+                    try:
+                        fd, fst = open_regular(pfd, base)
+                    except UnsafeArchive:
+                        continue
+                else:
+                    fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                    fst = os.fstat(fd)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError as exc:
@@ -408,37 +418,31 @@ class _Appender:
                 if exc.errno == errno.EINVAL:  # no longer a symlink
                     continue
                 raise
-            if not stat.S_ISREG(st.st_mode):
-                return st, "", None
-            try:
-                fd, fst = open_regular(pfd, base)
-            except (OSError, UnsafeArchive):
-                continue
             if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
-                return fst, "", fd
+                return fst, link, fd
             os.close(fd)
         raise UnsafeArchive(f"{rel!r} kept changing while the layer was exported")
 
-    def add(self, path: str, name: str) -> None:
+    def add(self, name: str) -> None:
         found = self._stat(name.rstrip("/"))
         if found is None:
             return
         st, link, fd = found
         try:
-            self._add(path, name, st, link, fd)
+            self._add(f"/proc/self/fd/{fd}", name, st, link, fd)
         finally:
-            if fd is not None:
-                os.close(fd)
+            os.close(fd)
 
-    def _add(self, path: str, name: str, st: os.stat_result, link: str, fd: int | None) -> None:
+    def _add(self, inode: str, name: str, st: os.stat_result, link: str, fd: int) -> None:
+        """``inode``: the entry's /proc/self/fd path, so xattrs come from the inode checked."""
         if stat.S_ISSOCK(st.st_mode):
             return
         e = entry_from_stat(name, st, link)
         for key in ("security.capability", "security.ima"):
-            value = _getxattr(path, key)
+            value = _getxattr(inode, key, follow=True)
             if value is not None:
                 e.xattrs[key] = value
-        e.xattrs.update(_user_xattrs(path))
+        e.xattrs.update(_user_xattrs(inode, follow=True))
         if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
             first = self.seen.get((st.st_dev, st.st_ino))
             if first is not None:
@@ -450,12 +454,12 @@ class _Appender:
         ):
             e.uid = to_container(st.st_uid, self.uid_map)
             e.gid = to_container(st.st_gid, self.gid_map)
-        extra = self.convert(e, path, st) if self.convert is not None else None
+        extra = self.convert(e, inode, st) if self.convert is not None else None
         if extra is not None:
             self.out.write(encode_header(e))
             e = extra
         self.out.write(encode_header(e))
-        if e.typeflag == tr.REG and e.size > 0 and fd is not None:
+        if e.typeflag == tr.REG and e.size > 0 and stat.S_ISREG(st.st_mode):
             self._copy(fd, e.size)
 
     def _copy(self, fd: int, size: int) -> None:
@@ -499,7 +503,7 @@ def export_changes(
                 d, _, b = change.path.rpartition("/")
                 app.whiteout(f"{d}/{WHITEOUT_PREFIX}{b}"[1:], now)
             else:
-                app.add(os.path.join(base, change.path.lstrip("/")), change.path[1:])
+                app.add(change.path[1:])
     finally:
         app.close()
     write_end(out)
@@ -508,12 +512,12 @@ def export_changes(
 def _overlay_converter(
     lowers: Sequence[str], opaque_xattr: str
 ) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
-    def convert(e: TarEntryOut, path: str, st: os.stat_result) -> TarEntryOut | None:
+    def convert(e: TarEntryOut, inode: str, st: os.stat_result) -> TarEntryOut | None:
         if stat.S_ISCHR(st.st_mode) and e.devmajor == 0 and e.devminor == 0:
             d, _, b = e.name.rpartition("/")
             e.name = f"{d}/{WHITEOUT_PREFIX}{b}" if d else WHITEOUT_PREFIX + b
             e.mode, e.typeflag, e.size = 0, tr.REG, 0
-        if stat.S_ISDIR(st.st_mode) and _getxattr(path, opaque_xattr) == b"y":
+        if stat.S_ISDIR(st.st_mode) and _getxattr(inode, opaque_xattr, follow=True) == b"y":
             e.xattrs.pop(opaque_xattr, None)
             rel = e.name.rstrip("/")
             for layer in lowers:
@@ -558,7 +562,7 @@ def export_tree(
     app = _Appender(base, out, uid_map, gid_map, convert)
     try:
         for rel, _st in _walk(base):
-            app.add(os.path.join(base, rel), rel)
+            app.add(rel)
     finally:
         app.close()
     write_end(out)
