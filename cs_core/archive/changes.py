@@ -87,49 +87,86 @@ class _Info:
     def is_dir(self) -> bool:
         return self.st is None or stat.S_ISDIR(self.st.st_mode)
 
+    @property
+    def dir_here(self) -> bool:
+        """Present, and a directory to read."""
+        return self.st is not None and stat.S_ISDIR(self.st.st_mode)
 
-def _names(path: str) -> dict[str, int]:
-    with os.scandir(path) as it:
-        return {e.name: e.inode() for e in it}
+
+def _open_tree_dir(root_fd: int, rel: str) -> int | None:
+    """Directory ``rel`` of a tree, reached with no symlink followed; None when it is gone
+    (or was swapped for something else by a live container)."""
+    try:
+        return openat2(root_fd, rel or ".", os.O_RDONLY | os.O_DIRECTORY, RESOLVE_STRICT)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EXDEV):
+            return None
+        raise
 
 
-def _collect(
-    new: str, old: str, ni: _Info, oi: _Info, nst: os.stat_result | None, ost: os.stat_result | None
-) -> None:
+def _read_dir(root_fd: int, rel: str) -> tuple[int | None, dict[str, int]]:
+    fd = _open_tree_dir(root_fd, rel)
+    if fd is None:
+        return None, {}
+    with os.scandir(fd) as it:
+        return fd, {e.name: e.inode() for e in it}
+
+
+def _child(dir_fd: int | None, name: str) -> _Info:
+    """An entry's lstat and xattrs, both through its parent's fd (the name itself not followed)."""
+    if dir_fd is None:
+        return _Info(None, None)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return _Info(None, None)
+    return _Info(f"/proc/self/fd/{dir_fd}/{name}", st)
+
+
+def _collect(new: str, old: str, ni: _Info, oi: _Info) -> None:
     """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode.
 
-    Iterative (a stack of directories to read): a layer may nest thousands deep.
+    Iterative (a stack of directories to read): a layer may nest thousands deep. Every read
+    goes through a directory fd opened beneath its tree's root with no symlink followed, so a
+    live container swapping in a symlink cannot make us read host files.
     """
-    stack = [("", ni, oi, nst, ost)]
-    while stack:
-        rel, ni, oi, nst, ost = stack.pop()
-        n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
-        o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
-        if not n_dir and not o_dir:
-            continue
-        same_dev = nst is not None and ost is not None and nst.st_dev == ost.st_dev
-        nn = _names(os.path.join(new, rel)) if n_dir else {}
-        on = _names(os.path.join(old, rel)) if o_dir else {}
-        for name in sorted(nn.keys() | on.keys()):
-            if name in nn and name in on and nn[name] == on[name] and same_dev:
-                continue
-            crel = f"{rel}/{name}" if rel else name
-            cn = _lstat(os.path.join(new, crel)) if name in nn else None
-            co = _lstat(os.path.join(old, crel)) if name in on else None
-            child_n = _Info(os.path.join(new, crel), cn)
-            child_o = _Info(os.path.join(old, crel), co)
-            if cn is not None:
-                ni.children[name] = child_n
-            if co is not None:
-                oi.children[name] = child_o
-            stack.append((crel, child_n, child_o, cn, co))
-
-
-def _lstat(path: str) -> os.stat_result | None:
+    new_root = os.open(new, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    old_root = os.open(old, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
+        stack = [("", ni, oi)]
+        while stack:
+            rel, ni, oi = stack.pop()
+            nfd, nn = _read_dir(new_root, rel) if ni.dir_here else (None, {})
+            try:
+                ofd, on = _read_dir(old_root, rel) if oi.dir_here else (None, {})
+                try:
+                    _collect_dir(rel, ni, oi, nfd, nn, ofd, on, stack)
+                finally:
+                    if ofd is not None:
+                        os.close(ofd)
+            finally:
+                if nfd is not None:
+                    os.close(nfd)
+    finally:
+        os.close(new_root)
+        os.close(old_root)
+
+
+def _collect_dir(rel: str, ni: _Info, oi: _Info, nfd: int | None, nn: dict[str, int],
+                 ofd: int | None, on: dict[str, int], stack: list[tuple[str, _Info, _Info]]) -> None:
+    same_dev = ni.st is not None and oi.st is not None and ni.st.st_dev == oi.st.st_dev
+    for name in sorted(nn.keys() | on.keys()):
+        if name in nn and name in on and nn[name] == on[name] and same_dev:
+            continue
+        child_n = _child(nfd, name) if name in nn else _Info(None, None)
+        child_o = _child(ofd, name) if name in on else _Info(None, None)
+        if child_n.st is not None:
+            ni.children[name] = child_n
+        if child_o.st is not None:
+            oi.children[name] = child_o
+        stack.append((f"{rel}/{name}" if rel else name, child_n, child_o))
 
 
 def _same_time(a: int, b: int) -> bool:
@@ -221,14 +258,12 @@ def changes_dirs(
     layer re-owned for other maps than its parent's shows only what was changed in it.
     """
     new_s = os.fspath(new)
-    if old is None:
-        nst = os.lstat(new_s)
-        ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, new_s, ni, oi, nst, None)
-    else:
-        old_s = os.fspath(old)
-        ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, old_s, ni, oi, os.lstat(new_s), os.lstat(old_s))
+    old_s = new_s if old is None else os.fspath(old)
+    # The roots' own entries: not compared, but they say whether each side is there to read.
+    ni, oi = _Info(None, None), _Info(None, None)
+    ni.st = os.lstat(new_s)
+    oi.st = None if old is None else os.lstat(old_s)
+    _collect(new_s, old_s, ni, oi)
     out: list[Change] = []
     _add_changes(ni, oi, out, old_maps, new_maps)
     return sorted(out, key=lambda c: c.path)
