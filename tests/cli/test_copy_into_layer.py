@@ -151,3 +151,35 @@ def _remove_deep(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     for child in tmp_path.iterdir():
         remove_tree(child)
+
+
+def test_copy_into_an_id_mapped_layer_maps_owners_like_go(tmp_path: Path) -> None:
+    require_privileged("the copy sets owners as root")
+    go = go_cli_path()
+    host = tmp_path / "host"
+    host.mkdir()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "x").write_text("payload")
+    os.chown(src / "sub" / "x", 12, 34)
+    os.chown(src / "sub", 5, 6)
+    maps = ("--uidmap", "0:100000:65536", "--gidmap", "0:200000:65536")
+    trees = {}
+    for name, prog in (("ours", [sys.executable, "-m", "cs_core"]), ("go", [go])):
+        graph = tmp_path / name
+        base = [*prog, "-g", str(graph / "g"), "-R", str(graph / "r"), "-s", "vfs"]
+        run = _runner(base)
+        try:
+            run("create-layer", "-i", LAYER, *maps)
+            point = Path(run("mount", LAYER).stdout.strip())
+            (point / "data").mkdir()
+            os.symlink(host, point / "data" / "sub")
+            run("copy", str(src), f"{LAYER}:/data")
+            trees[name] = _tree(point)
+            assert list(host.iterdir()) == [], f"{name} wrote onto the host"
+        finally:
+            subprocess.run([*base, "unmount", LAYER], capture_output=True)
+            subprocess.run([*base, "shutdown", "-f"], capture_output=True)
+    assert trees["ours"]["data/sub/x"][2:4] == (100012, 200034)
+    assert trees["ours"]["data/sub"][2:4] == (100005, 200006)
+    assert trees["ours"] == trees["go"]
