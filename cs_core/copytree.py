@@ -190,19 +190,28 @@ class _Copier:
 
 
 def copy_into(src_root: str, src_rel: str, dst_root: str, dst_rel: str, owners: Owners, *,
-              into_dir: bool = False, shown: str = "") -> None:
+              into_dir: bool = False, shown: str = "", src_shown: str = "") -> None:
     """Go's ``CopyWithTar`` of ``src_rel`` (beneath ``src_root``) to ``dst_rel`` beneath ``dst_root``.
 
     Both paths resolve inside their roots (symlinks as if the root were ``/``). A directory's
     contents merge into the destination; a file lands at it, or inside it when it is a directory
-    or ``into_dir`` (a host path ending in "/").
+    or ``into_dir`` (a host path ending in "/"). ``shown`` and ``src_shown`` name the paths in
+    errors.
     """
     src_root_fd = os.open(src_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     dst_root_fd = os.open(dst_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        src = openat2(src_root_fd, src_rel or ".", os.O_PATH, _IN_ROOT)
         try:
-            _copy_resolved(src, dst_root_fd, posixpath.normpath("/" + dst_rel).lstrip("/"),
+            src = openat2(src_root_fd, src_rel or ".", os.O_PATH, _IN_ROOT)
+        except OSError as exc:  # worded as Go's os.Stat of the source
+            err = OSError(exc.errno, exc.strerror, src_shown or src_rel)
+            err.go_op = "stat"  # type: ignore[attr-defined]
+            raise err from None
+        try:
+            # A file copied into a directory keeps the name it was given (a symlink's, not
+            # its target's), as Go's filepath.Base(src).
+            name = posixpath.basename(posixpath.normpath("/" + src_rel))
+            _copy_resolved(src, name, dst_root_fd, posixpath.normpath("/" + dst_rel).lstrip("/"),
                            owners, into_dir, shown)
         finally:
             os.close(src)
@@ -222,7 +231,7 @@ def _is_dir_beneath(root_fd: int, rel: str) -> bool:
         os.close(fd)
 
 
-def _copy_resolved(src: int, root_fd: int, rel: str, owners: Owners, into_dir: bool,
+def _copy_resolved(src: int, name: str, root_fd: int, rel: str, owners: Owners, into_dir: bool,
                    shown: str) -> None:
     st = os.fstat(src)
     if stat.S_ISDIR(st.st_mode):
@@ -237,7 +246,7 @@ def _copy_resolved(src: int, root_fd: int, rel: str, owners: Owners, into_dir: b
             os.close(top)
         return
     if into_dir or not rel or _is_dir_beneath(root_fd, rel):
-        rel = posixpath.join(rel, posixpath.basename(os.readlink(f"/proc/self/fd/{src}")))
+        rel = posixpath.join(rel, name)
     parent, _, base = rel.rpartition("/")
     pfd = _mkdir_all(root_fd, parent, posixpath.dirname(shown) if shown else parent)
     try:

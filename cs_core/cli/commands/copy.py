@@ -143,7 +143,7 @@ def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
             try:
                 copy_into(source.root, source.rel, target.root, target.rel,
                           Owners(owner, src_uids, src_gids, dst_uids, dst_gids),
-                          into_dir=target.into_dir, shown=target.shown)
+                          into_dir=target.into_dir, shown=target.shown, src_shown=source.shown)
             except OSError as exc:
                 err(f'error copying "{source.shown}" to "{target.shown}": {describe(exc)}\n')
                 return 1
