@@ -152,6 +152,7 @@ def test_live_layer_export_never_reads_through_a_swapped_symlink(
     import sys
 
     host = _host_dir(tmp_path, SECRET)
+    os.setxattr(host / "f", "user.secret", b"HOST-SECRET in an xattr")  # read by path, it leaked
     store = make_store()
     parent = store.put_layer(diff=io.BytesIO(layer_tar([("base", b"b")]))).id if on_parent else None
     layer = store.create_layer(parent=parent, writeable=True)
@@ -222,3 +223,30 @@ def test_diff_with_whiteouts_is_byte_identical_to_gos(
                          "diff", "-u", child.id], check=True, capture_output=True).stdout
     assert b".wh.a" in ours.getvalue() and b".wh.x" in ours.getvalue()
     assert _without_whiteout_times(ours.getvalue()) == _without_whiteout_times(go)
+
+
+def test_live_changes_never_read_a_host_files_attributes(tmp_path: Path) -> None:
+    """``changes`` of a live layer whose directory is swapped with a symlink to a host directory:
+    a host file identical but for an xattr must never show up as a modification."""
+    import subprocess
+    import sys
+
+    from cs_core.archive.changes import changes_dirs
+    from cs_core.model import Change
+
+    old, new, host = tmp_path / "old", tmp_path / "new", tmp_path / "host"
+    for top in (old / "d", new / "d", host):
+        top.mkdir(parents=True)
+        (top / "f").write_bytes(ORIGINAL)
+        os.utime(top / "f", ns=(MTIME * 10**9, MTIME * 10**9))
+    os.setxattr(host / "f", "user.secret", b"HOST-SECRET")
+    os.symlink(host, new / "e")
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(new / "d"), str(new / "e")],
+                               stdout=subprocess.PIPE)
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == b"ready\n"
+        for _ in range(2000):  # path-based reads leaked about 1 run in 150
+            assert Change("/d/f", Change.MODIFY) not in changes_dirs(new, old)
+    finally:
+        swapper.kill()
+        swapper.wait()

@@ -43,18 +43,20 @@ def _shallow(fn: _F) -> _F:
 _XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
-def _getxattr(path: str, key: str) -> bytes | None:
+def _getxattr(path: str, key: str, follow: bool = False) -> bytes | None:
+    """``follow`` only for a /proc/self/fd path: that magic link leads to the very inode its
+    fd holds (a symlink's own xattrs for an ``O_PATH`` fd of one), never further."""
     try:
-        return os.getxattr(path, key, follow_symlinks=False)
+        return os.getxattr(path, key, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _XATTR_ERRORS:
             return None
         raise
 
 
-def _user_xattrs(path: str) -> dict[str, bytes]:
+def _user_xattrs(path: str, follow: bool = False) -> dict[str, bytes]:
     try:
-        keys = os.listxattr(path, follow_symlinks=False)
+        keys = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _XATTR_ERRORS:
             return {}
@@ -62,7 +64,7 @@ def _user_xattrs(path: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key in keys:
         if key.startswith("user."):
-            value = _getxattr(path, key)
+            value = _getxattr(path, key, follow)
             if value is not None:
                 out[key] = value
     return out
@@ -85,47 +87,86 @@ class _Info:
     def is_dir(self) -> bool:
         return self.st is None or stat.S_ISDIR(self.st.st_mode)
 
+    @property
+    def dir_here(self) -> bool:
+        """Present, and a directory to read."""
+        return self.st is not None and stat.S_ISDIR(self.st.st_mode)
 
-def _names(path: str) -> dict[str, int]:
-    with os.scandir(path) as it:
-        return {e.name: e.inode() for e in it}
+
+def _open_tree_dir(root_fd: int, rel: str) -> int | None:
+    """Directory ``rel`` of a tree, reached with no symlink followed; None when it is gone
+    (or was swapped for something else by a live container)."""
+    try:
+        return openat2(root_fd, rel or ".", os.O_RDONLY | os.O_DIRECTORY, RESOLVE_STRICT)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EXDEV):
+            return None
+        raise
 
 
-def _collect(
-    new: str, old: str, rel: str, ni: _Info, oi: _Info, nst: os.stat_result | None, ost: os.stat_result | None
-) -> None:
-    """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode."""
-    n_dir = nst is not None and stat.S_ISDIR(nst.st_mode)
-    o_dir = ost is not None and stat.S_ISDIR(ost.st_mode)
-    if not n_dir and not o_dir:
-        return
-    same_dev = nst is not None and ost is not None and nst.st_dev == ost.st_dev
-    nn = _names(os.path.join(new, rel)) if n_dir else {}
-    on = _names(os.path.join(old, rel)) if o_dir else {}
+def _read_dir(root_fd: int, rel: str) -> tuple[int | None, dict[str, int]]:
+    fd = _open_tree_dir(root_fd, rel)
+    if fd is None:
+        return None, {}
+    with os.scandir(fd) as it:
+        return fd, {e.name: e.inode() for e in it}
+
+
+def _child(dir_fd: int | None, name: str) -> _Info:
+    """An entry's lstat and xattrs, both through its parent's fd (the name itself not followed)."""
+    if dir_fd is None:
+        return _Info(None, None)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return _Info(None, None)
+    return _Info(f"/proc/self/fd/{dir_fd}/{name}", st)
+
+
+def _collect(new: str, old: str, ni: _Info, oi: _Info) -> None:
+    """Go's ``walker.walk``: read both trees at once, skipping entries that are the same inode.
+
+    Iterative (a stack of directories to read): a layer may nest thousands deep. Every read
+    goes through a directory fd opened beneath its tree's root with no symlink followed, so a
+    live container swapping in a symlink cannot make us read host files.
+    """
+    new_root = os.open(new, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    old_root = os.open(old, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        stack = [("", ni, oi)]
+        while stack:
+            rel, ni, oi = stack.pop()
+            nfd, nn = _read_dir(new_root, rel) if ni.dir_here else (None, {})
+            try:
+                ofd, on = _read_dir(old_root, rel) if oi.dir_here else (None, {})
+                try:
+                    _collect_dir(rel, ni, oi, nfd, nn, ofd, on, stack)
+                finally:
+                    if ofd is not None:
+                        os.close(ofd)
+            finally:
+                if nfd is not None:
+                    os.close(nfd)
+    finally:
+        os.close(new_root)
+        os.close(old_root)
+
+
+def _collect_dir(rel: str, ni: _Info, oi: _Info, nfd: int | None, nn: dict[str, int],
+                 ofd: int | None, on: dict[str, int], stack: list[tuple[str, _Info, _Info]]) -> None:
+    same_dev = ni.st is not None and oi.st is not None and ni.st.st_dev == oi.st.st_dev
     for name in sorted(nn.keys() | on.keys()):
         if name in nn and name in on and nn[name] == on[name] and same_dev:
             continue
-        crel = f"{rel}/{name}" if rel else name
-        cn = co = None
-        if name in nn:
-            try:
-                cn = os.lstat(os.path.join(new, crel))
-            except FileNotFoundError:
-                cn = None
-        if name in on:
-            try:
-                co = os.lstat(os.path.join(old, crel))
-            except FileNotFoundError:
-                co = None
-        if cn is not None:
-            ni.children[name] = child_n = _Info(os.path.join(new, crel), cn)
-        else:
-            child_n = _Info(None, None)
-        if co is not None:
-            oi.children[name] = child_o = _Info(os.path.join(old, crel), co)
-        else:
-            child_o = _Info(None, None)
-        _collect(new, old, crel, child_n, child_o, cn, co)
+        child_n = _child(nfd, name) if name in nn else _Info(None, None)
+        child_o = _child(ofd, name) if name in on else _Info(None, None)
+        if child_n.st is not None:
+            ni.children[name] = child_n
+        if child_o.st is not None:
+            oi.children[name] = child_o
+        stack.append((f"{rel}/{name}" if rel else name, child_n, child_o))
 
 
 def _same_time(a: int, b: int) -> bool:
@@ -163,38 +204,45 @@ def _stat_different(o: os.stat_result, n: os.stat_result, omaps: IDMapPair,
     return False
 
 
-def _add_changes(
-    info: _Info,
-    old: _Info | None,
-    path: str,
-    out: list[Change],
-    added: bool,
-    omaps: IDMapPair,
-    nmaps: IDMapPair,
-) -> None:
-    at_entry = len(out)
-    if old is None:
-        out.append(Change(path, Change.ADD))
-        added = True
-    old_children = dict(old.children) if old is not None and info.is_dir else {}
-    for name, child in info.children.items():
-        cpath = f"{path.rstrip('/')}/{name}"
-        ochild = old_children.pop(name, None)
-        child_added = False
-        if ochild is not None:
-            assert child.st is not None and ochild.st is not None
-            if (
-                _stat_different(ochild.st, child.st, omaps, nmaps)
-                or ochild.cap != child.cap
-                or ochild.xattrs != child.xattrs
-            ):
-                out.append(Change(cpath, Change.MODIFY))
-                child_added = True
-        _add_changes(child, ochild, cpath, out, child_added, omaps, nmaps)
-    for name in old_children:
-        out.append(Change(f"{path.rstrip('/')}/{name}", Change.DELETE))
-    if len(out) > at_entry and info.is_dir and not added and path != "/":
-        out.insert(at_entry, Change(path, Change.MODIFY))
+def _add_changes(info: _Info, old: _Info | None, out: list[Change], omaps: IDMapPair,
+                 nmaps: IDMapPair) -> None:
+    """Go's ``changes.addChanges`` from the root down, iteratively (no depth limit).
+
+    A directory not itself added or modified gets a Modify when anything below it changed:
+    that is decided once its subtree is done (a frame seen a second time, ``at`` set).
+    """
+    # (info, old, path, added, at): ``at`` is len(out) when the frame was entered, or -1.
+    stack: list[tuple[_Info, _Info | None, str, bool, int]] = [(info, old, "/", False, -1)]
+    while stack:
+        info, old, path, added, at = stack.pop()
+        base = path.rstrip("/")
+        if at >= 0:
+            if old is not None and info.is_dir:
+                out.extend(Change(f"{base}/{name}", Change.DELETE)
+                           for name in old.children if name not in info.children)
+            if len(out) > at and info.is_dir and not added and path != "/":
+                out.append(Change(path, Change.MODIFY))
+            continue
+        at = len(out)
+        if old is None:
+            out.append(Change(path, Change.ADD))
+            added = True
+        stack.append((info, old, path, added, at))
+        old_children = old.children if old is not None and info.is_dir else {}
+        for name, child in info.children.items():
+            cpath = f"{base}/{name}"
+            ochild = old_children.get(name)
+            child_added = False
+            if ochild is not None:
+                assert child.st is not None and ochild.st is not None
+                if (
+                    _stat_different(ochild.st, child.st, omaps, nmaps)
+                    or ochild.cap != child.cap
+                    or ochild.xattrs != child.xattrs
+                ):
+                    out.append(Change(cpath, Change.MODIFY))
+                    child_added = True
+            stack.append((child, ochild, cpath, child_added, -1))
 
 
 @_shallow
@@ -210,16 +258,14 @@ def changes_dirs(
     layer re-owned for other maps than its parent's shows only what was changed in it.
     """
     new_s = os.fspath(new)
-    if old is None:
-        nst = os.lstat(new_s)
-        ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, new_s, "", ni, oi, nst, None)
-    else:
-        old_s = os.fspath(old)
-        ni, oi = _Info(None, None), _Info(None, None)
-        _collect(new_s, old_s, "", ni, oi, os.lstat(new_s), os.lstat(old_s))
+    old_s = new_s if old is None else os.fspath(old)
+    # The roots' own entries: not compared, but they say whether each side is there to read.
+    ni, oi = _Info(None, None), _Info(None, None)
+    ni.st = os.lstat(new_s)
+    oi.st = None if old is None else os.lstat(old_s)
+    _collect(new_s, old_s, ni, oi)
     out: list[Change] = []
-    _add_changes(ni, oi, "/", out, False, old_maps, new_maps)
+    _add_changes(ni, oi, out, old_maps, new_maps)
     return sorted(out, key=lambda c: c.path)
 
 
@@ -377,20 +423,28 @@ class _Appender:
         self._drop_parent()
         os.close(self.root_fd)
 
-    def _stat(self, rel: str) -> tuple[os.stat_result, str, int | None] | None:
-        """The entry's stat, link target and, for a regular file, an fd of that very inode.
+    def _stat(self, rel: str) -> tuple[os.stat_result, str, int] | None:
+        """The entry's stat, link target and an fd of that very inode (readable for a regular
+        file, ``O_PATH`` otherwise) that its content and xattrs are read through.
 
         A live layer can swap a file and a symlink (or a directory on the way) at any time:
         every lookup goes through the parent opened beneath the root with no symlink followed,
-        and the content fd must be the inode we lstat'ed, else we look again. None: gone.
+        and the fd must be the inode we lstat'ed, else we look again. None: gone.
         """
         parent, _, base = rel.rpartition("/")
         for _ in range(_RACE_RETRIES):
             try:
                 pfd = self._parent_fd(parent)
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    return st, os.readlink(base, dir_fd=pfd), None
+                link = os.readlink(base, dir_fd=pfd) if stat.S_ISLNK(st.st_mode) else ""
+                if stat.S_ISREG(st.st_mode):
+                    try:
+                        fd, fst = open_regular(pfd, base)
+                    except UnsafeArchive:
+                        continue
+                else:
+                    fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                    fst = os.fstat(fd)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError as exc:
@@ -399,37 +453,31 @@ class _Appender:
                 if exc.errno == errno.EINVAL:  # no longer a symlink
                     continue
                 raise
-            if not stat.S_ISREG(st.st_mode):
-                return st, "", None
-            try:
-                fd, fst = open_regular(pfd, base)
-            except (OSError, UnsafeArchive):
-                continue
             if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
-                return fst, "", fd
+                return fst, link, fd
             os.close(fd)
         raise UnsafeArchive(f"{rel!r} kept changing while the layer was exported")
 
-    def add(self, path: str, name: str) -> None:
+    def add(self, name: str) -> None:
         found = self._stat(name.rstrip("/"))
         if found is None:
             return
         st, link, fd = found
         try:
-            self._add(path, name, st, link, fd)
+            self._add(f"/proc/self/fd/{fd}", name, st, link, fd)
         finally:
-            if fd is not None:
-                os.close(fd)
+            os.close(fd)
 
-    def _add(self, path: str, name: str, st: os.stat_result, link: str, fd: int | None) -> None:
+    def _add(self, inode: str, name: str, st: os.stat_result, link: str, fd: int) -> None:
+        """``inode``: the entry's /proc/self/fd path, so xattrs come from the inode checked."""
         if stat.S_ISSOCK(st.st_mode):
             return
         e = entry_from_stat(name, st, link)
         for key in ("security.capability", "security.ima"):
-            value = _getxattr(path, key)
+            value = _getxattr(inode, key, follow=True)
             if value is not None:
                 e.xattrs[key] = value
-        e.xattrs.update(_user_xattrs(path))
+        e.xattrs.update(_user_xattrs(inode, follow=True))
         if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
             first = self.seen.get((st.st_dev, st.st_ino))
             if first is not None:
@@ -441,12 +489,12 @@ class _Appender:
         ):
             e.uid = to_container(st.st_uid, self.uid_map)
             e.gid = to_container(st.st_gid, self.gid_map)
-        extra = self.convert(e, path, st) if self.convert is not None else None
+        extra = self.convert(e, inode, st) if self.convert is not None else None
         if extra is not None:
             self.out.write(encode_header(e))
             e = extra
         self.out.write(encode_header(e))
-        if e.typeflag == tr.REG and e.size > 0 and fd is not None:
+        if e.typeflag == tr.REG and e.size > 0 and stat.S_ISREG(st.st_mode):
             self._copy(fd, e.size)
 
     def _copy(self, fd: int, size: int) -> None:
@@ -490,7 +538,7 @@ def export_changes(
                 d, _, b = change.path.rpartition("/")
                 app.whiteout(f"{d}/{WHITEOUT_PREFIX}{b}"[1:], now)
             else:
-                app.add(os.path.join(base, change.path.lstrip("/")), change.path[1:])
+                app.add(change.path[1:])
     finally:
         app.close()
     write_end(out)
@@ -499,12 +547,12 @@ def export_changes(
 def _overlay_converter(
     lowers: Sequence[str], opaque_xattr: str
 ) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
-    def convert(e: TarEntryOut, path: str, st: os.stat_result) -> TarEntryOut | None:
+    def convert(e: TarEntryOut, inode: str, st: os.stat_result) -> TarEntryOut | None:
         if stat.S_ISCHR(st.st_mode) and e.devmajor == 0 and e.devminor == 0:
             d, _, b = e.name.rpartition("/")
             e.name = f"{d}/{WHITEOUT_PREFIX}{b}" if d else WHITEOUT_PREFIX + b
             e.mode, e.typeflag, e.size = 0, tr.REG, 0
-        if stat.S_ISDIR(st.st_mode) and _getxattr(path, opaque_xattr) == b"y":
+        if stat.S_ISDIR(st.st_mode) and _getxattr(inode, opaque_xattr, follow=True) == b"y":
             e.xattrs.pop(opaque_xattr, None)
             rel = e.name.rstrip("/")
             for layer in lowers:
@@ -549,7 +597,7 @@ def export_tree(
     app = _Appender(base, out, uid_map, gid_map, convert)
     try:
         for rel, _st in _walk(base):
-            app.add(os.path.join(base, rel), rel)
+            app.add(rel)
     finally:
         app.close()
     write_end(out)

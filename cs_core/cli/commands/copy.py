@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import shutil
 import stat
 from typing import TYPE_CHECKING
 
@@ -13,6 +11,7 @@ import click
 
 from cs_core.cli.app import cli
 from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option
+from cs_core.copytree import copy_into
 from cs_core.errors import StorageError
 
 if TYPE_CHECKING:
@@ -57,6 +56,21 @@ def resolve_in_root(root: str, rel: str) -> str:
     return os.path.join(root, *resolved)
 
 
+class _Place:
+    """A path beneath a root: a layer's mount point, or "/" for a host path."""
+
+    def __init__(self, root: str, rel: str, *, into_dir: bool = False, shown: str = "") -> None:
+        self.root = root
+        self.rel = rel
+        self.into_dir = into_dir
+        # What messages show: the path as the host would resolve it inside the root.
+        self.shown = shown or resolve_in_root(root, rel)
+
+    @classmethod
+    def host(cls, path: str) -> _Place:
+        return cls("/", os.path.abspath(path).lstrip("/"), into_dir=path.endswith("/"), shown=path)
+
+
 class Owners:
     """Maps a source file's host owner to the owner its copy gets."""
 
@@ -80,74 +94,6 @@ class Owners:
         if self.dst[1]:
             gid = to_host(gid, self.dst[1])
         return uid, gid
-
-
-def _clear_way(dst: str, is_dir: bool) -> None:
-    """Go's untar: whatever is at ``dst`` is replaced unless both it and the new entry are
-    directories. A symlink the layer holds (``data/sub -> /etc``) is removed, never followed."""
-    try:
-        st = os.lstat(dst)
-    except FileNotFoundError:
-        return
-    if is_dir and stat.S_ISDIR(st.st_mode):
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(dst)
-    else:
-        os.unlink(dst)
-
-
-def _copy_entry(src: str, dst: str, owners: Owners) -> None:
-    st = os.lstat(src)
-    _clear_way(dst, stat.S_ISDIR(st.st_mode))
-    if stat.S_ISDIR(st.st_mode):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(dst)
-        for name in sorted(os.listdir(src)):
-            _copy_entry(os.path.join(src, name), os.path.join(dst, name), owners)
-        shutil.copystat(src, dst, follow_symlinks=False)
-    elif stat.S_ISLNK(st.st_mode):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dst)
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(st.st_mode):
-        shutil.copy2(src, dst, follow_symlinks=False)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dst)
-        os.mknod(dst, st.st_mode, st.st_rdev)
-        shutil.copystat(src, dst, follow_symlinks=False)
-    uid, gid = owners(st.st_uid, st.st_gid)
-    os.lchown(dst, uid, gid)
-
-
-def mkdir_all(path: str) -> None:
-    """Go's ``os.MkdirAll``: a non-directory in the way is ENOTDIR, not "file exists"."""
-    probe = path
-    while probe and probe != "/":
-        if os.path.lexists(probe):
-            if not os.path.isdir(probe):
-                exc = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), probe)
-                exc.go_op = "mkdir"  # type: ignore[attr-defined]
-                raise exc
-            break
-        probe = os.path.dirname(probe)
-    os.makedirs(path, exist_ok=True)
-
-
-def copy_with_tar(source: str, target: str, owners: Owners) -> None:
-    """Go's ``CopyWithTar``: a directory's contents merge into ``target``; a file lands at
-    ``target``, or inside it when ``target`` is a directory or ends with ``/``."""
-    st = os.stat(source)
-    if stat.S_ISDIR(st.st_mode):
-        mkdir_all(target)
-        for name in sorted(os.listdir(source)):
-            _copy_entry(os.path.join(source, name), os.path.join(target, name), owners)
-        return
-    if target.endswith("/") or os.path.isdir(target):
-        target = os.path.join(target, os.path.basename(source))
-    mkdir_all(os.path.dirname(target) or ".")
-    _copy_entry(source, target, owners)
 
 
 def parse_chown(text: str) -> tuple[int, int] | None:
@@ -174,9 +120,9 @@ def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
     store = env.store()
     with contextlib.ExitStack() as stack:
 
-        def locate(spec: str) -> tuple[str, list[IDMap], list[IDMap]]:
+        def locate(spec: str) -> tuple[_Place, list[IDMap], list[IDMap]]:
             if ":" not in spec:
-                return spec, [], []
+                return _Place.host(spec), [], []
             ref, path = spec.split(":", 1)
             try:
                 layer = store.layer(ref)
@@ -189,16 +135,17 @@ def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
             stack.callback(_quiet_unmount, store, layer.id)
             # Go joins the path onto the mount point, which drops a trailing "/": "layer:/d/"
             # names "d" itself (a new file when it does not exist), unlike a host path "d/".
-            resolved = resolve_in_root(mountpoint, path)
-            return resolved, list(layer.uid_map), list(layer.gid_map)
+            return _Place(mountpoint, path), list(layer.uid_map), list(layer.gid_map)
 
         target, dst_uids, dst_gids = locate(args[-1])
         for spec in args[:-1]:
             source, src_uids, src_gids = locate(spec)
             try:
-                copy_with_tar(source, target, Owners(owner, src_uids, src_gids, dst_uids, dst_gids))
+                copy_into(source.root, source.rel, target.root, target.rel,
+                          Owners(owner, src_uids, src_gids, dst_uids, dst_gids),
+                          into_dir=target.into_dir, shown=target.shown, src_shown=source.shown)
             except OSError as exc:
-                err(f'error copying "{source}" to "{target}": {describe(exc)}\n')
+                err(f'error copying "{source.shown}" to "{target.shown}": {describe(exc)}\n')
                 return 1
     return 0
 
