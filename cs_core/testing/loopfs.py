@@ -67,3 +67,16 @@ def _parse_size(size: str) -> int:
     if size[-1].upper() in units:
         return int(float(size[:-1]) * units[size[-1].upper()])
     return int(size)
+
+
+def unmount_under(path: Path) -> None:
+    """Unmount everything mounted below ``path``, deepest first."""
+    prefix = str(path)
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)

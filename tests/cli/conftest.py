@@ -11,6 +11,10 @@ from pathlib import Path
 import attrs
 import pytest
 
+from cs_core.testing.loopfs import unmount_under
+
+__all__ = ["unmount_under"]
+
 
 def available_driver() -> str:
     """vfs when its package is installed; otherwise overlay (which needs root and mounts)."""
@@ -22,19 +26,6 @@ def available_driver() -> str:
         return "vfs"
     require_privileged("the overlay driver needs root (vfs is not installed)")
     return "overlay"
-
-
-def unmount_under(path: Path) -> None:
-    """Unmount everything mounted below ``path``, deepest first."""
-    prefix = str(path)
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @attrs.define

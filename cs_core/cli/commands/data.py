@@ -56,7 +56,8 @@ def _data_commands(kind: str) -> None:
         # The store resolves the reference itself, with Go's "locating image" context.
         keys = getattr(env.store(), f"list_{kind}_big_data")(args[0])
         if json_output:
-            emit_json(list(keys))
+            # Go's name list is a nil slice when there is no data: its encoder prints null.
+            emit_json(list(keys) or None)
         else:
             out("".join(f"{k}\n" for k in keys))
         return 0
