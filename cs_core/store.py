@@ -1312,13 +1312,25 @@ class Store:
                 return False
 
     def mounted(self, ref: str) -> int:
+        """Mount count of a container's layer, a layer, or (what ``mount --ro IMAGE``
+        mounted) an image's top layer: HEAD's bats suite asks ``mounted IMAGE``."""
         with self.container_store.reading():
             container = self.container_store.lookup(ref)
         ls = self.layer_store
         with ls.reading():
             ls.refresh_mounts()
-            layer = ls.get(container.layer) if container is not None else ls.get(ref)
+            layer = ls.lookup(container.layer if container is not None else ref)
+            if layer is None and container is None:
+                layer = self._image_top_layer(ls, ref)
+            if layer is None:
+                raise LayerUnknown()
             return layer.mount_count
+
+    def _image_top_layer(self, ls: LayerStore, ref: str) -> Layer | None:
+        """The writable store's record of image ``ref``'s top layer (caller reads ``ls``)."""
+        with self._read_all(layers=False, containers=False):
+            found = self._find_image(ref)
+        return ls.lookup(found[0].top_layer) if found is not None and found[0].top_layer else None
 
     def mount_image(self, ref: str, options: Sequence[str] = (), mount_label: str = "") -> str:
         if "rw" in options:
