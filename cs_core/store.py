@@ -639,17 +639,11 @@ class Store:
             except DuplicateID as exc:
                 raise exc.wrap(f"an image with ID {_go_quote(id or '')} already exists") from None
             names = dedupe(names)
-            for name in names:
-                holder = ist.by_name.get(name)
-                if holder is not None:
-                    raise DuplicateName(
-                        f'image name "{name}" is already associated with image "{holder.id}"'
-                    )
             pulled = next(((ro.by_id[image_id], ro) for ro in self.ro_image_stores
                            if image_id in ro.by_id), None)
             # An ID of a read-only store's image starts from that record (HEAD's pull-up).
-            image = (Image(id=image_id, names=list(names)) if pulled is None
-                     else self._pull_up_image(*pulled, names=names))
+            image = (Image(id=image_id) if pulled is None
+                     else self._pull_up_image(*pulled, names=()))
             image.top_layer = top
             image.digest = options.digest or image.digest
             image.metadata = metadata or options.metadata or image.metadata
@@ -660,8 +654,12 @@ class Store:
                 self._set_image_big_data_locked(image, key, value, None)
             recompute_digests(image)
             ist.add(image)
-            if pulled is not None:
-                # Its names are added only now, taking them from other images if need be.
+            # Names are given only now, taken from any other image holding them: HEAD's
+            # bats suite (image-mount.bats) re-uses a name for a second image, where Go
+            # 1.43 refuses it as a duplicate (NOTES.md).
+            if pulled is None:
+                ist.update_names(image, names, "set")
+            else:
                 ist.update_names(image, [*pulled[0].names, *names], "add")
                 _note_names_history(image)
             ist.save()

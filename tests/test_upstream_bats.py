@@ -4,6 +4,7 @@ store. Go 1.43 fails these bats steps; we follow the suite (NOTES.md)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import pytest
 
@@ -47,3 +48,18 @@ def test_mounted_counts_an_image_mounted_read_only(vfs_store: Store) -> None:
     assert s.mounted(image.id) == 0
     with pytest.raises(errors.LayerUnknown):
         s.mounted("no-such-thing")
+
+
+def test_create_image_takes_a_name_from_another_image(make_store: Callable[[], Store]) -> None:
+    # image-mount.bats: a second `create-image --name wonderful-image` succeeds, and the
+    # name now stands for the new image; the old one keeps its other names.
+    s = make_store()
+    layer = s.create_layer()
+    old = s.create_image(names=["wonderful-image", "other"], layer=layer.id)
+    new = s.create_image(names=["wonderful-image"], layer=layer.id)
+    assert s.image("wonderful-image").id == new.id
+    assert s.names(old.id) == ["other"]
+    assert s.names(new.id) == ["wonderful-image"]
+    reopened = make_store()
+    assert reopened.image("wonderful-image").id == new.id
+    assert reopened.names(old.id) == ["other"]
