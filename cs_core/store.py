@@ -1264,7 +1264,12 @@ class Store:
                 if found is None:
                     if any(ro.lookup(ref) for ro in self.ro_layer_stores):
                         raise StoreIsReadOnly("mounting read/only store images is not allowed")
-                    raise LayerUnknown()
+                    # HEAD's bats suite mounts an image by name or ID: its top layer, and
+                    # read-only as `mount --ro` does, so an image is never changed in place.
+                    found = self._image_top_layer(ls, ref)
+                    if found is None:
+                        raise LayerUnknown()
+                    options = (*options, "ro")
                 layer = found
                 opts = MountOpts(mount_label=mount_label or layer.mount_label, options=tuple(options))
             if opts.uid_map or opts.gid_map:
@@ -1295,6 +1300,8 @@ class Store:
             if layer is None:
                 path = os.path.normpath(ref)
                 layer = next((x for x in ls.records if x.mount_point == path), None)
+                if layer is None:
+                    layer = self._image_top_layer(ls, ref)
                 if layer is None:
                     raise LayerUnknown()
             with ls.mounts_writing():

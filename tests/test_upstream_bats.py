@@ -46,6 +46,13 @@ def test_mounted_counts_an_image_mounted_read_only(vfs_store: Store) -> None:
     assert s.mounted(layer.id) == 1
     s.unmount_image(image.id)
     assert s.mounted(image.id) == 0
+    # Mounted by name or ID without --ro: counted and unmounted the same way.
+    s.mount("wonderful-image")
+    s.mount(image.id)
+    assert s.mounted(image.id) == 2
+    assert s.unmount(image.id) is True
+    assert s.unmount("wonderful-image") is False
+    assert s.mounted(image.id) == 0
     with pytest.raises(errors.LayerUnknown):
         s.mounted("no-such-thing")
 
