@@ -60,10 +60,7 @@ def test_duplicate_names_and_ids(vfs_store: Store) -> None:
         s.create_layer(id="fixed")
     with pytest.raises(errors.DuplicateName):
         s.create_layer(names=["n"])
-    img = s.create_image(names=["taken"])
-    expected = f'image name "taken" is already associated with image "{img.id}"'
-    with pytest.raises(errors.DuplicateName, match=expected):
-        s.create_image(names=["taken"])
+    # A second image named "taken" takes the name (HEAD bats): tests/test_upstream_bats.py.
 
 
 def test_names_move_and_history(vfs_store: Store) -> None:

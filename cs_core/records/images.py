@@ -36,6 +36,17 @@ class ImageStore(RecordStore[Image]):
         record.read_only = self.read_only
         recompute_digests(record)
 
+    def lookup(self, ref: str) -> Image | None:
+        """IDs, names and prefixes first; then a digest that exactly one image carries
+        (HEAD's bats suite looks images up as ``image sha256:...``; an ambiguous digest
+        names none, as an ambiguous prefix does)."""
+        image = super().lookup(ref)
+        if image is None and valid_digest(ref):
+            matches = self.by_digest(ref)
+            if len(matches) == 1:
+                return matches[0]
+        return image
+
     def by_digest(self, digest: str) -> list[Image]:
         return [image for image in self.records if digest in image.digests]
 

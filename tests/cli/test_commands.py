@@ -165,6 +165,25 @@ def test_mount_cycle_and_copy(cli: CLI, tmp_path: Path) -> None:
     assert doc[0]["id"] == "nope" and doc[0]["mountpoint"] == "" and doc[0]["error"]
 
 
+def test_copy_chown_maps_through_the_target_layers_maps(cli: CLI, tmp_path: Path) -> None:
+    # idmaps.bats idmaps-copy: --chown 100:100 into a layer mapped 0:R:101 gives R+100.
+    uid_base, gid_base = 2_000_000, 3_000_000
+    layer = cli.ok("create-layer", "--uidmap", f"0:{uid_base}:101",
+                   "--gidmap", f"0:{gid_base}:101").strip()
+    src = tmp_path / "f"
+    src.write_text("x")
+    os.chown(src, 5, 6)
+    point = cli.ok("mount", layer).strip()
+    try:
+        cli.ok("copy", str(src), f"{layer}:/plain")
+        cli.ok("copy", "--chown", "100:100", str(src), f"{layer}:/owned")
+        plain, owned = (os.lstat(os.path.join(point, n)) for n in ("plain", "owned"))
+        assert (plain.st_uid, plain.st_gid) == (uid_base + 5, gid_base + 6)
+        assert (owned.st_uid, owned.st_gid) == (uid_base + 100, gid_base + 100)
+    finally:
+        cli("unmount", layer)
+
+
 def test_copy_cannot_escape_the_layer(cli: CLI, tmp_path: Path) -> None:
     build(cli)
     point = cli.ok("mount", "base").strip()

@@ -81,13 +81,15 @@ class Owners:
         self.dst = (dst_uids, dst_gids)
 
     def __call__(self, uid: int, gid: int) -> tuple[int, int]:
-        if self.chown is not None:
-            return self.chown
         from cs_core.idmap import to_container, to_host
 
-        if self.src[0]:
+        # --chown names IDs as the target layer sees them: like a source's own owners,
+        # they still go through the layer's maps (Go's untar maps ChownOpts too).
+        if self.chown is not None:
+            uid, gid = self.chown
+        if self.src[0] and self.chown is None:
             uid = to_container(uid, self.src[0])
-        if self.src[1]:
+        if self.src[1] and self.chown is None:
             gid = to_container(gid, self.src[1])
         if self.dst[0]:
             uid = to_host(uid, self.dst[0])
