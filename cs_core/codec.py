@@ -42,14 +42,17 @@ def parse_time(text: str) -> _dt.datetime:
     nanos = int(frac.ljust(9, "0")) if frac else 0
     tz = _ZONES.get(zone) or _zone(zone)
     extra = nanos % 1000
-    # One constructor call either way: a file holds one time per record, and thousands of
-    # records are read per command.
-    obj = (GoTime if extra else _dt.datetime)(
+    # Text that format_time would write back unchanged is kept with the value, so saving an
+    # untouched record does not format its time again (thousands of records per save).
+    canonical = (not frac or frac[-1] != "0") and zone not in ("+00:00", "-00:00")
+    obj = (GoTime if extra or canonical else _dt.datetime)(
         int(year), int(month), int(day), int(hour), int(minute), int(second), nanos // 1000,
         tzinfo=tz,
     )
     if extra:
         obj.extra_nanos = extra  # type: ignore[attr-defined]
+    if canonical:
+        obj.text = text  # type: ignore[attr-defined]
     return obj
 
 
@@ -64,9 +67,14 @@ def _zone(zone: str) -> _dt.tzinfo:
 
 
 class GoTime(_dt.datetime):
-    """A datetime that remembers the nanoseconds below its microseconds."""
+    """A datetime that remembers the nanoseconds below its microseconds.
+
+    ``text`` is the RFC 3339 text it was parsed from when that is exactly what ``format_time``
+    writes for it. Values derived from it (``replace``, arithmetic) are new objects without it.
+    """
 
     extra_nanos: int = 0
+    text: str | None = None
 
     @classmethod
     def wrap(cls, value: _dt.datetime, extra_nanos: int) -> _dt.datetime:
@@ -82,6 +90,9 @@ class GoTime(_dt.datetime):
 
 def format_time(value: _dt.datetime) -> str:
     """Format like Go's ``time.RFC3339Nano``."""
+    known: str | None = getattr(value, "text", None)
+    if known is not None:
+        return known
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.UTC)
     nanos = value.microsecond * 1000 + getattr(value, "extra_nanos", 0)

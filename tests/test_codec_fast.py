@@ -182,3 +182,12 @@ def test_untouched_records_survive_a_create_in_a_big_store(tmp_path: Path) -> No
     new = json.loads(written)[-1]
     assert new["id"] == created.id and new["names"] == ["new<&>"]
     assert b'"names":["new\\u003c\\u0026\\u003e"]' in written
+
+
+@pytest.mark.parametrize("text", sorted({r["created"] for r in LAYERS}))
+def test_a_kept_time_text_is_what_formatting_writes(text: str) -> None:
+    value = codec.parse_time(text)
+    # The same instant and nanoseconds, without the text kept from parsing.
+    bare = codec.GoTime.wrap(value.replace(), getattr(value, "extra_nanos", 0))
+    assert getattr(bare, "text", None) is None
+    assert codec.format_time(value) == codec.format_time(bare)
