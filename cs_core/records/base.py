@@ -173,6 +173,25 @@ class RecordStore(Generic[R]):
         # Until this load succeeds, what we hold is no longer known to match the disk: a
         # damaged file must keep failing every use, not be served (or saved) from memory.
         self._loaded = False
+        with codec.paused_gc():  # see there: the records built here are many, and acyclic
+            needs_save = self._load_files()
+        if not self.read_only:
+            self._recover_staged()
+        if needs_save:
+            if self.read_only or not writing:
+                from cs_core.errors import DuplicateImageNames, DuplicateLayerNames
+
+                if self.kind == "image":
+                    raise DuplicateImageNames(str(self.directory))
+                if self.kind == "layer":
+                    raise DuplicateLayerNames(str(self.directory))
+            else:
+                self.save()
+        self._loaded = True
+        self.after_load(writing=writing)
+
+    def _load_files(self) -> bool:
+        """Read and index every file; True if duplicate names had to be resolved."""
         records: list[R] = []
         for f in self.files:
             try:
@@ -190,21 +209,7 @@ class RecordStore(Generic[R]):
             for record in loaded:
                 self._mark_loaded(record, f)
             records.extend(loaded)
-        needs_save = self._index(records)
-        if not self.read_only:
-            self._recover_staged()
-        if needs_save:
-            if self.read_only or not writing:
-                from cs_core.errors import DuplicateImageNames, DuplicateLayerNames
-
-                if self.kind == "image":
-                    raise DuplicateImageNames(str(self.directory))
-                if self.kind == "layer":
-                    raise DuplicateLayerNames(str(self.directory))
-            else:
-                self.save()
-        self._loaded = True
-        self.after_load(writing=writing)
+        return self._index(records)
 
     def path_ids(self, record: R) -> list[str]:
         """Hook: the record's IDs that become paths (its own, and those it refers to)."""
