@@ -460,6 +460,11 @@ class Store:
             fill()
             syncfs(self.driver.home)
         except BaseException:
+            if empty:
+                log.warning('Applying the diff to layer "%s" failed, layer reset to empty', layer.id)
+            else:
+                log.warning('Applying the diff to layer "%s" failed part-way: it may hold some of '
+                            'the diff\'s files ("check" reports them)', layer.id)
             with contextlib.suppress(Exception):
                 ls.undo_interrupted_apply(layer)
                 ls.save()

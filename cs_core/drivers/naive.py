@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import io
+import logging
 import os
 import stat
 import threading
@@ -27,6 +28,8 @@ from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 if TYPE_CHECKING:
     from cs_core.drivers.base import GraphDriver
+
+log = logging.getLogger(__name__)
 
 _F_SETPIPE_SZ = 1031
 _OVERFLOW_ID = 65534
@@ -56,7 +59,11 @@ def apply_diff(
             force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None,
         )
-        return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+        try:
+            return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+        except Exception as exc:
+            log.error("While applying layer: %s", exc)  # as Go's NaiveDiffDriver.ApplyDiff
+            raise
     finally:
         driver.put(id)
 
