@@ -524,7 +524,8 @@ class TarReader:
         if count < 0 or count > MAX_SPARSE_ENTRIES:
             raise _bad("bad GNU sparse 1.0 map")
         want(1 + 2 * count)
-        return [(go_int(tokens[1 + 2 * i], "GNU sparse 1.0 map"), go_int(tokens[2 + 2 * i], "GNU sparse 1.0 map"))
+        what = "GNU sparse 1.0 map"
+        return [(go_int(tokens[1 + 2 * i], what), go_int(tokens[2 + 2 * i], what))
                 for i in range(count)]
 
     def _validate_sparse(self, h: TarHeader) -> None:
