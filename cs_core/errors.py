@@ -186,6 +186,15 @@ class UnsafeArchive(StorageError):
     message = "unsafe or malformed archive"
 
 
+class ArchiveFormatError(ExactMessage, UnsafeArchive):
+    """A stream that is not a (whole) tar or compressed stream, in Go's words alone.
+
+    Go's ``archive/tar`` and decoders say ``archive/tar: invalid tar header`` or
+    ``unexpected EOF`` without further context; scripts (upstream's apply-junk test) look
+    for those texts.
+    """
+
+
 class UsageError(StorageError):
     """A user mistake on the command line (exit code as Go's CLI)."""
 

@@ -460,9 +460,20 @@ class Store:
             fill()
             syncfs(self.driver.home)
         except BaseException:
-            with contextlib.suppress(Exception):
+            # Said once the reset is done, so the message never claims a reset that failed.
+            try:
                 ls.undo_interrupted_apply(layer)
                 ls.save()
+            except Exception as exc:
+                log.warning('Applying the diff to layer "%s" failed, and so did resetting it '
+                            '(the next write resets it): %s', layer.id, exc)
+            else:
+                if empty:
+                    log.warning('Applying the diff to layer "%s" failed, layer reset to empty',
+                                layer.id)
+                else:
+                    log.warning('Applying the diff to layer "%s" failed part-way: it may hold '
+                                'some of the diff\'s files ("check" reports them)', layer.id)
             raise
         del layer.flags[APPLYING]
         ls.save()

@@ -1,8 +1,9 @@
 """Sniff, decompress and compress layer streams (gzip, zstd, bzip2, xz or plain).
 
 Go's numbering of compression kinds is what ``layers.json`` records, so the enum keeps it.
-Decoder failures (junk, truncation) surface as :class:`cs_core.errors.UnsafeArchive` so callers
-see one error type for every malformed input.
+Decoder failures (junk, truncation) surface as :class:`cs_core.errors.ArchiveFormatError` (an
+``UnsafeArchive``) so callers see one error type for every malformed input; a truncated stream
+reads ``unexpected EOF``, as Go's decoders say.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
-from cs_core.errors import NotSupported, UnsafeArchive
+from cs_core.errors import ArchiveFormatError, NotSupported, UnsafeArchive
 
 # The compiled codecs are optional at run time: the single-file zipapp cannot carry compiled
 # modules, so it falls back to the standard library's gzip and refuses zstd with a clear error.
@@ -43,6 +44,13 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, cast(type[BaseException], IsalError),
     *((zstandard.ZstdError,) if zstandard is not None else ()),
 )
+
+
+def _decode_error(kind: Compression, exc: BaseException) -> ArchiveFormatError:
+    if isinstance(exc, EOFError):  # "Compressed file ended before the end-of-stream marker"
+        return ArchiveFormatError("unexpected EOF")
+    text = str(exc)  # Go: "gzip: invalid header", "xz: ..."
+    return ArchiveFormatError(text if text.startswith(kind.label) else f"{kind.label}: {text}")
 
 
 def _require_zstandard() -> None:
@@ -131,7 +139,7 @@ class _GuardedReader(io.RawIOBase):
         except UnsafeArchive:
             raise
         except _DECODE_ERRORS as exc:
-            raise UnsafeArchive(f"reading {self._kind.label} stream: {exc}") from None
+            raise _decode_error(self._kind, exc) from None
 
     def close(self) -> None:
         if not self.closed:
@@ -241,7 +249,7 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
     try:
         decoder = _open_decoder(kind, raw)
     except _DECODE_ERRORS as exc:
-        raise UnsafeArchive(f"reading {kind.label} stream: {exc}") from None
+        raise _decode_error(kind, exc) from None
     guarded = _GuardedReader(decoder, kind)
     if kind == Compression.GZIP:
         return kind, guarded  # type: ignore[return-value]  # isal already inflates in a thread

@@ -7,21 +7,32 @@ entry's data, the header block, PAX and GNU long-name/link headers with their da
 and old-GNU sparse extension blocks. File data (and, as in Go, the in-data sparse map of GNU
 sparse 1.0) is not part of any segment.
 
-Malformed or hostile input raises :class:`cs_core.errors.UnsafeArchive`.
+Malformed or hostile input raises :class:`cs_core.errors.UnsafeArchive`; input that is not a
+tar at all, or ends early, raises its subclass ``ArchiveFormatError`` with Go's text
+(``archive/tar: invalid tar header``, ``unexpected EOF``). Numbers are parsed as strictly as
+Go's ``strconv`` (no ``1_0``, no whitespace, no ``0o`` prefix).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from cs_core.errors import UnsafeArchive
+from cs_core.errors import ArchiveFormatError, UnsafeArchive
 
 BLOCK = 512
 #: Largest PAX or GNU long-name payload accepted (Go's ``maxSpecialFileSize``).
 MAX_SPECIAL = 1 << 20
 #: Largest number of sparse fragments accepted in one entry.
 MAX_SPARSE_ENTRIES = 1 << 18
+#: Most bytes of PAX and GNU long-name/link headers (with their data) before one entry. A real
+#: entry has at most one of each; stacking hundreds of 1 MiB ones would otherwise all be held
+#: for the entry's tar-split segment.
+MAX_META = 4 * (MAX_SPECIAL + 2 * BLOCK)
+#: Highest owner ID an entry may have: 2^32 - 1 is chown's "leave unchanged", and anything
+#: larger does not fit a uid_t (Go would truncate it, often to 0).
+MAX_ID = 0xFFFFFFFE
 _BUFSIZE = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
 _INT64_MAX = (1 << 63) - 1
@@ -44,8 +55,27 @@ GNU_LONGLINK = ord("K")
 _HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 
-def _bad(why: str) -> UnsafeArchive:
-    return UnsafeArchive(f"invalid tar header: {why}")
+_GO_INT = re.compile(rb"[+-]?[0-9]+")
+
+
+def _bad(why: str = "") -> ArchiveFormatError:
+    """Go's ``archive/tar.ErrHeader``, with what is wrong when it is more than junk."""
+    return ArchiveFormatError("archive/tar: invalid tar header" + (f": {why}" if why else ""))
+
+
+def _eof() -> ArchiveFormatError:
+    """Go's ``io.ErrUnexpectedEOF``: the stream ended inside a header or an entry's data."""
+    return ArchiveFormatError("unexpected EOF")
+
+
+def go_int(raw: bytes, what: str) -> int:
+    """Go's ``strconv.ParseInt(s, 10, 64)``: optional sign and ASCII digits, nothing else."""
+    if _GO_INT.fullmatch(raw) is None:
+        raise _bad(f"bad {what} {raw[:40]!r}")
+    value = int(raw)
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise _bad(f"{what} overflows")
+    return value
 
 
 def _cstr(b: bytes) -> bytes:
@@ -55,19 +85,6 @@ def _cstr(b: bytes) -> bytes:
 
 def _numeric(b: bytes, field: str) -> int:
     """Go's ``parser.parseNumeric``: octal text or base-256 binary."""
-    if b and not b[0] & 0x80:
-        # Fast path for the usual zero-padded, NUL- or space-terminated octal digits.
-        v = b.strip(b" \x00")
-        if not v:
-            return 0
-        if b"\x00" not in v:
-            try:
-                value = int(v, 8)
-            except ValueError:
-                raise _bad(f"bad {field} field {v!r}") from None
-            if value > 0xFFFFFFFFFFFFFFFF:
-                raise _bad(f"{field} overflows")
-            return value if value <= _INT64_MAX else value - (1 << 64)
     if b and b[0] & 0x80:
         inv = 0xFF if b[0] & 0x40 else 0
         x = 0
@@ -81,10 +98,14 @@ def _numeric(b: bytes, field: str) -> int:
         if x >> 63:
             raise _bad(f"{field} overflows")
         return ~x if inv == 0xFF else x
-    s = _cstr(b.strip(b" \x00"))
-    if not s:
+    # Go trims spaces and NULs, cuts at a NUL, then wants octal digits only (ParseUint).
+    t = b.strip(b" \x00")
+    if not t:
         return 0
+    s = _cstr(t)
     try:
+        if not s.isdigit():  # bytes.isdigit: ASCII only; int() would take "0o7", "+7", "1_0"
+            raise ValueError
         value = int(s, 8)
     except ValueError:
         raise _bad(f"bad {field} field {s!r}") from None
@@ -96,10 +117,12 @@ def _numeric(b: bytes, field: str) -> int:
 def _num(b: bytes, field: str) -> int:
     """``_numeric`` with a fast path for the usual digits followed by one NUL or space."""
     if b[0] != 0:
-        try:
-            return int(b.rstrip(b" \x00"), 8)
-        except ValueError:
-            pass
+        v = b.rstrip(b" \x00")
+        if v.isdigit():
+            try:
+                return int(v, 8)
+            except ValueError:  # an 8 or a 9
+                pass
     return _numeric(b, field)
 
 
@@ -120,15 +143,17 @@ def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-def _pax_time_ns(v: str) -> int:
+def _pax_time_ns(v: bytes) -> int:
     """Go's ``parsePAXTime``: seconds with up to 9 fractional digits (more are truncated)."""
-    sec, dot, frac = v.partition(".")
-    neg = sec.startswith("-")
-    digits = sec[1:] if neg else sec
-    if not digits.isdigit() or (dot and not (frac.isdigit())):
-        raise _bad(f"bad PAX time {v!r}")
-    ns = int(digits) * 1_000_000_000 + int((frac + "000000000")[:9]) if dot else int(digits) * 10**9
-    return -ns if neg else ns
+    sec, dot, frac = v.partition(b".")
+    secs = go_int(sec, "PAX time")
+    if not dot:
+        return secs * 1_000_000_000
+    if frac and not frac.isdigit():  # Go: anything but ASCII digits after the dot
+        raise _bad(f"bad PAX time {v[:40]!r}")
+    ns = int((frac + b"000000000")[:9])
+    # Go: time.Unix(secs, -ns) for a negative seconds field (its sign, not its value).
+    return secs * 1_000_000_000 + (-ns if sec.startswith(b"-") else ns)
 
 
 def parse_pax(data: bytes) -> dict[str, bytes]:
@@ -141,10 +166,7 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
         sp = data.find(b" ", pos, pos + 20)
         if sp < 0:
             raise _bad("malformed PAX record")
-        try:
-            length = int(data[pos:sp])
-        except ValueError:
-            raise _bad("malformed PAX record length") from None
+        length = go_int(data[pos:sp], "PAX record length")
         end = pos + length
         if length < 5 or end > n or data[end - 1] != 0x0A:
             raise _bad("malformed PAX record")
@@ -242,7 +264,7 @@ class TarReader:
         while self._end - self._pos < n:
             if not self._read_some():
                 if exact:
-                    raise UnsafeArchive("unexpected end of tar stream")
+                    raise _eof()
                 break
         m = min(n, self._end - self._pos)
         out = bytes(self._mv[self._pos:self._pos + m])
@@ -270,7 +292,7 @@ class TarReader:
         while self._remaining:
             avail = self._end - self._pos
             if not avail and not self._read_some():
-                raise UnsafeArchive("unexpected end of tar stream")
+                raise _eof()
             avail = min(self._end - self._pos, self._remaining)
             self._account(bytes(self._mv[self._pos:self._pos + avail]))
             self._pos += avail
@@ -290,32 +312,37 @@ class TarReader:
         pax: dict[str, bytes] = {}
         long_name: bytes | None = None
         long_link: bytes | None = None
+        meta = 0  # bytes of extended headers read for this entry
         while True:
             if self._pad:
                 pad = self._take(self._pad, exact=False)
                 self._account(pad)
                 if len(pad) < self._pad:
-                    raise UnsafeArchive("unexpected end of tar stream")
+                    raise _eof()
                 self._pad = 0
             blk = self._take(BLOCK, exact=False)
             self._account(blk)
             if not blk:
                 return None  # Go accepts a stream that simply stops at a header boundary
             if len(blk) < BLOCK:
-                raise UnsafeArchive("unexpected end of tar stream")
+                raise _eof()
             if blk == _ZERO_BLOCK:
                 blk2 = self._take(BLOCK, exact=False)
                 self._account(blk2)
                 if not blk2 or blk2 == _ZERO_BLOCK:
                     return None
                 if len(blk2) < BLOCK:
-                    raise UnsafeArchive("unexpected end of tar stream")
-                raise _bad("zero block followed by data")
+                    raise _eof()
+                raise _bad()
             hdr, fmt = self._parse_block(blk)
             size = hdr.size
             if size < 0:
                 raise _bad("negative size")
             tf = hdr.typeflag
+            if tf in (XHEADER, XGLOBAL, GNU_LONGNAME, GNU_LONGLINK):
+                meta += BLOCK + size
+                if meta > MAX_META:
+                    raise _bad("too many extended headers for one entry")
             if tf in (XHEADER, XGLOBAL):
                 records = parse_pax(self._read_special(size, "PAX header"))
                 if tf == XGLOBAL:
@@ -342,6 +369,8 @@ class TarReader:
             hdr.name = _decode(hdr.name_bytes)
             if hdr.size < 0:
                 raise _bad("negative size")
+            if not (0 <= hdr.uid <= MAX_ID and 0 <= hdr.gid <= MAX_ID):
+                raise UnsafeArchive(f"{hdr.name!r}: owner {hdr.uid}:{hdr.gid} is not a valid uid:gid")
             physical = 0 if hdr.typeflag in _HEADER_ONLY else hdr.size
             self._remaining = physical
             self._pad = -physical % BLOCK
@@ -358,7 +387,7 @@ class TarReader:
 
     def _parse_block(self, blk: bytes) -> tuple[TarHeader, str]:
         if not _checksum_ok(blk):
-            raise _bad("checksum mismatch")
+            raise _bad()  # junk: Go says no more either
         magic, version = blk[257:263], blk[263:265]
         if magic == b"ustar\x00" and version == b"00":
             fmt = "ustar"
@@ -407,21 +436,19 @@ class TarReader:
                 elif key == "linkpath":
                     h.linkname = _decode(raw)
                 elif key == "uid":
-                    h.uid = int(raw)
+                    h.uid = go_int(raw, "PAX uid")
                 elif key == "gid":
-                    h.gid = int(raw)
+                    h.gid = go_int(raw, "PAX gid")
                 elif key == "mtime":
-                    h.mtime_ns = _pax_time_ns(raw.decode())
+                    h.mtime_ns = _pax_time_ns(raw)
                 elif key == "atime":
-                    h.atime_ns = _pax_time_ns(raw.decode())
+                    h.atime_ns = _pax_time_ns(raw)
                 elif key == "size":
-                    h.size = int(raw)
+                    h.size = go_int(raw, "PAX size")
                 elif key.startswith("SCHILY.xattr."):
                     h.xattrs[key[len("SCHILY.xattr."):]] = raw
             except (ValueError, UnicodeDecodeError):
                 raise _bad(f"bad PAX record {key!r}") from None
-        if h.uid < 0 or h.gid < 0:
-            raise _bad("negative uid or gid")
         h.pax = pax
 
     def _old_gnu_sparse(self, h: TarHeader, blk: bytes) -> list[tuple[int, int]]:
@@ -461,25 +488,17 @@ class TarReader:
             h.name = _decode(name)
         size = pax.get("GNU.sparse.size") or pax.get("GNU.sparse.realsize")
         if size:
-            try:
-                h.size = int(size)
-            except ValueError:
-                raise _bad("bad GNU sparse size") from None
+            h.size = go_int(size, "GNU sparse size")
         if v1:
             return self._sparse_map_1x0()
-        try:
-            count = int(pax.get("GNU.sparse.numblocks", b""))
-        except ValueError:
-            raise _bad("bad GNU sparse numblocks") from None
+        count = go_int(pax.get("GNU.sparse.numblocks", b""), "GNU sparse numblocks")
         fields = pax.get("GNU.sparse.map", b"").split(b",")
         if fields == [b""]:
             fields = []
         if count < 0 or count > MAX_SPARSE_ENTRIES or len(fields) != 2 * count:
             raise _bad("bad GNU sparse map")
-        try:
-            return [(int(fields[i]), int(fields[i + 1])) for i in range(0, len(fields), 2)]
-        except ValueError:
-            raise _bad("bad GNU sparse map") from None
+        return [(go_int(fields[i], "GNU sparse map"), go_int(fields[i + 1], "GNU sparse map"))
+                for i in range(0, len(fields), 2)]
 
     def _sparse_map_1x0(self) -> list[tuple[int, int]]:
         # Read from the entry's data, as Go does; these blocks are in no tar-split segment.
@@ -501,17 +520,13 @@ class TarReader:
                 self._remaining -= BLOCK
 
         want(1)
-        try:
-            count = int(tokens[0])
-        except ValueError:
-            raise _bad("bad GNU sparse 1.0 map") from None
+        count = go_int(tokens[0], "GNU sparse 1.0 map")
         if count < 0 or count > MAX_SPARSE_ENTRIES:
             raise _bad("bad GNU sparse 1.0 map")
         want(1 + 2 * count)
-        try:
-            return [(int(tokens[1 + 2 * i]), int(tokens[2 + 2 * i])) for i in range(count)]
-        except ValueError:
-            raise _bad("bad GNU sparse 1.0 map") from None
+        what = "GNU sparse 1.0 map"
+        return [(go_int(tokens[1 + 2 * i], what), go_int(tokens[2 + 2 * i], what))
+                for i in range(count)]
 
     def _validate_sparse(self, h: TarHeader) -> None:
         if h.typeflag in _HEADER_ONLY or h.size < 0:
@@ -532,7 +547,7 @@ class TarReader:
         """The current entry's physical data, in buffer-sized views valid until the next step."""
         while self._remaining:
             if self._pos == self._end and not self._read_some():
-                raise UnsafeArchive("unexpected end of tar stream")
+                raise _eof()
             n = min(self._end - self._pos, self._remaining)
             view = self._mv[self._pos:self._pos + n]
             self._pos += n

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -123,12 +124,24 @@ def command_usage(name: str, cmd: click.Command, fs: FlagSet) -> None:
     err(fs.format_defaults())
 
 
+def _rfc3339(when: float) -> str:
+    """Go's ``time.RFC3339`` in local time: ``Z`` for UTC, else ``+hh:mm``."""
+    local = time.localtime(when)
+    offset = local.tm_gmtoff or 0
+    if offset == 0:
+        zone = "Z"
+    else:
+        sign, minutes = ("-", -offset // 60) if offset < 0 else ("+", offset // 60)
+        zone = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+
+
 class _LogfmtFormatter(logging.Formatter):
-    """logrus's text format, which the Go CLI uses for --debug output."""
+    """logrus's text format when stderr is no terminal, as the Go CLI logs."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage().replace('"', '\\"')
-        return f'level={record.levelname.lower()} msg="{message}"'
+        return f'time="{_rfc3339(record.created)}" level={record.levelname.lower()} msg="{message}"'
 
 
 def setup_logging(debug: bool) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import io
+import logging
 import os
 import stat
 import threading
@@ -22,11 +23,14 @@ from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
 from cs_core.archive.saferoot import open_regular
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, FileGetter, MountOpts
-from cs_core.errors import InvalidMappings, UnsafeArchive
+from cs_core.errors import ArchiveFormatError, InvalidMappings, UnsafeArchive
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 if TYPE_CHECKING:
+    from cs_core.archive.tarsplit import TarSplitWriter
     from cs_core.drivers.base import GraphDriver
+
+log = logging.getLogger(__name__)
 
 _F_SETPIPE_SZ = 1031
 _OVERFLOW_ID = 65534
@@ -56,9 +60,27 @@ def apply_diff(
             force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None,
         )
-        return apply_tar(root, stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+        return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
     finally:
         driver.put(id)
+
+
+def apply_logged(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions,
+                 tar_split: TarSplitWriter | None) -> ApplyResult:
+    """``apply_tar`` as Go's NaiveDiffDriver reports a failure: logged, then returned.
+
+    Go extracts in a re-exec'd helper whose stderr and exit status make up the error, so a
+    stream that is no tar reads ``ApplyLayer stdout:  stderr: <tar's error> exit status 1``.
+    """
+    try:
+        return apply_tar(root, stream, options, tar_split=tar_split)
+    except ArchiveFormatError as exc:
+        wrapped = ArchiveFormatError(f"ApplyLayer stdout:  stderr: {exc} exit status 1")
+        log.error("While applying layer: %s", wrapped)
+        raise wrapped from None
+    except Exception as exc:
+        log.error("While applying layer: %s", exc)
+        raise
 
 
 def create_from_template(

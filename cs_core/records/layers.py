@@ -79,6 +79,7 @@ class LayerStore(RecordStore[Layer]):
                     self.records.remove(layer)
             interrupted = [layer for layer in self.records if layer.flags.get(APPLYING)]
             for layer in interrupted:
+                log.warning('Found layer "%s" with an interrupted applydiff, resetting it', layer.id)
                 self.undo_interrupted_apply(layer)
             if doomed or interrupted:
                 self.reindex()
@@ -110,7 +111,6 @@ class LayerStore(RecordStore[Layer]):
         is exactly its state before the apply. One that already had content cannot be rolled
         back file by file; it is left for ``check`` (content modified) and ``check -r``.
         """
-        log.warning('Found layer "%s" with an interrupted applydiff, resetting it', layer.id)
         # The flag says what the layer held before: the apply may have got as far as
         # replacing the tar-split file, so the files on disk cannot tell any more.
         if layer.flags.get(APPLYING) == APPLYING_TO_EMPTY:

@@ -111,10 +111,59 @@ def test_write_through_absolute_symlink_stays_inside(arena: tuple[Path, Path]) -
     assert (root / str(outside).lstrip("/") / "secret").read_bytes() == b"pwned"
 
 
-def test_relative_symlink_climbing_out_is_rejected(arena: tuple[Path, Path]) -> None:
+def test_symlinks_climbing_above_the_root_are_kept_as_they_are(arena: tuple[Path, Path]) -> None:
+    # Real images have these (Go applies them); they are never followed out of the root.
     root, _ = arena
-    with pytest.raises(UnsafeArchive):
-        apply_bytes(root, make_tar(member("evil", tarfile.SYMTYPE, linkname="../outside")))
+    apply_bytes(root, make_tar(
+        member("etc", tarfile.DIRTYPE),
+        member("etc/group", tarfile.SYMTYPE, linkname="../../../../../../etc/group"),
+        member("dangle-up", tarfile.SYMTYPE, linkname="../../../../x"),
+        member("evil", tarfile.SYMTYPE, linkname="../outside"),
+    ))
+    assert os.readlink(root / "etc" / "group") == "../../../../../../etc/group"
+    assert os.readlink(root / "dangle-up") == "../../../../x"
+    assert os.readlink(root / "evil") == "../outside"
+
+
+def test_writes_through_climbing_symlinks_stay_inside(arena: tuple[Path, Path]) -> None:
+    root, outside = arena
+    (root / "outside").mkdir()  # where "../outside" leads once ".." stops at the root
+    (root / str(outside).lstrip("/")).mkdir(parents=True)
+    apply_bytes(root, make_tar(
+        member("evil", tarfile.SYMTYPE, linkname="../outside"),
+        member("evil/secret", data=b"pwned"),
+        member("evil/dir/file", data=b"pwned too"),
+        member("deep", tarfile.SYMTYPE, linkname="../../../../../../../.." + str(outside)),
+        member("deep/new", data=b"x"),
+        member("evil/.wh.dir"),
+        member("h", tarfile.LNKTYPE, linkname="evil/secret"),
+    ))
+    assert (root / "outside" / "secret").read_bytes() == b"pwned"
+    assert not (root / "outside" / "dir").exists()
+    assert (root / str(outside).lstrip("/") / "new").read_bytes() == b"x"
+    assert (root / "h").read_bytes() == b"pwned"
+    # The arena fixture checks that the real outside/ (secret, dir/file) is untouched.
+
+
+def test_write_through_dangling_climbing_symlink_is_rejected(arena: tuple[Path, Path]) -> None:
+    root, _ = arena
+    tar = make_tar(member("dangle-up", tarfile.SYMTYPE, linkname="../../../../x"),
+                   member("dangle-up/file", data=b"pwned"))
+    with pytest.raises(UnsafeArchive, match="resolving 'dangle-up' inside the layer"):
+        apply_bytes(root, tar)
+    assert not (root / "x").exists()
+
+
+def test_climbing_symlink_replaced_by_a_file_is_not_written_through(arena: tuple[Path, Path]) -> None:
+    root, outside = arena
+    link = os.path.relpath(outside / "secret", root / "etc")  # really leads outside from etc/
+    apply_bytes(root, make_tar(
+        member("etc", tarfile.DIRTYPE),
+        member("etc/passwd", tarfile.SYMTYPE, linkname=link),
+        member("etc/passwd", data=b"root:x:0:0::/:/bin/sh\n"),
+    ))
+    assert not (root / "etc" / "passwd").is_symlink()
+    assert (root / "etc" / "passwd").read_bytes() == b"root:x:0:0::/:/bin/sh\n"
 
 
 def test_symlink_chain_stays_inside(arena: tuple[Path, Path]) -> None:

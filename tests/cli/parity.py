@@ -203,6 +203,7 @@ def make_files(files: Path) -> None:
     (files / "layer.tar").write_bytes(buf.getvalue())
 
 
+_LOG_TIME = re.compile(r'^time="[^"]*"', re.M)  # logrus's stamp on each log line
 _TIME = re.compile(r'"(created)":"[^"]*"')
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 _KNOWN = {L1, L2, L3, L4, L5, I1, I2, I3, C1, C2, C3}
@@ -241,6 +242,7 @@ def normalise(text: str, root: Path, ids: dict[str, str], unordered: bool = Fals
     text = text.replace(str(root / "g"), "<G>").replace(str(root / "r"), "<R>")
     text = text.replace(str(root / "out"), "<OUT>")
     text = _TIME.sub(r'"\1":"<TIME>"', text)
+    text = _LOG_TIME.sub('time="<TIME>"', text)
 
     def name_id(m: re.Match[str]) -> str:
         value = m.group(0)

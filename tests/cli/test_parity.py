@@ -58,14 +58,7 @@ NEWER_GO = {
     **_on(frozenset({"overlay"}), "status --json", "out"),
 }
 
-# Error texts produced below the CLI that are not worth imitating:
-STORE_MESSAGES = {
-    # Go's text is its re-exec'd helper's stderr ("ApplyLayer stdout: stderr: archive/tar:
-    # invalid tar header exit status 1") plus a logrus line; ours names the tar defect.
-    **_on(ALL, f"apply-diff -f {{F}}/junk.bin {parity.L4}", "err"),
-}
-
-KNOWN: dict[Key, frozenset[str]] = {**NEWER_GO, **STORE_MESSAGES}
+KNOWN: dict[Key, frozenset[str]] = NEWER_GO
 
 
 @pytest.mark.interop

@@ -272,14 +272,15 @@ class BtrfsDriver(GraphDriver):
 
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         # The subvolume is the layer's whole tree, already holding the parent's files: applying
-        # in place is what Go's naive driver does through Get.
-        from cs_core.archive.apply import ApplyOptions, apply_tar
+        # in place is what Go's naive driver does through Get, and so are its error reports.
+        from cs_core.archive.apply import ApplyOptions
+        from cs_core.drivers.naive import apply_logged
 
         options = ApplyOptions(
             whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None)
-        return apply_tar(self.get(id, MountOpts()), stream, options, tar_split=opts.tar_split)  # type: ignore[arg-type]
+        return apply_logged(self.get(id, MountOpts()), stream, options, opts.tar_split)  # type: ignore[arg-type]
 
     def _native_since(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
                       parent_maps: IDMapPair = NO_MAPS) -> tuple[int, int] | None:

@@ -597,9 +597,14 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 opts, ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
                 force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask))
         from cs_core.archive.apply import apply_tar
+        from cs_core.errors import ArchiveFormatError
 
-        return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
-                         tar_split=opts.tar_split)  # type: ignore[arg-type]
+        try:
+            return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
+                             tar_split=opts.tar_split)  # type: ignore[arg-type]
+        except ArchiveFormatError as exc:
+            # Go's overlay untars in a re-exec'd helper and reports it so, without a log line.
+            raise ArchiveFormatError(f"processing tar file({exc}): exit status 1") from None
 
     # -- staged layers (Go DriverWithDiffer) ---------------------------------------------------
 
