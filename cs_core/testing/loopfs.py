@@ -80,3 +80,22 @@ def unmount_under(path: Path) -> None:
                 points.append(point)
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+@contextlib.contextmanager
+def driver_home(driver: str, tmp_path: Path) -> Iterator[Path]:
+    """Where a test's stores for *driver* go: btrfs gets a loopback btrfs of its own, the others
+    use *tmp_path*. Fails under CS_REQUIRE_PRIVILEGED when the driver cannot run here."""
+    from cs_core.drivers.plugins import PluginRegistry
+    from cs_core.testing.privileged import require_privileged, requires_command, skip_or_fail
+
+    if driver != "vfs":
+        require_privileged(f"the {driver} driver needs root")
+    if not PluginRegistry().load(driver).loaded:
+        skip_or_fail(f"the {driver} driver is not installed")
+    if driver != "btrfs":
+        yield tmp_path
+        return
+    requires_command("mkfs.btrfs", "losetup")
+    with loop_filesystem("btrfs", "1G") as mnt:
+        yield mnt

@@ -8,14 +8,11 @@ anything else fails, and so does an exemption that no longer matches a differenc
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cs_core.testing import require_privileged, requires_command
-from cs_core.testing.privileged import skip_or_fail
+from cs_core.testing.loopfs import driver_home
 
 from . import parity
 from .conftest import unmount_under
@@ -74,30 +71,10 @@ def test_every_exemption_names_a_step_that_runs() -> None:
     assert all(drivers <= ALL for drivers in KNOWN.values())
 
 
-@contextlib.contextmanager
-def _store_home(driver: str, tmp_path: Path) -> Iterator[Path]:
-    """Where the twin stores go: btrfs gets a loopback btrfs of its own."""
-    from cs_core.drivers.plugins import PluginRegistry
-
-    if driver != "vfs":
-        require_privileged(f"the {driver} driver needs root")
-    plugin = PluginRegistry().load(driver)
-    if not plugin.loaded:
-        skip_or_fail(f"the {driver} driver is not installed")
-    if driver != "btrfs":
-        yield tmp_path
-        return
-    requires_command("mkfs.btrfs", "losetup")
-    from cs_core.testing.loopfs import loop_filesystem
-
-    with loop_filesystem("btrfs", "1G") as mnt:
-        yield mnt
-
-
 @pytest.mark.interop
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_parity_with_go_cli(tmp_path: Path, driver: str) -> None:
-    with _store_home(driver, tmp_path) as home:
+    with driver_home(driver, tmp_path) as home:
         go, ours = parity.twins(home)
         try:
             diffs = parity.compare(go, ours, home / "files", driver)

@@ -17,7 +17,6 @@ wrote. Containers *we* create as volatile go to ``volatile-containers.json`` as 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -33,10 +32,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from cs_core.testing import require_privileged, requires_command
 from cs_core.testing.gocli import go_cli_path
-from cs_core.testing.loopfs import unmount_under
-from cs_core.testing.privileged import skip_or_fail
+from cs_core.testing.loopfs import driver_home, unmount_under
 
 pytestmark = pytest.mark.interop
 
@@ -533,24 +530,6 @@ assert len(NAMES) == len(set(NAMES)), "check names must be unique"
 
 # ---- running ------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _store_home(driver: str, tmp_path: Path) -> Iterator[Path]:
-    from cs_core.drivers.plugins import PluginRegistry
-
-    if driver != "vfs":
-        require_privileged(f"the {driver} driver needs root")
-    if not PluginRegistry().load(driver).loaded:
-        skip_or_fail(f"the {driver} driver is not installed")
-    if driver != "btrfs":
-        yield tmp_path
-        return
-    requires_command("mkfs.btrfs", "losetup")
-    from cs_core.testing.loopfs import loop_filesystem
-
-    with loop_filesystem("btrfs", "1G") as mnt:
-        yield mnt
-
-
 def _run_one(w: World, name: str, fn: Step) -> None:
     try:
         fn(w)
@@ -579,7 +558,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[World]:
     driver, direction = request.param
     go_path = go_cli_path()
-    with _store_home(driver, tmp_path_factory.mktemp(f"matrix-{driver}")) as home:
+    with driver_home(driver, tmp_path_factory.mktemp(f"matrix-{driver}")) as home:
         store = ["-g", str(home / "graph"), "-R", str(home / "run"), "-s", driver]
         go = Cli("go", [go_path, *store])
         ours = Cli("ours", [sys.executable, "-m", "cs_core", *store])
