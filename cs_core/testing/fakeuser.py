@@ -80,6 +80,22 @@ def _unblock(paths: list[str]) -> list[str]:
     return lines
 
 
+def _package_dirs() -> list[str]:
+    """cs_core's package directory and every installed driver plugin's: with editable installs
+    they live in the clone, which may sit in a directory others cannot search."""
+    import importlib.metadata
+    import importlib.util
+
+    import cs_core
+
+    dirs = [os.path.dirname(os.path.realpath(cs_core.__file__))]
+    for entry in importlib.metadata.entry_points(group="cs_core"):
+        spec = importlib.util.find_spec(entry.module.split(".")[0])
+        if spec is not None and spec.origin:
+            dirs.append(os.path.dirname(os.path.realpath(spec.origin)))
+    return dirs
+
+
 @contextlib.contextmanager
 def fake_user(*, uid: int = UID, name: str = NAME, sub_start: int = SUB_START,
               sub_count: int = SUB_COUNT, run_user_dir: bool = False) -> Iterator[FakeUser]:
@@ -114,15 +130,13 @@ def fake_user(*, uid: int = UID, name: str = NAME, sub_start: int = SUB_START,
             (etc / file).write_text(f"{name}:{sub_start}:{sub_count}\n")
         stash = home / "stash"
         stash.mkdir()
-        import cs_core
 
         lines = ["set -e", f"STASH={stash}"]
         lines += [f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "subuid", "subgid")]
         if run_user_dir:
             lines += ["mount -t tmpfs -o mode=755 tmpfs /run/user",
                       f"mkdir -m 700 /run/user/{uid}", f"chown {uid}:{uid} /run/user/{uid}"]
-        lines += _unblock([os.path.realpath(sys.executable), sys.prefix,
-                           os.path.dirname(os.path.dirname(cs_core.__file__))])
+        lines += _unblock([os.path.realpath(sys.executable), sys.prefix, *_package_dirs()])
         path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups "
                      f'env -i HOME={home} USER={name} PATH={path} "$@"')
