@@ -276,15 +276,29 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _stat_follow(path: str) -> os.stat_result | None:
+def _stat_in_layer(layer: str, rel: str) -> os.stat_result | None:
+    """What ``os.stat(layer/rel)`` gives (Go follows links here), but with every symlink
+    resolved inside the lower layer: a hostile layer's link cannot make us stat host paths."""
     try:
-        return os.stat(path)
+        root = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        fd = openat2(root, rel or ".", os.O_PATH)
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    finally:
+        os.close(root)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _lower_has_whiteout(layer: str, rel: str) -> bool:
-    st = _stat_follow(os.path.join(layer, rel))
+    st = _stat_in_layer(layer, rel)
     return st is not None and _is_whiteout(st)
 
 
@@ -298,12 +312,12 @@ def _opaque_deleted(
     ):
         return False
     for layer in lowers:
-        lst = _stat_follow(os.path.join(layer, rel))
+        lst = _stat_in_layer(layer, rel)
         if lst is not None:
             return not _is_whiteout(lst)
         parts = rel.split("/")[:-1]
         while parts:
-            pst = _stat_follow(os.path.join(layer, "/".join(parts)))
+            pst = _stat_in_layer(layer, "/".join(parts))
             if pst is not None and _is_whiteout(pst):
                 return False
             parts.pop()
@@ -352,7 +366,7 @@ def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> l
                     for i in range(rel.count("/"), 0, -1)
                 ):
                     break
-                lst = _stat_follow(os.path.join(layer, rel))
+                lst = _stat_in_layer(layer, rel)
                 if lst is not None:
                     if (
                         stat.S_ISDIR(lst.st_mode)
@@ -556,7 +570,7 @@ def _overlay_converter(
             e.xattrs.pop(opaque_xattr, None)
             rel = e.name.rstrip("/")
             for layer in lowers:
-                lst = _stat_follow(os.path.join(layer, rel))
+                lst = _stat_in_layer(layer, rel)
                 if lst is not None:
                     if _is_whiteout(lst):
                         return None
@@ -565,7 +579,7 @@ def _overlay_converter(
                     )
                 parts = rel.split("/")[:-1]
                 while parts:
-                    pst = _stat_follow(os.path.join(layer, "/".join(parts)))
+                    pst = _stat_in_layer(layer, "/".join(parts))
                     if pst is not None and _is_whiteout(pst):
                         return None
                     parts.pop()

@@ -171,3 +171,17 @@ def test_changes_and_diff_match_go(tmp_path: Path) -> None:
     buf = io.BytesIO()
     export_changes(child_dir, changes_dirs(child_dir, graph / "vfs" / "dir" / parent), buf)
     assert _members(buf.getvalue()) == _members(go_diff)
+
+
+def test_overlay_changes_never_stat_through_a_lower_layers_escaping_symlink(tmp_path: Path) -> None:
+    """A lower layer's absolute symlink resolves inside that layer, as the kernel's overlay
+    mount of the layer would show it, never on the host: whether the host has the file must
+    not turn an Add into a Modify."""
+    host = tmp_path / "host"
+    (host / "secret").mkdir(parents=True)
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    os.symlink(str(host), lower / "link")
+    (upper / "link" / "secret").mkdir(parents=True)
+    got = _fmt(overlay_changes(upper, [lower], "trusted.overlay.opaque"))
+    assert got == ["Add /link", "Add /link/secret"]
