@@ -302,12 +302,28 @@ def _lower_has_whiteout(layer: str, rel: str) -> bool:
     return st is not None and _is_whiteout(st)
 
 
+def _upper_xattr(upper: str, rel: str, key: str) -> bytes | None:
+    """An xattr of ``upper/rel`` read through an fd opened beneath ``upper`` with no symlink
+    followed: a live container swapping a directory for a link learns nothing of the host."""
+    root = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = openat2(root, rel, os.O_PATH | os.O_NOFOLLOW, RESOLVE_STRICT)
+    except OSError:
+        return None
+    finally:
+        os.close(root)
+    try:
+        return _getxattr(f"/proc/self/fd/{fd}", key, follow=True)
+    finally:
+        os.close(fd)
+
+
 def _opaque_deleted(
     lowers: Sequence[str], upper: str, rel: str, st: os.stat_result, opaque_xattr: str
 ) -> bool:
     if (
         not stat.S_ISDIR(st.st_mode)
-        or _getxattr(os.path.join(upper, rel), opaque_xattr) != b"y"
+        or _upper_xattr(upper, rel, opaque_xattr) != b"y"
         or not lowers
     ):
         return False
