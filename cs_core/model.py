@@ -67,6 +67,9 @@ class Layer:
     mount_count: int = _field("", persist=False, default=0)
     read_only: bool = _field("", persist=False, default=False)
     volatile: bool = _field("", persist=False, default=False)
+    # Whether the record lives in the split image store's layers.json (read-only layers
+    # created while ``--image-store`` is set, as HEAD's imageStoreLayerLocation).
+    in_image_store: bool = _field("", persist=False, default=False)
 
     @property
     def incomplete(self) -> bool:

@@ -175,11 +175,13 @@ class Store:
         self.layer_store = LayerStore(
             self.graph_root / f"{name}-layers", self.run_root / f"{name}-layers", self.driver,
             volatile_directory=self.run_root / f"{name}-layers" if self.transient else None,
+            image_directory=self.image_root / f"{name}-layers" if options.image_store else None,
         )
         for d in (
             self.image_root / f"{name}-images", self.graph_root / f"{name}-containers",
             self.run_root / f"{name}-containers", self.run_root / f"{name}-locks",
             self.graph_root / f"{name}-layers", self.run_root / f"{name}-layers",
+            self.image_root / f"{name}-layers",
         ):
             atomic.makedirs(d)
         self.image_store = ImageStore(self.image_root / f"{name}-images")
@@ -350,10 +352,7 @@ class Store:
             )
             if template is not None:
                 copy_template_record(template, layer)
-            # As HEAD's pickStoreLocation: only layers asked to be volatile go to the volatile
-            # file (in transient mode create_container asks for its layers); a plain
-            # create-layer stays in layers.json, where other stores and tools look for it.
-            layer.volatile = options.volatile
+            ls.pick_location(layer, volatile=options.volatile, writeable=writeable)
             ls.add(layer)
             ls.save()  # the incomplete record first, so a crash leaves something to clean up
             try:

@@ -222,3 +222,41 @@ def test_split_store_delete_image_keeps_layers_the_other_store_uses(
     assert store.layer(layer.id).id == layer.id
     assert store.delete_image(old.id) == [layer.id]
     assert store.layers() == []
+
+
+def test_split_store_keeps_read_only_layers_in_the_image_store(
+        open_opts: Callable[..., Store], tmp_path: Path) -> None:
+    # split-store.bats: `create-layer --readonly` with --image-store, then the image store
+    # opened as a graph root on its own mounts that layer (HEAD's imageStoreLayerLocation).
+    graph, run, split = tmp_path / "g", tmp_path / "r", tmp_path / "images"
+    store = open_opts(graph, run, image_store=str(split))
+    name = store.driver_name
+    ro = store.put_layer(diff=io.BytesIO(owned_file_tar(0, 0, "f", b"x")))
+    rw = store.create_layer(parent=ro.id, writeable=True)
+    in_split = json.loads((split / f"{name}-layers" / "layers.json").read_text())
+    in_graph = json.loads((graph / f"{name}-layers" / "layers.json").read_text())
+    assert [x["id"] for x in in_split] == [ro.id]
+    assert [x["id"] for x in in_graph] == [rw.id]
+    # The layer's files and tar-split sit beside its record, so the image store is whole.
+    assert (split / f"{name}-layers" / f"{ro.id}.tar-split.gz").exists()
+    assert not (graph / f"{name}-layers" / f"{ro.id}.tar-split.gz").exists()
+    store.shutdown()
+
+    alone = open_opts(split, tmp_path / "r2")
+    assert [x.id for x in alone.layers()] == [ro.id]
+    mounted = Path(alone.mount(ro.id))
+    try:
+        assert (mounted / "f").read_bytes() == b"x"
+    finally:
+        alone.unmount(ro.id)
+    assert owners_in_diff(alone, ro.id, "f") == (0, 0)  # diff reassembled from the tar-split
+    alone.shutdown()
+
+    # Both stay usable together, and deleting removes the record and data where they are.
+    store = open_opts(graph, run, image_store=str(split))
+    assert store.layer(rw.id).parent == ro.id
+    store.delete_layer(rw.id)
+    store.delete_layer(ro.id)
+    assert json.loads((split / f"{name}-layers" / "layers.json").read_text()) == []
+    assert not (split / f"{name}-layers" / f"{ro.id}.tar-split.gz").exists()
+    assert not any((split / name).rglob(ro.id))

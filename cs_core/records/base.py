@@ -32,6 +32,7 @@ from cs_core.errors import (
     StorageError,
     StoreIsReadOnly,
 )
+from cs_core.records.multilock import LockGroup
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class RecordStore(Generic[R]):
     lookup_extra: Callable[[R], Iterable[str]] | None = None
 
     def __init__(
-        self, directory: Path, files: Sequence[RecordFile], lock: lockfile.LockFile,
-        *, read_only: bool = False,
+        self, directory: Path, files: Sequence[RecordFile],
+        lock: lockfile.LockFile | LockGroup, *, read_only: bool = False,
     ) -> None:
         self.directory = directory
         self.files = list(files)

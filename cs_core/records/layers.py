@@ -18,6 +18,7 @@ from cs_core.drivers.base import CreateOpts, GraphDriver
 from cs_core.errors import LayerUnknown, StorageError
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
+from cs_core.records.multilock import LockGroup
 
 if TYPE_CHECKING:
     import tempfile
@@ -40,6 +41,7 @@ class LayerStore(RecordStore[Layer]):
     def __init__(
         self, directory: Path, run_directory: Path | None, driver: GraphDriver, *,
         read_only: bool = False, volatile_directory: Path | None = None,
+        image_directory: Path | None = None,
     ) -> None:
         # A read-only (additional) store is read through both of its files, as Go reads it:
         # the store that wrote it may have kept volatile layers there.
@@ -47,7 +49,13 @@ class LayerStore(RecordStore[Layer]):
             RecordFile(directory / "layers.json"),
             RecordFile((volatile_directory or directory) / "volatile-layers.json", volatile=True),
         ]
-        lock = lockfile.get(directory / "layers.lock", read_only=read_only)
+        own_lock = lockfile.get(directory / "layers.lock", read_only=read_only)
+        lock: lockfile.LockFile | LockGroup = own_lock
+        #: With a split image store, its ``<driver>-layers/``: read-only layers live there.
+        self.image_directory = image_directory
+        if image_directory is not None:
+            files.append(RecordFile(image_directory / "layers.json"))
+            lock = LockGroup([own_lock, lockfile.get(image_directory / "layers.lock")])
         super().__init__(directory, files, lock, read_only=read_only)
         self.driver = driver
         self.run_directory = run_directory
@@ -63,9 +71,33 @@ class LayerStore(RecordStore[Layer]):
     def _mark_loaded(self, record: Layer, source: RecordFile) -> None:
         record.read_only = self.read_only
         record.volatile = source.volatile
+        record.in_image_store = self.image_directory is not None and source is self.files[2]
 
     def _file_for(self, record: Layer) -> RecordFile:
-        return self.files[1] if record.volatile else self.files[0]
+        if record.volatile:
+            return self.files[1]
+        return self.files[2] if record.in_image_store else self.files[0]
+
+    def pick_location(self, layer: Layer, *, volatile: bool, writeable: bool) -> None:
+        """Choose the file a new layer's record goes to, as HEAD's pickStoreLocation.
+
+        Only layers asked to be volatile go to the volatile file (in transient mode
+        create_container asks for its layers); with a split image store, read-only (image)
+        layers go to the image store's layers.json, so that store is usable on its own.
+        """
+        layer.volatile = volatile
+        layer.in_image_store = not volatile and not writeable and self.image_directory is not None
+
+    def records_directory(self, layer_id: str) -> Path:
+        """Where a layer's tar-split and data directory live: beside its record, so a split
+        image store holds all of its read-only layers and works as a graph root on its own."""
+        layer = self.by_id.get(layer_id)
+        if layer is not None and layer.in_image_store and self.image_directory is not None:
+            return self.image_directory
+        return self.directory
+
+    def data_dir(self, record_id: str) -> Path:
+        return self.records_directory(record_id) / record_id
 
     def after_load(self, *, writing: bool) -> None:
         if self.read_only:
@@ -131,7 +163,7 @@ class LayerStore(RecordStore[Layer]):
     # -- tar-split and data ------------------------------------------------------------------
 
     def tar_split_path(self, layer_id: str) -> Path:
-        return self.directory / f"{layer_id}.tar-split.gz"
+        return self.records_directory(layer_id) / f"{layer_id}.tar-split.gz"
 
     @contextlib.contextmanager
     def tar_split_writer(self, layer_id: str) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
@@ -156,6 +188,8 @@ class LayerStore(RecordStore[Layer]):
         """Delete temp files killed writers left beside the records (caller holds the write
         lock, as every writer of them does, Go's included)."""
         _remove_temporaries(self.directory)
+        if self.image_directory is not None:
+            _remove_temporaries(self.image_directory)
 
     def delete_data(self, layer: Layer) -> None:
         """Remove everything the store and the driver keep for a layer (record aside)."""

@@ -51,6 +51,8 @@ class VfsDriver(GraphDriver):
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
         self.homes = [self.home]
+        #: With a split image store, where read-only (image) layers are created, as Go HEAD.
+        self.image_home = config.image_store / "vfs" if config.image_store else None
         self.ignore_chown_errors = False
         for option in config.options:
             self._parse_option(option)
@@ -76,16 +78,19 @@ class VfsDriver(GraphDriver):
 
     def layer_dir(self, id: str) -> Path:
         name = os.path.basename(id)
-        for home in self.homes:
+        for home in [*self.homes, *self._image_homes()]:
             candidate = home / "dir" / name
             if candidate.is_dir():
                 return candidate
         return self.home / "dir" / name
 
+    def _image_homes(self) -> list[Path]:
+        return [self.image_home] if self.image_home else []
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
-        self._create(id, parent, opts)
+        self._create(id, parent, opts, read_only=True)
 
     def create_read_write(self, id: str, parent: str | None, opts: CreateOpts) -> None:
         self._create(id, parent, opts)
@@ -97,17 +102,19 @@ class VfsDriver(GraphDriver):
     ) -> None:
         # As Go: a vfs layer is a whole tree, so a copy of the template is a layer with its
         # contents (reflinked where the filesystem can), owned as the template's are.
-        self._create(id, template, opts)
+        self._create(id, template, opts, read_only=not read_write)
         try:
             self.reown_copy(id, template_maps, opts)
         except BaseException:
             self.remove(id)
             raise
 
-    def _create(self, id: str, parent: str | None, opts: CreateOpts) -> None:
+    def _create(self, id: str, parent: str | None, opts: CreateOpts, *,
+                read_only: bool = False) -> None:
         if opts.storage_opt:
             raise VfsError("--storage-opt is not supported for vfs")
-        target = self.home / "dir" / os.path.basename(id)
+        home = self.image_home if read_only and self.image_home else self.home
+        target = home / "dir" / os.path.basename(id)
         atomic.makedirs(target.parent)
         uid_map = opts.uid_map or self.config.uid_map
         gid_map = opts.gid_map or self.config.gid_map
@@ -146,7 +153,9 @@ class VfsDriver(GraphDriver):
         os.chown(self.layer_dir(id), to_host(0, host_maps[0]), to_host(0, host_maps[1]))
 
     def remove(self, id: str) -> None:
-        atomic.remove_tree(self.home / "dir" / os.path.basename(id))
+        # Only from the homes we write: a layer of an additional store stays there.
+        for home in [self.home, *self._image_homes()]:
+            atomic.remove_tree(home / "dir" / os.path.basename(id))
 
     def get(self, id: str, opts: MountOpts) -> Path:
         if opts.options and tuple(opts.options) != ("ro",):
