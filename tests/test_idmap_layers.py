@@ -148,6 +148,27 @@ def test_mapped_layers_report_only_their_own_changes(place: Place,
     assert all(r == results[0] for r in results)
 
 
+def test_hard_links_survive_layers_with_other_maps(place: Place) -> None:
+    # idmaps-create-apply-layer: a hard link in a host-owned layer stays one inode in each
+    # layer stacked on it with other maps. Re-owning through an overlay mount copies up the
+    # first name alone, so every other name must be linked to the copy (Go's chowner).
+    for cli in place.clis():
+        lower = cli.out("create-layer", "--hostuidmap", "--hostgidmap").strip()
+        mount = Path(cli.out("mount", lower).strip())
+        (mount / "origin-file").write_bytes(os.urandom(64))
+        os.chown(mount / "origin-file", 3, 3)
+        os.link(mount / "origin-file", mount / "ln-file")
+        ranges = _ranges(2000000)
+        for i in range(1, 3):
+            upper = cli.out("create-layer", *_map_flags(*ranges[i]), lower).strip()
+            up = Path(cli.out("mount", upper).strip())
+            origin, link = os.lstat(up / "origin-file"), os.lstat(up / "ln-file")
+            assert origin.st_ino == link.st_ino, (cli.base[0], i)
+            assert (origin.st_uid, origin.st_gid) == (ranges[i][0] + 3, ranges[i][1] + 3)
+            assert not [p.name for p in up.iterdir() if p.name.startswith(".cs-relink")]
+            lower = upper
+
+
 def test_parent_owners_of_a_container_on_a_mapped_image(place: Place) -> None:
     outputs = []
     for cli in place.clis():

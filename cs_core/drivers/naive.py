@@ -333,18 +333,48 @@ def _chown_tree(
 ) -> None:
     # fd-relative and iterative (cs_core.walk): a layer nested thousands deep must not stop
     # a re-own half-way, and nothing in the layer is followed.
-    seen: set[tuple[int, int]] = set()
+    # Hard-linked inodes re-owned so far: their first name, and its inode after the chown.
+    linked: dict[tuple[int, int], tuple[str, tuple[int, int]]] = {}
     for d in walk.walk(root):
         for entry in d.entries:
             st = entry.stat(follow_symlinks=False)
             key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue  # another name of an inode already re-owned
-            seen.add(key)
+            if key in linked:
+                _relink(root, linked[key], d.fd, entry.name)
+                continue
             uid, gid = _map_pair(st.st_uid, st.st_gid, to_ctr, to_hst,
                                  os.path.join(root, d.join(entry.name)))
             if (uid, gid) != (st.st_uid, st.st_gid):
                 _chown_entry(d.fd, entry.name, st, uid, gid)
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                now = os.stat(entry.name, dir_fd=d.fd, follow_symlinks=False)
+                linked[key] = (d.join(entry.name), (now.st_dev, now.st_ino))
+
+
+def _relink(root: str, first: tuple[str, tuple[int, int]], dirfd: int, name: str) -> None:
+    """Make ``name`` a link to the inode its first name now has, as Go's chowner does.
+
+    On overlay without an index, the chown of one name copied the file up into a new inode
+    and every other name still shows the lower one (with the old owner): a hard link of the
+    image would come out broken in two. Elsewhere the names still share the inode.
+    """
+    first_rel, first_key = first
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) == first_key:
+        return
+    fd = walk.open_beneath(root, first_rel, os.O_PATH)
+    try:
+        # Linked beside, then renamed over: the name is never missing, even if we die here.
+        tmp = f".cs-relink-{os.getpid()}-{name}"[:255]
+        os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dirfd, follow_symlinks=True)
+        try:
+            os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dirfd)
+            raise
+    finally:
+        os.close(fd)
 
 
 def _chown_entry(dirfd: int, name: str, st: os.stat_result, uid: int, gid: int) -> None:
