@@ -118,13 +118,19 @@ class _Copier:
         self.owners = owners
         self.links: dict[tuple[int, int], str] = {}
 
-    def put(self, sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str, rel: str) -> None:
-        """Create ``dname`` in ``dfd`` as a copy of ``sname`` (a directory: empty, see :meth:`tree`)."""
+    def put(self, sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str, rel: str, *,
+            read_as_file: bool = False) -> None:
+        """Create ``dname`` in ``dfd`` as a copy of ``sname`` (a directory: empty, see :meth:`tree`).
+
+        ``read_as_file``: ``dname`` becomes a regular file holding what ``sname`` reads.
+        """
         mode = st.st_mode
         if stat.S_ISSOCK(mode):  # Go's tar skips sockets
             return
         _clear_way(dfd, dname, stat.S_ISDIR(mode))
-        if stat.S_ISDIR(mode):
+        if read_as_file:
+            self._file(sfd, sname, st, dfd, dname)
+        elif stat.S_ISDIR(mode):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(dname, 0o700, dir_fd=dfd)
         elif stat.S_ISLNK(mode):
@@ -198,11 +204,12 @@ def copy_into(src_root: str, src_rel: str, dst_root: str, dst_rel: str, owners: 
     or ``into_dir`` (a host path ending in "/"). ``shown`` and ``src_shown`` name the paths in
     errors.
     """
+    host_source = os.path.realpath(src_root) == "/"
     src_root_fd = os.open(src_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     dst_root_fd = os.open(dst_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            src = openat2(src_root_fd, src_rel or ".", os.O_PATH, _IN_ROOT)
+            src = _open_top_source(host_source, src_root_fd, src_rel)
         except OSError as exc:  # worded as Go's os.Stat of the source
             err = OSError(exc.errno, exc.strerror, src_shown or src_rel)
             err.go_op = "stat"  # type: ignore[attr-defined]
@@ -212,12 +219,24 @@ def copy_into(src_root: str, src_rel: str, dst_root: str, dst_rel: str, owners: 
             # its target's), as Go's filepath.Base(src).
             name = posixpath.basename(posixpath.normpath("/" + src_rel))
             _copy_resolved(src, name, dst_root_fd, posixpath.normpath("/" + dst_rel).lstrip("/"),
-                           owners, into_dir, shown)
+                           owners, into_dir, shown, read_fifo=host_source)
         finally:
             os.close(src)
     finally:
         os.close(src_root_fd)
         os.close(dst_root_fd)
+
+
+def _open_top_source(host: bool, root_fd: int, rel: str) -> int:
+    """An O_PATH fd of what the copy's source names.
+
+    A layer's path resolves inside the layer. A host path is the user's own and resolves as
+    Go's os.Stat does, through magic links too: ``/dev/stdin`` is ``/proc/self/fd/0``, which
+    openat2 with RESOLVE_NO_MAGICLINKS refuses.
+    """
+    if host:
+        return os.open("/" + rel, os.O_PATH | os.O_CLOEXEC)
+    return openat2(root_fd, rel or ".", os.O_PATH, _IN_ROOT)
 
 
 def _is_dir_beneath(root_fd: int, rel: str) -> bool:
@@ -232,7 +251,7 @@ def _is_dir_beneath(root_fd: int, rel: str) -> bool:
 
 
 def _copy_resolved(src: int, name: str, root_fd: int, rel: str, owners: Owners, into_dir: bool,
-                   shown: str) -> None:
+                   shown: str, *, read_fifo: bool = False) -> None:
     st = os.fstat(src)
     if stat.S_ISDIR(st.st_mode):
         top = _mkdir_all(root_fd, rel, shown)
@@ -250,6 +269,10 @@ def _copy_resolved(src: int, name: str, root_fd: int, rel: str, owners: Owners, 
     parent, _, base = rel.rpartition("/")
     pfd = _mkdir_all(root_fd, parent, posixpath.dirname(shown) if shown else parent)
     try:
-        _Copier(pfd, owners).put(src, "", st, pfd, base, base)
+        # A host FIFO or pipe (``copy /dev/stdin``) is read as a file: Go opens and reads it
+        # too (blocking until a writer comes), though its tar then fails "write too long".
+        # One in a layer has no writer to wait for: it stays a node, as in a tree.
+        as_file = read_fifo and stat.S_ISFIFO(st.st_mode)
+        _Copier(pfd, owners).put(src, "", st, pfd, base, base, read_as_file=as_file)
     finally:
         os.close(pfd)
