@@ -24,7 +24,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 import attrs
 
@@ -70,7 +70,7 @@ class Measured:
         layer.gidset = sorted(set(self.result.gids))
 
 
-def extract_stream(stream: BinaryIO, tar_split_out: BinaryIO, extract: Extract) -> Measured:
+def extract_stream(stream: BinaryIO, tar_split_out: IO[bytes], extract: Extract) -> Measured:
     """Decompress ``stream``, hash it both ways, and let ``extract`` apply it while its
     tar-split goes (gzip-compressed) to ``tar_split_out``."""
     from cs_core.archive.compression import DigestReader, decompress_stream
