@@ -30,6 +30,16 @@ def syncfs(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def syncfs_each(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """``syncfs`` once for each filesystem holding one of ``paths``."""
+    done: set[int] = set()
+    for path in paths:
+        dev = os.stat(path).st_dev
+        if dev not in done:
+            done.add(dev)
+            syncfs(path)
+
+
 _SYNC_FILE_RANGE_WRITE = 2
 #: Files at least this big have their writeback started as soon as they are written.
 WRITEBACK_MIN = 1 << 20

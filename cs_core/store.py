@@ -356,7 +356,11 @@ class Store:
             # create-layer stays in layers.json, where other stores and tools look for it.
             layer.volatile = options.volatile
             ls.add(layer)
-            ls.save()  # the incomplete record first, so a crash leaves something to clean up
+            # The incomplete record first, so a crash leaves something to clean up. Its rename
+            # need not be fsynced now: the layer's flush or the complete record's save does it,
+            # and a power cut before then can only leave the old record file (whole: its data
+            # is fsynced), never a record claiming content.
+            ls.save(sync_dir=False)
             try:
                 opts = CreateOpts(mount_label=mount_label, storage_opt=options.storage_opt,
                                   uid_map=tuple(uid_map), gid_map=tuple(gid_map))
@@ -390,7 +394,7 @@ class Store:
                     fill(layer)
                 if commit is None:
                     # The layer's files must be on disk before the record that says it is whole.
-                    syncfs(self.driver.home)
+                    ls.sync_content()
                 del layer.flags[INCOMPLETE]
                 ls.save()
             except BaseException:
@@ -475,7 +479,7 @@ class Store:
         ls.save()
         try:
             fill()
-            syncfs(self.driver.home)
+            ls.sync_content()
         except BaseException:
             # Said once the reset is done, so the message never claims a reset that failed.
             try:
@@ -518,7 +522,8 @@ class Store:
     def _apply_diff_locked(self, layer: Layer, stream: BinaryIO, options: LayerOptions) -> None:
         from cs_core.layer_import import extract_stream
 
-        with self.layer_store.tar_split_writer(layer.id) as ts_file:
+        # Not fsynced on its own: both callers' sync_content flushes it with the layer's files.
+        with self.layer_store.tar_split_writer(layer.id, durable=False) as ts_file:
             measured = extract_stream(stream, ts_file, lambda plain, writer: self.driver.apply_diff(
                 layer.id, layer.parent or None, plain,
                 ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
