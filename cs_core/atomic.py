@@ -107,12 +107,14 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def write_file(
-    path: str | os.PathLike[str], data: bytes, mode: int = 0o600, *, durable: bool = True
+    path: str | os.PathLike[str], data: bytes, mode: int = 0o600, *, durable: bool = True,
+    sync_dir: bool = True,
 ) -> None:
     """Atomically replace ``path`` with ``data``.
 
     ``durable=False`` skips the fsyncs, as Go does for volatile (transient) records, which
-    are allowed to vanish on reboot.
+    are allowed to vanish on reboot. ``sync_dir=False`` keeps the data fsync (the file is
+    never torn) but leaves the rename to the directory's next fsync or ``syncfs``.
     """
     target = Path(path)
     try:
@@ -123,7 +125,7 @@ def write_file(
                 raise OSError(exc.errno, exc.strerror, str(target)) from exc
             raise
         _write_once(target, data, mode, durable)
-    if durable:
+    if durable and sync_dir:
         fsync_dir(target.parent)
 
 

@@ -12,7 +12,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # CDLL(None): the C library the interpreter already has loaded; find_library would run ldconfig.
@@ -28,6 +28,16 @@ def syncfs(path: str | os.PathLike[str]) -> None:
             raise OSError(err, os.strerror(err), str(path))
     finally:
         os.close(fd)
+
+
+def syncfs_each(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """``syncfs`` once for each filesystem holding one of ``paths``."""
+    done: set[int] = set()
+    for path in paths:
+        dev = os.stat(path).st_dev
+        if dev not in done:
+            done.add(dev)
+            syncfs(path)
 
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -70,3 +80,21 @@ def flushing(path: str | os.PathLike[str], interval: float = 0.25) -> Iterator[N
     finally:
         stop.set()
         worker.join()
+
+
+def fsync_paths(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """fsync each existing file or directory in ``paths`` (never following a symlink).
+
+    For the few entries an operation made itself (a layer's directories and link files),
+    this is what ``syncfs`` would do for them without also waiting for every other process's
+    dirty data on the filesystem (a big import beside us).
+    """
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -314,6 +314,12 @@ class Store:
         options = options or LayerOptions()
         fill = None
         if diff is not None:
+            from cs_core.layer_import import put_layer_unlocked
+
+            done = put_layer_unlocked(self, id, parent, list(names), mount_label, writeable,
+                                      options, diff)
+            if done is not None:
+                return done
             def fill(layer: Layer) -> None:
                 with flushing(self.driver.home):
                     self._apply_diff_locked(layer, diff, options)
@@ -321,18 +327,13 @@ class Store:
 
     def _put_layer(self, id: str | None, parent: str | None, names: Sequence[str],
                    mount_label: str, writeable: bool, options: LayerOptions,
-                   fill: Callable[[Layer], None] | None) -> Layer:
-        """Create a layer and let ``fill`` give it content, all or nothing."""
+                   fill: Callable[[Layer], None] | None,
+                   commit: Callable[[Layer, CreateOpts], None] | None = None) -> Layer:
+        """Create a layer and let ``fill`` give it content, all or nothing; or let ``commit``
+        make its driver layer (durably) from a tree staged beforehand (cs_core.layer_import)."""
         ls = self.layer_store
         with ls.writing(), self._ro_layers_reading(), self.container_store.reading():
-            parent_layer: Layer | None = None
-            if parent:
-                found = self._find_layer(parent)
-                if found is None:
-                    raise LayerUnknown()  # Go names no layer here
-                parent_layer = found[0]
-                if self.container_store.by_layer(parent_layer.id) is not None:
-                    raise ParentIsContainer()
+            parent_layer = self._new_layer_parent(parent)
             layer_id = ls.new_id(id)
             names = dedupe(names)
             ls.check_names_free(names)
@@ -354,12 +355,19 @@ class Store:
                 copy_template_record(template, layer)
             ls.pick_location(layer, volatile=options.volatile, writeable=writeable)
             ls.add(layer)
-            ls.save()  # the incomplete record first, so a crash leaves something to clean up
+            # The incomplete record first, so a crash leaves something to clean up. Its rename
+            # need not be fsynced now: the layer's flush or the complete record's save does it,
+            # and a power cut before then can only leave the old record file (whole: its data
+            # is fsynced), never a record claiming content.
+            ls.save(sync_dir=False)
             try:
                 opts = CreateOpts(mount_label=mount_label, storage_opt=options.storage_opt,
                                   uid_map=tuple(uid_map), gid_map=tuple(gid_map))
                 parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
-                if template is not None:
+                if commit is not None:
+                    # A tree built (and flushed) with no lock held: moved in, made durable.
+                    commit(layer, opts)
+                elif template is not None:
                     # Before the tree: syncing this small file first does not wait for the
                     # copy's data, which the syncfs below flushes once (a failure removes both).
                     copy_template_tar_split(ls, template.id, layer_id)
@@ -383,14 +391,27 @@ class Store:
                     layer.big_data_names.append(key)
                 if fill is not None:
                     fill(layer)
-                # The layer's files must be on disk before the record that says it is whole.
-                syncfs(self.driver.home)
+                if commit is None:
+                    # The layer's files must be on disk before the record that says it is whole.
+                    ls.sync_content()
                 del layer.flags[INCOMPLETE]
                 ls.save()
             except BaseException:
                 self._discard_layer(layer)
                 raise
             return attrs.evolve(layer)
+
+    def _new_layer_parent(self, parent: str | None) -> Layer | None:
+        """The layer ``parent`` names, if it may have a child (the layer stores and the
+        container store held)."""
+        if not parent:
+            return None
+        found = self._find_layer(parent)
+        if found is None:
+            raise LayerUnknown()  # Go names no layer here
+        if self.container_store.by_layer(found[0].id) is not None:
+            raise ParentIsContainer()
+        return found[0]
 
     @contextlib.contextmanager
     def _ro_layers_reading(self) -> Iterator[None]:
@@ -457,7 +478,7 @@ class Store:
         ls.save()
         try:
             fill()
-            syncfs(self.driver.home)
+            ls.sync_content()
         except BaseException:
             # Said once the reset is done, so the message never claims a reset that failed.
             try:
@@ -498,37 +519,16 @@ class Store:
         staged_layers.cleanup(self, staged)
 
     def _apply_diff_locked(self, layer: Layer, stream: BinaryIO, options: LayerOptions) -> None:
-        import gzip
+        from cs_core.layer_import import extract_stream
 
-        from cs_core.archive.compression import DigestReader, decompress_stream
-        from cs_core.archive.tarsplit import TarSplitWriter
-
-        ls = self.layer_store
-        raw = DigestReader(stream)
-        compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
-        plain = DigestReader(plain_stream)
-        with ls.tar_split_writer(layer.id) as ts_file:
-            with gzip.GzipFile(fileobj=ts_file, mode="wb", compresslevel=1, mtime=0) as gz:
-                writer = TarSplitWriter(gz)  # type: ignore[arg-type]
-                result = self.driver.apply_diff(
-                    layer.id, layer.parent or None, plain,  # type: ignore[arg-type]
-                    ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
-                                  mount_label=layer.mount_label, tar_split=writer,
-                                  progress=options.progress),
-                )
-        layer.compressed_digest = (
-            options.original_digest if options.original_digest.startswith("sha256:")
-            else raw.digest
-        )
-        layer.compressed_size = raw.size
-        layer.uncompressed_digest = (
-            options.uncompressed_digest if options.uncompressed_digest.startswith("sha256:")
-            else plain.digest
-        )
-        layer.uncompressed_size = plain.size
-        layer.compression = int(compression)
-        layer.uidset = sorted(set(result.uids))
-        layer.gidset = sorted(set(result.gids))
+        # Not fsynced on its own: both callers' sync_content flushes it with the layer's files.
+        with self.layer_store.tar_split_writer(layer.id, durable=False) as ts_file:
+            measured = extract_stream(stream, ts_file, lambda plain, writer: self.driver.apply_diff(
+                layer.id, layer.parent or None, plain,
+                ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
+                              mount_label=layer.mount_label, tar_split=writer,
+                              progress=options.progress)))
+        measured.record(layer, options)
 
     def layer(self, ref: str) -> Layer:
         with self._read_all(images=False, containers=False):

@@ -51,18 +51,25 @@ def apply_diff(
     """Mount layer ``id`` read-write and extract ``stream`` into it (whiteouts in the driver's format)."""
     root = driver.get(id, MountOpts(mount_label=opts.mount_label))
     try:
-        options = ApplyOptions(
-            whiteout_format=driver.whiteout_format,
-            opaque_xattr=_opaque_xattr(driver),
-            uid_map=tuple(opts.uid_map),
-            gid_map=tuple(opts.gid_map),
-            ignore_chown_errors=opts.ignore_chown_errors,
-            force_mask=opts.force_mask,
-            progress=opts.progress if callable(opts.progress) else None,
-        )
-        return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
+        return apply_into(driver, root, stream, opts)
     finally:
         driver.put(id)
+
+
+def apply_into(driver: GraphDriver, root: str | os.PathLike[str], stream: BinaryIO,
+               opts: ApplyDiffOpts) -> ApplyResult:
+    """Extract ``stream`` into the tree ``root`` as ``driver``'s naive apply does (a mounted
+    layer, or a staged tree that is not a layer yet)."""
+    options = ApplyOptions(
+        whiteout_format=driver.whiteout_format,
+        opaque_xattr=_opaque_xattr(driver),
+        uid_map=tuple(opts.uid_map),
+        gid_map=tuple(opts.gid_map),
+        ignore_chown_errors=opts.ignore_chown_errors,
+        force_mask=opts.force_mask,
+        progress=opts.progress if callable(opts.progress) else None,
+    )
+    return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
 
 
 def apply_logged(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions,

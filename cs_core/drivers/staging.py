@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import fcntl
 import gzip
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -28,7 +30,8 @@ import attrs
 
 from cs_core import atomic
 from cs_core.atomic import remove_tree
-from cs_core.drivers.base import ApplyDiffOpts
+from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
+from cs_core.model import ApplyResult
 
 STAGING_DIR = "staging"
 LOCK_FILE = "staging.lock"
@@ -108,6 +111,80 @@ class TarDiffer:
             compressed_digest=raw.digest, compressed_size=raw.size,
             compression=int(compression), tar_split=ts_path,
         )
+
+
+# -- unlocked imports: a whole layer tree staged apart ------------------------------------------
+
+
+@attrs.define
+class StagedTree:
+    """A layer's future tree (its parent's files plus a diff) in a locked staging directory.
+
+    Nothing in the store refers to it, so it is filled with no store lock held; only the
+    move into a layer (``TreeStager.commit_staged_tree``) runs under the layer lock.
+    """
+
+    layer_dir: Path  #: ``<staging>/<random>/``, holding the lock and side files
+    content: Path  #: the tree that becomes the layer (``layer_dir/dir``)
+    lock: StagingLock
+
+
+class TreeStager(abc.ABC):
+    """Optional driver capability (ours, not Go's): build a new layer's tree with no lock held.
+
+    Go's store holds the layer lock for a whole ``PutLayer``, so one big import stops every
+    other writer; a driver with this capability lets the store extract first and only take
+    the lock to move the finished tree in. Drivers without it keep the locked path.
+    """
+
+    @abc.abstractmethod
+    def stage_tree(self, parent: str | None, opts: CreateOpts) -> StagedTree:
+        """A locked staging directory whose content is what ``create`` would make."""
+
+    @abc.abstractmethod
+    def apply_staged_diff(self, staged: StagedTree, stream: BinaryIO,
+                          opts: ApplyDiffOpts) -> ApplyResult:
+        """Extract ``stream`` into the staged tree as ``apply_diff`` would into the layer."""
+
+    @abc.abstractmethod
+    def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
+                           opts: CreateOpts, writeable: bool) -> None:
+        """Make the staged tree layer ``id`` (no such layer exists yet) and release it."""
+
+    def discard_staged_tree(self, staged: StagedTree) -> None:
+        """Remove a staged tree that will not become a layer (whatever state it is in)."""
+        if os.path.lexists(staged.layer_dir):
+            remove_staging_dir(staged.layer_dir, staged.lock)
+        else:
+            staged.lock.unlock_and_delete()
+
+
+def stage_plain_tree(base: Path, root_mode: int, root_owner: tuple[int, int],
+                     copy_parent: Callable[[Path], None] | None = None) -> StagedTree:
+    """A staged tree that is a plain directory: empty, or made by ``copy_parent`` (which
+    creates the directory it is given, e.g. a copy of the parent layer's tree)."""
+    layer_dir, lock = new_staging_dir(base, root_mode)
+    staged = StagedTree(layer_dir, layer_dir / CONTENT_DIR, lock)
+    try:
+        if copy_parent is not None:
+            os.rmdir(staged.content)
+            copy_parent(staged.content)
+        else:
+            os.chown(staged.content, *root_owner)
+    except BaseException:
+        remove_staging_dir(layer_dir, lock)
+        raise
+    return staged
+
+
+def move_staged_tree(staged: StagedTree, target: Path) -> None:
+    """Rename the staged content to ``target`` (which must not exist), durably, and release."""
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "file exists", str(target))
+    os.rename(staged.content, target)
+    # The rename must reach the disk before the record naming the layer does.
+    atomic.fsync_dir(target.parent)
+    remove_staging_dir(staged.layer_dir, staged.lock)
 
 
 # -- staging directories and their locks ---------------------------------------------------------
@@ -221,8 +298,9 @@ def _lock_fresh(path: Path) -> StagingLock | None:
     return lock
 
 
-def prune_staging_dirs(base: Path) -> bool:
-    """Remove staging directories nobody holds; return whether any (held ones) remain."""
+def prune_staging_dirs(base: Path, remove: Callable[[Path], None] = remove_tree) -> bool:
+    """Remove (by ``remove``) staging directories nobody holds; return whether any (held
+    ones) remain."""
     try:
         entries = list(os.scandir(base))
     except FileNotFoundError:
@@ -244,7 +322,7 @@ def prune_staging_dirs(base: Path) -> bool:
             remaining = True
             continue
         try:
-            remove_tree(path)
+            remove(path)
         finally:
             lock.unlock_and_delete()
     return remaining

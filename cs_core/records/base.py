@@ -256,8 +256,9 @@ class RecordStore(Generic[R]):
     def reindex(self) -> None:
         self._index(self.records)
 
-    def save(self) -> None:
-        """Record a write on the lock, then rewrite every file atomically."""
+    def save(self, *, sync_dir: bool = True) -> None:
+        """Record a write on the lock, then rewrite every file atomically (``sync_dir``: see
+        ``atomic.write_file``)."""
         if self.read_only:
             raise StoreIsReadOnly(f"not allowed to modify the {self.kind} store at {self.directory}")
         if not self.lock.locked_for_writing:
@@ -270,7 +271,7 @@ class RecordStore(Generic[R]):
                     continue
                 f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 atomic.write_file(f.path, codec.dumps_records(chosen), 0o600,
-                                  durable=not f.volatile)
+                                  durable=not f.volatile, sync_dir=sync_dir)
                 f.mtime_ns = f.path.stat().st_mtime_ns
             self._commit_staged()
         except BaseException:

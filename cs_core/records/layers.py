@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from cs_core import atomic, codec, lockfile
 from cs_core.drivers.base import CreateOpts, GraphDriver
+from cs_core.durability import syncfs_each
 from cs_core.errors import LayerUnknown, StorageError
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
@@ -166,23 +167,31 @@ class LayerStore(RecordStore[Layer]):
         return self.records_directory(layer_id) / f"{layer_id}.tar-split.gz"
 
     @contextlib.contextmanager
-    def tar_split_writer(self, layer_id: str) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
+    def tar_split_writer(self, layer_id: str, *, durable: bool = True,
+                         ) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
         """Write the layer's tar-split file atomically, staged inside the layer's data directory.
 
         A killed import leaves its temp file there, and whoever removes the (incomplete) layer
         removes that directory with it (Go too); one beside layers.json would stay forever.
+        ``durable=False`` when ``sync_content`` follows before the record names the file.
         """
         data_dir = self.data_dir(layer_id)
         created = not data_dir.exists()
         data_dir.mkdir(mode=0o700, exist_ok=True)
         try:
             with atomic.atomic_writer(self.tar_split_path(layer_id), 0o600,
-                                      tmp_dir=data_dir) as out:
+                                      tmp_dir=data_dir, durable=durable) as out:
                 yield out
         finally:
             if created:  # keep Go's layout: no data directory for a layer without big data
                 with contextlib.suppress(OSError):
                     data_dir.rmdir()
+
+    def sync_content(self) -> None:
+        """Flush a layer's files (the driver's, and its tar-split beside the records) before the
+        record that says the layer is whole: one ``syncfs`` per filesystem, not an fsync per
+        file (fsyncs are taken under the layer lock, so each one delays every other writer)."""
+        syncfs_each([self.driver.home, self.directory])
 
     def remove_stale_temporaries(self) -> None:
         """Delete temp files killed writers left beside the records (caller holds the write

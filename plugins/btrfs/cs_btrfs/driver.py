@@ -21,6 +21,15 @@ from cs_core import atomic, walk
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
+from cs_core.drivers.staging import (
+    CONTENT_DIR,
+    STAGING_DIR,
+    StagedTree,
+    TreeStager,
+    new_staging_dir,
+    prune_staging_dirs,
+    remove_staging_dir,
+)
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 log = logging.getLogger(__name__)
@@ -42,7 +51,7 @@ def _os_error(what: str, exc: OSError) -> BtrfsError:
     return BtrfsError(f"{what}: {exc.strerror or exc}")
 
 
-class BtrfsDriver(GraphDriver):
+class BtrfsDriver(GraphDriver, TreeStager):
     name: ClassVar[str] = "btrfs"
     whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
     priority: ClassVar[int] = 20
@@ -68,6 +77,8 @@ class BtrfsDriver(GraphDriver):
         self.root_gid = _root_id(config.gid_map)
         self._mkdir(self.home)
         self._quota: bool | None = None
+        # Trees of imports that died before becoming layers (their locks are free).
+        prune_staging_dirs(self.home / STAGING_DIR, self._remove_staging_dir)
         if self.options.user_disk_quota:
             self._enable_quota()
         # Last, so that no failure above leaves the bind mount behind (Go's order leaks it).
@@ -187,6 +198,11 @@ class BtrfsDriver(GraphDriver):
         except OSError as exc:
             what = "create btrfs subvolume" if not parent else "create btrfs snapshot"
             raise _os_error(f"failed to {what} {target}", exc) from None
+        self._finish_create(id, size, uid, gid)
+
+    def _finish_create(self, id: str, size: int, uid: int, gid: int) -> None:
+        """Size limit and root owner of the new subvolume ``id`` (removed if they fail)."""
+        target = self.layer_dir(id)
         try:
             if size:
                 self._enable_quota()
@@ -199,6 +215,61 @@ class BtrfsDriver(GraphDriver):
             with contextlib.suppress(Exception):
                 self.remove(id)
             raise
+
+    # -- unlocked imports (cs_core.drivers.staging.TreeStager) -------------------------------
+
+    def stage_tree(self, parent: str | None, opts: CreateOpts) -> StagedTree:
+        layer_dir, lock = new_staging_dir(self.home / STAGING_DIR, DEFAULT_PERMS)
+        staged = StagedTree(layer_dir, layer_dir / CONTENT_DIR, lock)
+        try:
+            os.rmdir(staged.content)  # a subvolume (or snapshot) takes its place
+            if not parent:
+                ioctl.subvol_create(layer_dir, CONTENT_DIR)
+                os.chmod(staged.content, DEFAULT_PERMS)
+            else:
+                source = self.layer_dir(parent)
+                if not source.is_dir():
+                    raise BtrfsError(f"stat {source}: no such file or directory")
+                ioctl.snapshot(source, layer_dir, CONTENT_DIR)
+        except OSError as exc:
+            self.discard_staged_tree(staged)
+            what = "create btrfs subvolume" if not parent else "create btrfs snapshot"
+            raise _os_error(f"failed to {what} {staged.content}", exc) from None
+        except BaseException:
+            self.discard_staged_tree(staged)
+            raise
+        return staged
+
+    def apply_staged_diff(self, staged: StagedTree, stream: BinaryIO,
+                          opts: ApplyDiffOpts) -> ApplyResult:
+        return self._apply_into(staged.content, stream, opts)
+
+    def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
+                           opts: CreateOpts, writeable: bool) -> None:
+        size = self.options.size if writeable else 0
+        if size:
+            self._check_size(size)
+        self._mkdir(self.subvolumes)
+        target = self.layer_dir(id)
+        if os.path.lexists(target):
+            raise BtrfsError(f"failed to create btrfs subvolume {target}: file exists")
+        os.rename(staged.content, target)
+        atomic.fsync_dir(self.subvolumes)  # before the record naming the layer
+        remove_staging_dir(staged.layer_dir, staged.lock)
+        self._finish_create(id, size, self.root_uid, self.root_gid)
+
+    def discard_staged_tree(self, staged: StagedTree) -> None:
+        self._delete_staged_subvolume(staged.layer_dir)
+        super().discard_staged_tree(staged)
+
+    def _delete_staged_subvolume(self, layer_dir: Path) -> None:
+        with contextlib.suppress(OSError):
+            if ioctl.is_subvolume(layer_dir / CONTENT_DIR):
+                subvol.delete(str(layer_dir), CONTENT_DIR, quota=self.quota_enabled())
+
+    def _remove_staging_dir(self, layer_dir: Path) -> None:
+        self._delete_staged_subvolume(layer_dir)
+        remove_tree(layer_dir)
 
     def remove(self, id: str) -> None:
         target = self.layer_dir(id)  # validates the ID before anything is unlinked
@@ -273,6 +344,9 @@ class BtrfsDriver(GraphDriver):
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         # The subvolume is the layer's whole tree, already holding the parent's files: applying
         # in place is what Go's naive driver does through Get, and so are its error reports.
+        return self._apply_into(self.get(id, MountOpts()), stream, opts)
+
+    def _apply_into(self, root: Path, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         from cs_core.archive.apply import ApplyOptions
         from cs_core.drivers.naive import apply_logged
 
@@ -280,7 +354,7 @@ class BtrfsDriver(GraphDriver):
             whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
             progress=opts.progress if callable(opts.progress) else None)
-        return apply_logged(self.get(id, MountOpts()), stream, options, opts.tar_split)  # type: ignore[arg-type]
+        return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
 
     def _native_since(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
                       parent_maps: IDMapPair = NO_MAPS) -> tuple[int, int] | None:

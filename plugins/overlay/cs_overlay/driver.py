@@ -27,7 +27,16 @@ from cs_core.drivers.base import (
     GraphDriver,
     MountOpts,
 )
-from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
+from cs_core.drivers.staging import (
+    CONTENT_DIR,
+    Differ,
+    StagedLayer,
+    StagedTree,
+    StagingDriver,
+    TreeStager,
+    new_staging_dir,
+    remove_staging_dir,
+)
 from cs_core.errors import LayerUnknown
 from cs_core.idmap import is_contiguous
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
@@ -92,7 +101,7 @@ class DiffDirGetter(FileGetter):
         self._fds.clear()
 
 
-class OverlayDriver(GraphDriver, StagingDriver):
+class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
     name = "overlay"
     aliases: ClassVar[tuple[str, ...]] = ("overlay2",)
     whiteout_format = WhiteoutFormat.OVERLAY
@@ -324,13 +333,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         root = self.layout.homes[-1] if read_only else self.home
         d = root / id
         (root / LINK_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
-        uid, gid = self._root_ids(opts)
-        if parent:
-            pdir = self.dir(parent)
-            if not pdir.exists():
-                raise LayerUnknown(f"parent {parent}")
-            st = os.stat(pdir)
-            uid, gid = st.st_uid, st.st_gid
+        perms, uid, gid = self._new_diff_attrs(parent, opts)
         if any(os.path.lexists(h / id) for h in self.layout.homes):
             log.warning("Trying to create a layer %s while directory %s already exists; removing it first",
                         id, d)
@@ -340,9 +343,6 @@ class OverlayDriver(GraphDriver, StagingDriver):
         try:
             if self.quota is not None and quota is not None:
                 self.quota.set_quota(str(d), quota)
-            perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
-            if parent:
-                perms = os.stat(self.dir(parent) / "diff").st_mode & 0o7777
             self._mkdir(d / "diff", perms, uid, gid)
             self.layout.create_link(d)
             self._mkdir(d / "work", 0o700, uid, gid)
@@ -356,6 +356,19 @@ class OverlayDriver(GraphDriver, StagingDriver):
         except BaseException:
             self.remove(id)
             raise
+
+    def _new_diff_attrs(self, parent: str | None, opts: CreateOpts) -> tuple[int, int, int]:
+        """Mode and owner of a new layer's diff/ (and owner of its directory)."""
+        uid, gid = self._root_ids(opts)
+        perms = self.opts.force_mask if self.opts.force_mask is not None else DEFAULT_PERMS
+        if parent:
+            pdir = self.dir(parent)
+            if not pdir.exists():
+                raise LayerUnknown(f"parent {parent}")
+            st = os.stat(pdir)
+            uid, gid = st.st_uid, st.st_gid
+            perms = os.stat(pdir / "diff").st_mode & 0o7777
+        return perms, uid, gid
 
     @staticmethod
     def _mkdir(path: Path, mode: int, uid: int, gid: int) -> None:
@@ -596,15 +609,55 @@ class OverlayDriver(GraphDriver, StagingDriver):
             return super().apply_diff(id, parent, stream, attrs.evolve(
                 opts, ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
                 force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask))
+        return self._untar(self.dir(id) / "diff", stream, opts)
+
+    def _untar(self, diff: Path, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         from cs_core.archive.apply import apply_tar
         from cs_core.errors import ArchiveFormatError
 
         try:
-            return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
+            return apply_tar(diff, stream, self._tar_options(opts),
                              tar_split=opts.tar_split)  # type: ignore[arg-type]
         except ArchiveFormatError as exc:
             # Go's overlay untars in a re-exec'd helper and reports it so, without a log line.
             raise ArchiveFormatError(f"processing tar file({exc}): exit status 1") from None
+
+    # -- unlocked imports (cs_core.drivers.staging.TreeStager) -------------------------------
+
+    def stage_tree(self, parent: str | None, opts: CreateOpts) -> StagedTree:
+        # A new layer's diff/ starts empty whatever its parent holds: only its content is
+        # staged, in a directory made as create makes diff/ (the tar's "./" may change it).
+        perms, uid, gid = self._new_diff_attrs(parent, opts)
+        layer_dir, lock = new_staging_dir(self.staging.base, perms)
+        staged = StagedTree(layer_dir, layer_dir / CONTENT_DIR, lock)
+        try:
+            os.chown(staged.content, uid, gid)
+        except BaseException:
+            self.discard_staged_tree(staged)
+            raise
+        return staged
+
+    def apply_staged_diff(self, staged: StagedTree, stream: BinaryIO,
+                          opts: ApplyDiffOpts) -> ApplyResult:
+        return self._untar(staged.content, stream, opts)
+
+    def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
+                           opts: CreateOpts, writeable: bool) -> None:
+        from cs_core.durability import fsync_paths
+
+        (self.create_read_write if writeable else self.create)(id, parent, opts)
+        try:
+            self.staging.move_into(StagedLayer(target=staged.content), self.dir(id) / "diff",
+                                   None, as_is=True)
+            d = self.dir(id)
+            # What create made and the exchange moved, durable before the record says so.
+            fsync_paths([d / "link", d / LOWER_FILE, d / "diff", d / "work", d / "merged",
+                         d / "empty", d, d.parent / LINK_DIR, d.parent])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.remove(id)
+            raise
+        remove_staging_dir(staged.layer_dir, staged.lock)
 
     # -- staged layers (Go DriverWithDiffer) ---------------------------------------------------
 
@@ -621,12 +674,15 @@ class OverlayDriver(GraphDriver, StagingDriver):
         return staged
 
     def apply_staged(self, id: str, parent: str | None, staged: StagedLayer) -> None:
-        mode = staged.root_dir_mode
+        self.staging.move_into(staged, self.dir(id) / "diff",
+                               self._staged_root_mode(parent, staged.root_dir_mode))
+        self.staging.remove(staged)
+
+    def _staged_root_mode(self, parent: str | None, mode: int | None) -> int | None:
         if mode is None and self.opts.force_mask is None and parent:
             # As Go: a layer whose content does not set its root's mode inherits its parent's.
             mode = os.stat(self.dir(parent) / "diff").st_mode & 0o7777
-        self.staging.move_into(staged, self.dir(id) / "diff", mode)
-        self.staging.remove(staged)
+        return mode
 
     def cleanup_staged(self, staged: StagedLayer) -> None:
         self.staging.remove(staged)

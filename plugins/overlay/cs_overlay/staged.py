@@ -56,15 +56,17 @@ class StagingArea:
         elif lock is not None:
             lock.unlock_and_delete()
 
-    def move_into(self, staged: StagedLayer, diff: Path, mode: int | None) -> None:
-        """Make ``staged``'s content the directory ``diff`` (owner kept, ``mode`` if given)."""
+    def move_into(self, staged: StagedLayer, diff: Path, mode: int | None, *,
+                  as_is: bool = False) -> None:
+        """Make ``staged``'s content the directory ``diff`` (owner kept, ``mode`` if given;
+        with ``as_is``, the staged root keeps its own owner and mode)."""
         self._layer_dir(staged)
         src = Path(os.path.abspath(staged.target))
         try:
             st = os.stat(diff)
         except FileNotFoundError:
             st = None
-        if st is not None:
+        if st is not None and not as_is:
             os.chown(src, st.st_uid, st.st_gid)  # the layer's root owner (ID-mapped layers)
         if mode is not None:
             os.chmod(src, mode)

@@ -14,6 +14,14 @@ from typing import BinaryIO
 from cs_core import atomic
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
+from cs_core.drivers.staging import (
+    STAGING_DIR,
+    StagedTree,
+    TreeStager,
+    move_staged_tree,
+    prune_staging_dirs,
+    stage_plain_tree,
+)
 from cs_core.idmap import to_host
 from cs_core.model import ApplyResult, IDMap
 from cs_vfs.copy import copy_tree
@@ -40,7 +48,7 @@ def parse_bool(value: str) -> bool:
 DEFAULT_PERMS = 0o555
 
 
-class VfsDriver(GraphDriver):
+class VfsDriver(GraphDriver, TreeStager):
     name = "vfs"
     whiteout_format = WhiteoutFormat.DELETE
     priority = 300
@@ -57,6 +65,8 @@ class VfsDriver(GraphDriver):
         for option in config.options:
             self._parse_option(option)
         atomic.makedirs(self.home, 0o700)
+        # Trees of imports that died before becoming layers (their locks are free).
+        prune_staging_dirs(self.home / STAGING_DIR)
 
     def _parse_option(self, option: str) -> None:
         # Go matches whole lower-cased keys: a bare ``imagestore`` or another driver's
@@ -116,31 +126,66 @@ class VfsDriver(GraphDriver):
         home = self.image_home if read_only and self.image_home else self.home
         target = home / "dir" / os.path.basename(id)
         atomic.makedirs(target.parent)
-        uid_map = opts.uid_map or self.config.uid_map
-        gid_map = opts.gid_map or self.config.gid_map
         if os.path.lexists(target):
             # Checked first: the cleanup below must never delete an existing layer.
             raise VfsError(f"mkdir {target}: file exists")
         try:
             if parent:
-                source = self.layer_dir(parent)
-                if not source.is_dir():
-                    raise VfsError(f"{parent}: stat {source}: no such file or directory")
-                copy_tree(source, target)
+                self._copy_parent(parent, target)
             else:
                 os.mkdir(target, DEFAULT_PERMS)
                 os.chmod(target, DEFAULT_PERMS)  # not subject to the umask, as Go's chmod
-                try:
-                    os.chown(target, to_host(0, uid_map), to_host(0, gid_map))
-                except OSError as exc:
-                    # Typically an unprivileged user without --unshare: name the call, as Go.
-                    exc.go_op = "chown"  # type: ignore[attr-defined]
-                    raise
+                self._chown_root(target, opts)
         except BaseException as exc:
             atomic.remove_tree(target)
             if isinstance(exc, OSError):
                 raise VfsError(_go_os_error(exc)) from exc
             raise
+
+    def _copy_parent(self, parent: str, target: Path) -> None:
+        source = self.layer_dir(parent)
+        if not source.is_dir():
+            raise VfsError(f"{parent}: stat {source}: no such file or directory")
+        copy_tree(source, target)
+
+    def _root_owner(self, opts: CreateOpts) -> tuple[int, int]:
+        return (to_host(0, opts.uid_map or self.config.uid_map),
+                to_host(0, opts.gid_map or self.config.gid_map))
+
+    def _chown_root(self, target: Path, opts: CreateOpts) -> None:
+        try:
+            os.chown(target, *self._root_owner(opts))
+        except OSError as exc:
+            # Typically an unprivileged user without --unshare: name the call, as Go.
+            exc.go_op = "chown"  # type: ignore[attr-defined]
+            raise
+
+    # -- unlocked imports (cs_core.drivers.staging.TreeStager) -------------------------------
+
+    def stage_tree(self, parent: str | None, opts: CreateOpts) -> StagedTree:
+        if opts.storage_opt:
+            raise VfsError("--storage-opt is not supported for vfs")
+        try:
+            return stage_plain_tree(
+                self.home / STAGING_DIR, DEFAULT_PERMS, self._root_owner(opts),
+                (lambda target: self._copy_parent(parent, target)) if parent else None)
+        except OSError as exc:
+            raise VfsError(_go_os_error(exc)) from exc
+
+    def apply_staged_diff(self, staged: StagedTree, stream: BinaryIO,
+                          opts: ApplyDiffOpts) -> ApplyResult:
+        from cs_core.drivers import naive
+
+        return naive.apply_into(self, staged.content, stream, self._apply_opts(opts))
+
+    def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
+                           opts: CreateOpts, writeable: bool) -> None:
+        target = self.home / "dir" / os.path.basename(id)
+        atomic.makedirs(target.parent)
+        try:
+            move_staged_tree(staged, target)
+        except FileExistsError:
+            raise VfsError(f"mkdir {target}: file exists") from None
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
@@ -187,8 +232,11 @@ class VfsDriver(GraphDriver):
     ) -> ApplyResult:
         from cs_core.drivers import naive  # the tar engine: only commands that write layers
 
+        return naive.apply_diff(self, id, parent, stream, self._apply_opts(opts))
+
+    def _apply_opts(self, opts: ApplyDiffOpts) -> ApplyDiffOpts:
         if self.ignore_chown_errors and not opts.ignore_chown_errors:
             import attrs
 
-            opts = attrs.evolve(opts, ignore_chown_errors=True)
-        return naive.apply_diff(self, id, parent, stream, opts)
+            return attrs.evolve(opts, ignore_chown_errors=True)
+        return opts
