@@ -6,9 +6,6 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.commands.images import digest_error
 from cs_core.cli.framework import (
     Env,
@@ -17,6 +14,7 @@ from cs_core.cli.framework import (
     emit_json,
     err,
     json_option,
+    option,
     out,
     read_input,
 )
@@ -48,7 +46,7 @@ def _data_commands(kind: str) -> None:
     get_item = "layerID" if kind == "layer" else item
     article = KINDS[kind]
 
-    @command(cli, f"list-{kind}-data", f"List data items that are attached to {article}",
+    @command(f"list-{kind}-data", f"List data items that are attached to {article}",
              aliases=(f"list{kind}data",), options_help=f"[options [...]] {item}",
              min_args=1, max_args=1)
     @json_option
@@ -62,21 +60,21 @@ def _data_commands(kind: str) -> None:
             out("".join(f"{k}\n" for k in keys))
         return 0
 
-    @command(cli, f"get-{kind}-data", f"Get data that is attached to {article}",
+    @command(f"get-{kind}-data", f"Get data that is attached to {article}",
              aliases=(f"get{kind}data",), options_help=f"[options [...]] {get_item} dataName",
              min_args=2)
-    @click.option("--file", "-f", "file", default="", help="Write data to file")
+    @option("--file", "-f", "file", default="", help="Write data to file")
     def get_data(env: Env, args: tuple[str, ...], file: str) -> int:
         ident = _resolve(env, kind, args[0])
         _write_output(file, lambda: getattr(env.store(), f"{kind}_big_data")(ident, args[1]))
         return 0
 
-    @command(cli, f"set-{kind}-data",
+    @command(f"set-{kind}-data",
              "Set data that is attached to an image (with sometimes wrong digest)"
              if kind == "image" else f"Set data that is attached to {article}",
              aliases=(f"set{kind}data",), options_help=f"[options [...]] {get_item} dataName",
              min_args=2)
-    @click.option("--file", "-f", "file", default="", help="Read data from file")
+    @option("--file", "-f", "file", default="", help="Read data from file")
     def set_data(env: Env, args: tuple[str, ...], file: str) -> int:
         ident = _resolve(env, kind, args[0])
         data = read_input(file)
@@ -91,7 +89,7 @@ def _data_commands(kind: str) -> None:
     if kind == "layer":
         return
 
-    @command(cli, f"get-{kind}-data-size", f"Get size of data that is attached to {article}",
+    @command(f"get-{kind}-data-size", f"Get size of data that is attached to {article}",
              aliases=(f"get{kind}datasize",), options_help=f"[options [...]] {item} dataName",
              min_args=2)
     def get_size(env: Env, args: tuple[str, ...]) -> int:
@@ -99,7 +97,7 @@ def _data_commands(kind: str) -> None:
         out(f"{getattr(env.store(), f'{kind}_big_data_size')(ident, args[1])}\n")
         return 0
 
-    @command(cli, f"get-{kind}-data-digest", f"Get digest of data that is attached to {article}",
+    @command(f"get-{kind}-data-digest", f"Get digest of data that is attached to {article}",
              aliases=(f"get{kind}datadigest",), options_help=f"[options [...]] {item} dataName",
              min_args=2)
     def get_digest(env: Env, args: tuple[str, ...]) -> int:
@@ -113,7 +111,7 @@ def _data_commands(kind: str) -> None:
 
     what = "container's" if kind == "container" else "image's"
 
-    @command(cli, f"get-{kind}-dir", f"Find the {what} associated data directory",
+    @command(f"get-{kind}-dir", f"Find the {what} associated data directory",
              aliases=(f"get{kind}dir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_dir(env: Env, args: tuple[str, ...]) -> int:
         # Resolve names first: the store's image_directory takes an ID, as Go's does.
@@ -121,7 +119,7 @@ def _data_commands(kind: str) -> None:
         out(f"{getattr(env.store(), f'{kind}_directory')(ident)}\n")
         return 0
 
-    @command(cli, f"get-{kind}-run-dir", f"Find the {what} associated runtime directory",
+    @command(f"get-{kind}-run-dir", f"Find the {what} associated runtime directory",
              aliases=(f"get{kind}rundir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_run_dir(env: Env, args: tuple[str, ...]) -> int:
         ident = _resolve(env, kind, args[0])
