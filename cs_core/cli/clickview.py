@@ -41,7 +41,8 @@ _built: dict[str, GoCommand] = {}
 
 
 def to_click(spec: Command) -> GoCommand:
-    """The click command for a built-in (one object per command, so identity holds)."""
+    """The click command for a built-in (one object per command, so identity holds), also
+    added to the group: as seen through click, the built-ins are the group's commands."""
     cmd = _built.get(spec.name)
     if cmd is None or cmd.spec is not spec:
         params: list[click.Parameter] = [click_option(o) for o in spec.params]
@@ -54,6 +55,7 @@ def to_click(spec: Command) -> GoCommand:
             context_settings={"allow_interspersed_args": False},
         )
         _built[spec.name] = cmd
+        group().add_command(cmd)
     return cmd
 
 
