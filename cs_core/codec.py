@@ -14,6 +14,7 @@ import datetime as _dt
 import gc
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -260,15 +261,13 @@ def paused_gc() -> Iterator[None]:
 def dumps_records(records: Iterable[Any]) -> bytes:
     """Encode a list of records as a Go store file (``[]`` when empty)."""
     with paused_gc():
-        return go_json_dumps([_unstructure_record(r) for r in records]).encode()
+        return go_json_dumps([unstructure(r) for r in records]).encode()
 
 
 def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
     """Decode a Go store file; errors name the file, never a traceback for the user."""
     if not data.strip():
         return []
-    import cattrs
-
     with paused_gc():
         try:
             raw = json.loads(data)
@@ -279,7 +278,7 @@ def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
                 conv = get_converter()
                 return [conv.structure(item, cls) for item in raw]
             return [_structure_record(item, cls, plan) for item in raw]
-        except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        except _record_errors() as exc:
             raise CorruptRecordFile(f"loading {source}: {_describe(exc)}") from exc
         except RecursionError:
             # json and cattrs recurse: a file nested thousands deep is damage, not a crash.
@@ -409,7 +408,9 @@ def _fast_id_maps(value: Any) -> list[IDMap]:
     return out
 
 
-def _unstructure_record(record: Any) -> Any:
+def unstructure(record: Any) -> Any:
+    """A record (or any value the converter knows) as Go's JSON shapes it; the records of the
+    store files by the fast plans, without building the converter."""
     plan = _plans().get(type(record))
     if plan is not None:
         try:
@@ -480,10 +481,19 @@ def _sorted_plain(value: Any) -> Any:
     return value
 
 
-def _describe(exc: BaseException) -> str:
-    import cattrs
+def _record_errors() -> tuple[type[BaseException], ...]:
+    """What a bad record raises. cattrs' own errors only once something imported cattrs: the
+    fast paths read a well-formed file without it (~10-30 ms of a CLI process), and only the
+    converter, which imports it, can raise them."""
+    cattrs = sys.modules.get("cattrs")
+    if cattrs is None:
+        return (ValueError, TypeError, KeyError)
+    return (ValueError, TypeError, KeyError, cattrs.BaseValidationError)
 
-    if isinstance(exc, cattrs.BaseValidationError):
+
+def _describe(exc: BaseException) -> str:
+    cattrs = sys.modules.get("cattrs")
+    if cattrs is not None and isinstance(exc, cattrs.BaseValidationError):
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _describe(inner)
     return str(exc)

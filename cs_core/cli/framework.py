@@ -259,9 +259,9 @@ def emit_json(value: Any) -> None:
 
 
 def unstructure(value: Any) -> Any:
-    from cs_core.codec import converter
+    from cs_core.codec import unstructure as unstructure_value
 
-    return converter.unstructure(value)
+    return unstructure_value(value)
 
 
 class _PipeWriter:

@@ -39,7 +39,7 @@ class HelpRequested(FlagError):
 class Flag:
     """One flag: its mflag names (``-graph`` is ``--graph``, ``g`` is ``-g``) and kind."""
 
-    __slots__ = ("dest", "names", "kind", "usage", "default")
+    __slots__ = ("default", "dest", "kind", "names", "usage")
 
     def __init__(self, dest: str, names: list[str], kind: str, usage: str, default: Any) -> None:
         self.dest = dest
