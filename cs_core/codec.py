@@ -323,7 +323,7 @@ def _plans() -> dict[type[Any], _Plan]:
     if _plan_cache is not None:
         return _plan_cache
     plans: dict[type[Any], _Plan] = {}
-    for cls in (Layer, Image, Container):
+    for cls in (Layer, Image, Container, MountRecord):
         attrs.resolve_types(cls)
         plans[cls] = tuple(
             (f.name, f.metadata[JSON][0], f.metadata[JSON][1], _kind(f.type))

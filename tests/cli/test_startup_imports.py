@@ -83,6 +83,13 @@ def test_a_light_command_imports_no_heavy_module(small_store: Path, command: lis
         f"cs_core.cli.commands.{m}" for m in allowed}  # only the dispatched command's module
 
 
+def test_mount_and_unmount_import_no_heavy_module(small_store: Path) -> None:
+    """Both read ``mountpoints.json`` (unmount after mount finds a record in it)."""
+    mounted = _modules_after(small_store, "mount", "ctr")
+    unmounted = _modules_after(small_store, "unmount", "ctr")
+    assert [m for m in HEAVY if m in mounted | unmounted] == []
+
+
 def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path) -> None:
     """The fallback converter imports cattrs only when a record needs it, and its errors are
     still the one-line corrupt-file message (the error tuple is built after the failure)."""
