@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 import traceback
@@ -335,6 +334,8 @@ def _die_of_sigpipe() -> NoReturn:
     """End as the Go CLI does when its reader goes away (``| head``): killed by SIGPIPE,
     silently (the shell shows 141). Python ignores SIGPIPE, so restore its default first;
     os._exit, should the signal be blocked, skips the exit-time flush into the closed pipe."""
+    import signal
+
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
     os._exit(128 + signal.SIGPIPE)
