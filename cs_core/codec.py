@@ -15,7 +15,7 @@ import gc
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -144,47 +144,10 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_unstructure_hook(_dt.datetime, format_time)
     conv.register_structure_hook(_dt.datetime, lambda v, _: parse_time(v))
-
-    def record_hooks(cls: type[Any]) -> None:
-        fields = [
-            (f.name, *f.metadata[JSON]) for f in attrs.fields(cls) if f.metadata[JSON][2]
-        ]
-
-        def unstructure(obj: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for name, key, omitempty, _ in fields:
-                value = getattr(obj, name)
-                if omitempty and _is_empty(value):
-                    continue
-                out[key] = conv.unstructure(value)
-            if "flags" in out:
-                out["flags"] = _sort_maps(out["flags"])
-            for key in _SORTED_MAPS:
-                if key in out:
-                    out[key] = dict(sorted(out[key].items()))
-            return out
-
-        def structure(data: Any, _: Any) -> Any:
-            if not isinstance(data, dict):
-                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-            kwargs: dict[str, Any] = {}
-            for f in attrs.fields(cls):
-                key, _omit, persist = f.metadata[JSON]
-                if not persist or key not in data or data[key] is None:
-                    continue
-                try:
-                    kwargs[f.name] = conv.structure(data[key], f.type)
-                except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
-                    # Name the field: a hand-edited file must be fixable from the message.
-                    raise ValueError(f'field "{key}": {_describe(exc)}') from exc
-            return cls(**kwargs)
-
-        conv.register_unstructure_hook(cls, unstructure)
-        conv.register_structure_hook(cls, structure)
-
     for cls in (IDMap, Layer, Image, Container, MountRecord):
         attrs.resolve_types(cls)
-        record_hooks(cls)
+        conv.register_unstructure_hook(cls, _record_unstructure(conv, cls))
+        conv.register_structure_hook(cls, _record_structure(conv, cls))
     conv.register_structure_hook_func(
         lambda t: t == dict[str, Any], lambda v, _: _require(v, dict)
     )
@@ -199,6 +162,50 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, lambda v, _: _require(v, bool))
     conv.register_structure_hook(int, lambda v, _: _require_int(v))
     return conv
+
+
+def _record_unstructure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    """A record as Go writes it: its persisted fields by JSON key, omitempty ones left out
+    when empty, maps sorted."""
+    fields = [(f.name, *f.metadata[JSON]) for f in attrs.fields(cls) if f.metadata[JSON][2]]
+
+    def unstructure(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, key, omitempty, _ in fields:
+            value = getattr(obj, name)
+            if omitempty and _is_empty(value):
+                continue
+            out[key] = conv.unstructure(value)
+        if "flags" in out:
+            out["flags"] = _sort_maps(out["flags"])
+        for key in _SORTED_MAPS:
+            if key in out:
+                out[key] = dict(sorted(out[key].items()))
+        return out
+
+    return unstructure
+
+
+def _record_structure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
+    """A record from a JSON object: unknown keys and nulls dropped, wrong types refused."""
+    import cattrs
+
+    def structure(data: Any, _: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        kwargs: dict[str, Any] = {}
+        for f in attrs.fields(cls):
+            key, _omit, persist = f.metadata[JSON]
+            if not persist or key not in data or data[key] is None:
+                continue
+            try:
+                kwargs[f.name] = conv.structure(data[key], f.type)
+            except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+                # Name the field: a hand-edited file must be fixable from the message.
+                raise ValueError(f'field "{key}": {_describe(exc)}') from exc
+        return cls(**kwargs)
+
+    return structure
 
 
 def _require(value: Any, kind: type) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from cs_core.cli.framework import (
     out,
     read_input,
 )
+from cs_core.records.base import sha256_digest
 
 KINDS = {"layer": "a layer", "image": "an image", "container": "an container"}
 ITEM = {"layer": "layerNameOrID", "image": "imageNameOrID", "container": "containerNameOrID"}
@@ -41,6 +41,7 @@ def _write_output(path: str, fetch: Callable[[], bytes]) -> None:
 
 
 def _data_commands(kind: str) -> None:
+    """list-, get- and set-<kind>-data."""
     item = ITEM[kind]
     # Go's layer commands name the argument "layerID"; its usage line is kept.
     get_item = "layerID" if kind == "layer" else item
@@ -81,13 +82,17 @@ def _data_commands(kind: str) -> None:
         store = env.store()
         if kind == "image":
             # Go's CLI digests manifests as raw sha256 of the bytes ("sometimes wrong").
-            store.set_image_big_data(ident, args[1], data, digest_manifest=_raw_digest)
+            store.set_image_big_data(ident, args[1], data, digest_manifest=sha256_digest)
         else:
             getattr(store, f"set_{kind}_big_data")(ident, args[1], data)
         return 0
 
-    if kind == "layer":
-        return
+
+
+def _item_commands(kind: str) -> None:
+    """What Go has for images and containers only: data sizes and digests, directories."""
+    item = ITEM[kind]
+    article = KINDS[kind]
 
     @command(f"get-{kind}-data-size", f"Get size of data that is attached to {article}",
              aliases=(f"get{kind}datasize",), options_help=f"[options [...]] {item} dataName",
@@ -127,9 +132,7 @@ def _data_commands(kind: str) -> None:
         return 0
 
 
-def _raw_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 for _kind in ("layer", "image", "container"):
     _data_commands(_kind)
+for _kind in ("image", "container"):
+    _item_commands(_kind)
