@@ -319,6 +319,8 @@ def invoke(env: Env, name: str, needs_store: bool, call: Callable[[], Any]) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The console script. With ``argv`` (a caller in the same process) it ends by raising
+    SystemExit; run as the program (no ``argv``), it skips the interpreter's tear-down."""
     try:
         code = run(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()
@@ -327,7 +329,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 1
     except (ReaderGone, BrokenPipeError):
         _die_of_sigpipe()
+    if argv is None:
+        _exit_without_teardown(code)
     sys.exit(code)
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """End the process as ``sys.exit`` would, minus freeing every module and object.
+
+    That tear-down is ~31M instructions, 8 % of a light command, and does nothing a finished
+    command needs: the exit handlers still run (logging's flush, temporary directories'
+    cleanup, coverage) and the standard streams are flushed. Bookkeeping never waits for a
+    finalizer (every write is synced and renamed before the command returns), and files are
+    closed by ``with`` blocks. While another thread is alive the normal exit waits for it.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        _die_of_sigpipe()
+    os._exit(code)
 
 
 def _die_of_sigpipe() -> NoReturn:

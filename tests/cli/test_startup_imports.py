@@ -114,3 +114,35 @@ def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:
     assert sources and {n for n in sources if n + "c" not in names} == set()
     # zipimport looks for mod.pyc beside mod.py, not in __pycache__.
     assert "cs_core/cli/main.pyc" in names
+
+
+EXIT_PROBE = """
+import atexit, os, sys, threading, time
+from cs_core.cli import main as cli_main
+
+class Witness:
+    def __del__(self):
+        os.write(2, b"torn down\\n")
+
+cli_main.witness = Witness()  # a module global: freed only by the interpreter's tear-down
+atexit.register(lambda: os.write(2, b"exit handler ran\\n"))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.2), os.write(2, b"thread done\\n"))).start()
+sys.argv = ["containers-storage", *sys.argv[2:]]
+cli_main.main()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["alone", "with a thread"])
+def test_the_program_skips_the_tear_down_but_not_exit_handlers(tmp_path: Path, thread: bool) -> None:
+    flags = ["-g", str(tmp_path / "g"), "--run", str(tmp_path / "r"), "-s", "vfs"]
+    env = {"CONTAINERS_STORAGE_CONF": str(tmp_path / "none.conf"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", EXIT_PROBE, "thread" if thread else "-",
+                           *flags, "layers", "extra"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 1  # the command's status, as sys.exit gives it
+    assert proc.stdout.startswith("layers: too many arguments ([extra]).\nUsage:")
+    assert "exit handler ran\n" in proc.stderr
+    # A live thread is waited for, as by a normal exit, and then the tear-down happens.
+    assert ("thread done\n" in proc.stderr) == thread
+    assert ("torn down\n" in proc.stderr) == thread
