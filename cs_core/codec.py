@@ -14,7 +14,8 @@ import datetime as _dt
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -143,47 +144,10 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_unstructure_hook(_dt.datetime, format_time)
     conv.register_structure_hook(_dt.datetime, lambda v, _: parse_time(v))
-
-    def record_hooks(cls: type[Any]) -> None:
-        fields = [
-            (f.name, *f.metadata[JSON]) for f in attrs.fields(cls) if f.metadata[JSON][2]
-        ]
-
-        def unstructure(obj: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for name, key, omitempty, _ in fields:
-                value = getattr(obj, name)
-                if omitempty and _is_empty(value):
-                    continue
-                out[key] = conv.unstructure(value)
-            if "flags" in out:
-                out["flags"] = _sort_maps(out["flags"])
-            for key in _SORTED_MAPS:
-                if key in out:
-                    out[key] = dict(sorted(out[key].items()))
-            return out
-
-        def structure(data: Any, _: Any) -> Any:
-            if not isinstance(data, dict):
-                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-            kwargs: dict[str, Any] = {}
-            for f in attrs.fields(cls):
-                key, _omit, persist = f.metadata[JSON]
-                if not persist or key not in data or data[key] is None:
-                    continue
-                try:
-                    kwargs[f.name] = conv.structure(data[key], f.type)
-                except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
-                    # Name the field: a hand-edited file must be fixable from the message.
-                    raise ValueError(f'field "{key}": {_describe(exc)}') from exc
-            return cls(**kwargs)
-
-        conv.register_unstructure_hook(cls, unstructure)
-        conv.register_structure_hook(cls, structure)
-
     for cls in (IDMap, Layer, Image, Container, MountRecord):
         attrs.resolve_types(cls)
-        record_hooks(cls)
+        conv.register_unstructure_hook(cls, _record_unstructure(conv, cls))
+        conv.register_structure_hook(cls, _record_structure(conv, cls))
     conv.register_structure_hook_func(
         lambda t: t == dict[str, Any], lambda v, _: _require(v, dict)
     )
@@ -198,6 +162,50 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, lambda v, _: _require(v, bool))
     conv.register_structure_hook(int, lambda v, _: _require_int(v))
     return conv
+
+
+def _record_unstructure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    """A record as Go writes it: its persisted fields by JSON key, omitempty ones left out
+    when empty, maps sorted."""
+    fields = [(f.name, *f.metadata[JSON]) for f in attrs.fields(cls) if f.metadata[JSON][2]]
+
+    def unstructure(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, key, omitempty, _ in fields:
+            value = getattr(obj, name)
+            if omitempty and _is_empty(value):
+                continue
+            out[key] = conv.unstructure(value)
+        if "flags" in out:
+            out["flags"] = _sort_maps(out["flags"])
+        for key in _SORTED_MAPS:
+            if key in out:
+                out[key] = dict(sorted(out[key].items()))
+        return out
+
+    return unstructure
+
+
+def _record_structure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any, Any], Any]:
+    """A record from a JSON object: unknown keys and nulls dropped, wrong types refused."""
+    import cattrs
+
+    def structure(data: Any, _: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        kwargs: dict[str, Any] = {}
+        for f in attrs.fields(cls):
+            key, _omit, persist = f.metadata[JSON]
+            if not persist or key not in data or data[key] is None:
+                continue
+            try:
+                kwargs[f.name] = conv.structure(data[key], f.type)
+            except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+                # Name the field: a hand-edited file must be fixable from the message.
+                raise ValueError(f'field "{key}": {_describe(exc)}') from exc
+        return cls(**kwargs)
+
+    return structure
 
 
 def _require(value: Any, kind: type) -> Any:
@@ -260,15 +268,13 @@ def paused_gc() -> Iterator[None]:
 def dumps_records(records: Iterable[Any]) -> bytes:
     """Encode a list of records as a Go store file (``[]`` when empty)."""
     with paused_gc():
-        return go_json_dumps([_unstructure_record(r) for r in records]).encode()
+        return go_json_dumps([unstructure(r) for r in records]).encode()
 
 
 def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
     """Decode a Go store file; errors name the file, never a traceback for the user."""
     if not data.strip():
         return []
-    import cattrs
-
     with paused_gc():
         try:
             raw = json.loads(data)
@@ -279,7 +285,7 @@ def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
                 conv = get_converter()
                 return [conv.structure(item, cls) for item in raw]
             return [_structure_record(item, cls, plan) for item in raw]
-        except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        except _record_errors() as exc:
             raise CorruptRecordFile(f"loading {source}: {_describe(exc)}") from exc
         except RecursionError:
             # json and cattrs recurse: a file nested thousands deep is damage, not a crash.
@@ -324,7 +330,7 @@ def _plans() -> dict[type[Any], _Plan]:
     if _plan_cache is not None:
         return _plan_cache
     plans: dict[type[Any], _Plan] = {}
-    for cls in (Layer, Image, Container):
+    for cls in (Layer, Image, Container, MountRecord):
         attrs.resolve_types(cls)
         plans[cls] = tuple(
             (f.name, f.metadata[JSON][0], f.metadata[JSON][1], _kind(f.type))
@@ -409,7 +415,9 @@ def _fast_id_maps(value: Any) -> list[IDMap]:
     return out
 
 
-def _unstructure_record(record: Any) -> Any:
+def unstructure(record: Any) -> Any:
+    """A record (or any value the converter knows) as Go's JSON shapes it; the records of the
+    store files by the fast plans, without building the converter."""
     plan = _plans().get(type(record))
     if plan is not None:
         try:
@@ -480,10 +488,19 @@ def _sorted_plain(value: Any) -> Any:
     return value
 
 
-def _describe(exc: BaseException) -> str:
-    import cattrs
+def _record_errors() -> tuple[type[BaseException], ...]:
+    """What a bad record raises. cattrs' own errors only once something imported cattrs: the
+    fast paths read a well-formed file without it (~10-30 ms of a CLI process), and only the
+    converter, which imports it, can raise them."""
+    cattrs = sys.modules.get("cattrs")
+    if cattrs is None:
+        return (ValueError, TypeError, KeyError)
+    return (ValueError, TypeError, KeyError, cattrs.BaseValidationError)
 
-    if isinstance(exc, cattrs.BaseValidationError):
+
+def _describe(exc: BaseException) -> str:
+    cattrs = sys.modules.get("cattrs")
+    if cattrs is not None and isinstance(exc, cattrs.BaseValidationError):
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _describe(inner)
     return str(exc)

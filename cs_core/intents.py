@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -59,7 +58,7 @@ class LayerIntents:
         """Note ``layer_ids``; on a full disk carry on without a note (a delete must work
         there, and a crash would then only strand layers, as the Go library does)."""
         for attempt in (1, 2):
-            path = self.directory / f"intent-{secrets.token_hex(8)}"
+            path = self.directory / f"intent-{os.urandom(8).hex()}"
             try:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 return Intent(path, layer_ids)

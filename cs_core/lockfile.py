@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import itertools
 import os
-import secrets
 import struct
 import threading
 import time
@@ -31,7 +30,9 @@ _registry_lock = threading.Lock()
 def new_token() -> bytes:
     """A token unique across processes and time: time, counter, PID, random (Go layout)."""
     head = struct.pack("<QQI", time.time_ns() & (2**64 - 1), next(_counter), os.getpid())
-    return head + secrets.token_bytes(TOKEN_SIZE - len(head))
+    # os.urandom is what secrets.token_bytes returns, without importing secrets (and hmac,
+    # hashlib and OpenSSL's loading with it) into every CLI process.
+    return head + os.urandom(TOKEN_SIZE - len(head))
 
 
 def get(path: str | os.PathLike[str], *, read_only: bool = False) -> LockFile:

@@ -10,8 +10,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
-import click
-
 from cs_core.errors import StorageError
 
 if TYPE_CHECKING:
@@ -23,43 +21,105 @@ T = TypeVar("T")
 UNLIMITED = -1
 
 
-class GoCommand(click.Command):
-    """A click command carrying the Go CLI's metadata: aliases, usage line and argument counts.
+class Option:
+    """One flag a command declares, as plain data: the arguments of ``click.option``.
+
+    The hot path reads them (names, kind, default, help) without importing click;
+    ``cs_core.cli.clickview`` turns them into ``click.Option`` objects for docs and plugins.
+    """
+
+    __slots__ = ("decls", "default", "help", "is_flag", "kwargs", "multiple", "name", "opts")
+
+    def __init__(self, *decls: str, **kwargs: Any) -> None:
+        self.decls = decls
+        self.kwargs = kwargs
+        self.opts = [d for d in decls if d.startswith("-")]
+        explicit = [d for d in decls if not d.startswith("-")]
+        self.name = explicit[0] if explicit else _dest_of(self.opts)
+        self.is_flag = bool(kwargs.get("is_flag"))
+        self.multiple = bool(kwargs.get("multiple"))
+        self.default = kwargs.get("default")
+        self.help = kwargs.get("help") or ""
+
+
+def _dest_of(opts: list[str]) -> str:
+    # click's rule: the first of the names with the longest prefix ("--x" before "-x").
+    best = max(opts, key=lambda o: len(o) - len(o.lstrip("-")))
+    return best.lstrip("-").replace("-", "_").lower()
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option``'s signature, recording plain data (declaration order, as click)."""
+
+    def decorator(func: F) -> F:
+        func.__dict__.setdefault("__cs_options__", []).append(Option(*decls, **kwargs))
+        return func
+
+    return decorator
+
+
+class Command:
+    """A Go-style command: its callback, flags and the Go CLI's metadata, as plain data.
 
     ``max_args`` follows the newer Go CLI: ``UNLIMITED`` (-1) or a count, where 0 means no
     arguments (1.43 treated 0 as unlimited, so ``layers extra`` was accepted there).
     """
 
-    def __init__(self, name: str, *, aliases: tuple[str, ...] = (), options_help: str = "",
-                 min_args: int = 0, max_args: int = UNLIMITED, needs_store: bool = True,
-                 **kwargs: Any) -> None:
-        super().__init__(name, **kwargs)
+    __slots__ = (
+        "aliases",
+        "callback",
+        "help",
+        "max_args",
+        "min_args",
+        "name",
+        "needs_store",
+        "options_help",
+        "params",
+        "short_help",
+    )
+
+    def __init__(self, name: str, usage: str, callback: Callable[..., Any], *,
+                 aliases: tuple[str, ...] = (), options_help: str = "", min_args: int = 0,
+                 max_args: int = UNLIMITED, needs_store: bool = True) -> None:
+        self.name = name
+        self.help = self.short_help = usage
+        self.callback = callback
         self.aliases = aliases
         self.options_help = options_help
         self.min_args = min_args
         self.max_args = max_args
         self.needs_store = needs_store
+        self.params: list[Option] = list(reversed(callback.__dict__.get("__cs_options__", [])))
 
 
-def command(group: click.Group, name: str, usage: str, *, aliases: tuple[str, ...] = (),
-            options_help: str = "", min_args: int = 0, max_args: int = UNLIMITED,
-            needs_store: bool = True) -> Callable[[F], GoCommand]:
+#: Every built-in command declared so far, by name (filled as command modules are imported).
+REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, usage: str, *, aliases: tuple[str, ...] = (), options_help: str = "",
+            min_args: int = 0, max_args: int = UNLIMITED,
+            needs_store: bool = True) -> Callable[[Callable[..., Any]], Command]:
     """Declare a Go-style command; the callback gets ``(env, args, **flags)``."""
 
-    def decorator(func: F) -> GoCommand:
-        cmd = click.command(
-            name, cls=GoCommand, help=usage, short_help=usage, aliases=aliases,
-            options_help=options_help, min_args=min_args, max_args=max_args,
-            needs_store=needs_store, context_settings={"allow_interspersed_args": False},
-        )(click.argument("args", nargs=-1)(click.pass_obj(func)))
-        assert isinstance(cmd, GoCommand)
-        group.add_command(cmd)
+    def decorator(func: Callable[..., Any]) -> Command:
+        cmd = Command(name, usage, func, aliases=aliases, options_help=options_help,
+                      min_args=min_args, max_args=max_args, needs_store=needs_store)
+        REGISTRY[name] = cmd
         return cmd
 
     return decorator
 
 
-json_option = click.option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
+json_option = option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
+
+
+def __getattr__(name: str) -> Any:
+    # The click class, for code that inspects the click view of the commands (docs, tests).
+    if name == "GoCommand":
+        from cs_core.cli.clickview import GoCommand
+
+        return GoCommand
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CommandError(StorageError):
@@ -199,9 +259,9 @@ def emit_json(value: Any) -> None:
 
 
 def unstructure(value: Any) -> Any:
-    from cs_core.codec import converter
+    from cs_core.codec import unstructure as unstructure_value
 
-    return converter.unstructure(value)
+    return unstructure_value(value)
 
 
 class _PipeWriter:

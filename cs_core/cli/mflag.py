@@ -1,18 +1,20 @@
 """A flag parser that behaves like Docker's ``pkg/mflag``, which the Go CLI uses.
 
 click's own parser differs in ways scripts notice (``--debug=false``, clustered short flags,
-where errors go, exit codes), so the CLI keeps click for declaring commands and options
-(help, docs, plugins) and parses argv here, driven by those click declarations.
+where errors go, exit codes), so the CLI parses argv here, driven by the commands' option
+declarations (``framework.Option``, or a ``click.Option``: both have the attributes read here).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
-import click
+if TYPE_CHECKING:
+    import click
+
+    from cs_core.cli.framework import Option
 
 PROG = "containers-storage"
 
@@ -34,18 +36,20 @@ class HelpRequested(FlagError):
         super().__init__("flag: help requested")
 
 
-@attrs.define
 class Flag:
     """One flag: its mflag names (``-graph`` is ``--graph``, ``g`` is ``-g``) and kind."""
 
-    dest: str
-    names: list[str]
-    kind: str  # "bool", "string" or "list"
-    usage: str
-    default: Any
+    __slots__ = ("default", "dest", "kind", "names", "usage")
+
+    def __init__(self, dest: str, names: list[str], kind: str, usage: str, default: Any) -> None:
+        self.dest = dest
+        self.names = names
+        self.kind = kind  # "bool", "string" or "list"
+        self.usage = usage
+        self.default = default
 
     @classmethod
-    def from_option(cls, option: click.Option) -> Flag:
+    def from_option(cls, option: Option | click.Option) -> Flag:
         names = [opt[1:] for opt in option.opts]  # "--graph" -> "-graph", "-g" -> "g"
         if option.is_flag:
             kind = "bool"

@@ -1,4 +1,4 @@
-"""Generate man-style markdown pages for every command from the click definitions.
+"""Generate man-style markdown pages for every command from its declaration (the click view).
 
 ``python -m cs_core.cli.mkdocs [DIR]`` writes ``DIR/containers-storage.md`` and one
 ``DIR/containers-storage-<command>.md`` per command (default DIR: ``docs``);
@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from cs_core.cli.app import GLOBAL_OPTIONS
-from cs_core.cli.framework import UNLIMITED, GoCommand
+from cs_core.cli.clickview import GoCommand
+from cs_core.cli.framework import UNLIMITED, Option
 from cs_core.cli.main import ordered_commands
 
 PROG = "containers-storage"
@@ -26,7 +27,7 @@ EXIT_STATUS = """## EXIT STATUS
 """
 
 
-def _flag_line(option: click.Option) -> str:
+def _flag_line(option: click.Option | Option) -> str:
     names = ", ".join(f"**{o}**" for o in option.opts)
     if option.is_flag:
         kind = ""

@@ -19,9 +19,12 @@ from cs_core.cli.commands import MODULE_OF
 ROOT = Path(__file__).resolve().parents[2]
 
 # Never needed by a command that only reads or creates records: each is imported by the
-# operations that use it (content, codecs, namespaces, plugin metadata).
+# operations that use it (content, codecs, namespaces, plugin metadata). click only declares
+# plugin commands and builds docs; cattrs is the codec's fallback for records its fast plans
+# do not recognise.
 HEAVY = [
-    "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
+    "click", "cattrs", "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile",
+    "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.unshare", "cs_core.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.staged_layers", "cs_overlay", "cs_btrfs",
@@ -38,28 +41,67 @@ print(json.dumps([code, sorted(sys.modules)]))
 """
 
 
-def _modules_after(tmp_path: Path, *args: str) -> set[str]:
+def _run(tmp_path: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     # A storage.conf that does not exist: the run must not parse one it does not have.
     env = {"CONTAINERS_STORAGE_CONF": str(tmp_path / "none.conf"), "PATH": "/usr/bin:/bin"}
     flags = ["-g", str(tmp_path / "g"), "--run", str(tmp_path / "r"), "-s", "vfs"]
-    proc = subprocess.run([sys.executable, "-c", PROBE, *flags, *args], capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=60, check=True)
+    return subprocess.run([sys.executable, "-c", PROBE, *flags, *args], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=60, check=check)
+
+
+def _modules_after(tmp_path: Path, *args: str) -> set[str]:
+    proc = _run(tmp_path, *args, check=True)
     code, modules = json.loads(proc.stdout.splitlines()[-1])
     assert code == 0, proc.stderr
     return set(modules)
 
 
-@pytest.mark.parametrize("command", [["version"], ["layers"], ["create-layer"], ["get-names", "x"]])
-def test_a_light_command_imports_no_heavy_module(tmp_path: Path, command: list[str]) -> None:
-    if command[0] == "get-names":
-        _modules_after(tmp_path, "create-layer", "-i", "x" * 64)
-        command = ["get-names", "x" * 64]
-    loaded = _modules_after(tmp_path, *command)
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding a layer chain, an image and a container: light commands read real
+    records (an empty file is never decoded at all)."""
+    tmp_path = tmp_path_factory.mktemp("store")
+    base = _run(tmp_path, "create-layer", "-i", "a" * 64, check=True)
+    assert base.returncode == 0, base.stderr
+    _run(tmp_path, "create-layer", "-i", "b" * 64, "a" * 64, check=True)
+    _run(tmp_path, "create-image", "-i", "c" * 64, "-n", "img", "b" * 64, check=True)
+    _run(tmp_path, "create-container", "-i", "d" * 64, "-n", "ctr", "img", check=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("command", [
+    ["version"], ["layers"], ["layers", "--json"], ["images", "--json"], ["containers"],
+    ["exists", "img"], ["get-names", "ctr"], ["metadata", "img"], ["create-layer"],
+    ["create-image", "a" * 64], ["create-container", "img"],
+], ids=" ".join)
+def test_a_light_command_imports_no_heavy_module(small_store: Path, command: list[str]) -> None:
+    loaded = _modules_after(small_store, *command)
     assert [m for m in HEAVY if m in loaded] == []
     family = MODULE_OF[command[0]]
     allowed = {family, *SHARED.get(family, ())}
     assert {m for m in loaded if m.startswith("cs_core.cli.commands.")} == {
         f"cs_core.cli.commands.{m}" for m in allowed}  # only the dispatched command's module
+
+
+def test_mount_and_unmount_import_no_heavy_module(small_store: Path) -> None:
+    """Both read ``mountpoints.json`` (unmount after mount finds a record in it)."""
+    mounted = _modules_after(small_store, "mount", "ctr")
+    unmounted = _modules_after(small_store, "unmount", "ctr")
+    assert [m for m in HEAVY if m in mounted | unmounted] == []
+
+
+def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path) -> None:
+    """The fallback converter imports cattrs only when a record needs it, and its errors are
+    still the one-line corrupt-file message (the error tuple is built after the failure)."""
+    _run(tmp_path, "create-layer", "-i", "a" * 64, check=True)
+    _run(tmp_path, "create-image", "-i", "c" * 64, "a" * 64, check=True)
+    images = tmp_path / "g" / "vfs-images" / "images.json"
+    images.write_text(images.read_text().replace('"created"', '"big-data-sizes":{"k":"x"},"created"'))
+    proc = _run(tmp_path, "images")
+    code, modules = json.loads(proc.stdout.splitlines()[-1])
+    assert code == 1 and "cattrs" in modules  # the converter did the failing conversion
+    assert proc.stderr == (f'loading {images}: field "big-data-sizes": expected an integer, '
+                           "got 'x': corrupt bookkeeping file\n")
 
 
 def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:
@@ -72,3 +114,35 @@ def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:
     assert sources and {n for n in sources if n + "c" not in names} == set()
     # zipimport looks for mod.pyc beside mod.py, not in __pycache__.
     assert "cs_core/cli/main.pyc" in names
+
+
+EXIT_PROBE = """
+import atexit, os, sys, threading, time
+from cs_core.cli import main as cli_main
+
+class Witness:
+    def __del__(self):
+        os.write(2, b"torn down\\n")
+
+cli_main.witness = Witness()  # a module global: freed only by the interpreter's tear-down
+atexit.register(lambda: os.write(2, b"exit handler ran\\n"))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.2), os.write(2, b"thread done\\n"))).start()
+sys.argv = ["containers-storage", *sys.argv[2:]]
+cli_main.main()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["alone", "with a thread"])
+def test_the_program_skips_the_tear_down_but_not_exit_handlers(tmp_path: Path, thread: bool) -> None:
+    flags = ["-g", str(tmp_path / "g"), "--run", str(tmp_path / "r"), "-s", "vfs"]
+    env = {"CONTAINERS_STORAGE_CONF": str(tmp_path / "none.conf"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", EXIT_PROBE, "thread" if thread else "-",
+                           *flags, "layers", "extra"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 1  # the command's status, as sys.exit gives it
+    assert proc.stdout.startswith("layers: too many arguments ([extra]).\nUsage:")
+    assert "exit handler ran\n" in proc.stderr
+    # A live thread is waited for, as by a normal exit, and then the tear-down happens.
+    assert ("thread done\n" in proc.stderr) == thread
+    assert ("torn down\n" in proc.stderr) == thread

@@ -1,4 +1,4 @@
-"""Built-in commands, one module per family; importing a module registers its commands on ``cli``.
+"""Built-in commands, one module per family; importing a module declares its commands.
 
 A run imports only the module of the command it dispatches to (start-up time: the modules and
 what they import cost more than most commands' work). The tables below say where each command
@@ -9,10 +9,12 @@ registrations, so a command added to a module but not here fails the tests, not 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-import click
+from cs_core.cli.framework import REGISTRY, Command
 
-from cs_core.cli.app import cli
+if TYPE_CHECKING:
+    from cs_core.cli.clickview import GoCommand
 
 MODULES: dict[str, tuple[str, ...]] = {
     "check": ("check",),
@@ -57,7 +59,7 @@ ALIASES: dict[str, str] = {
 
 MODULE_OF: dict[str, str] = {name: module for module, names in MODULES.items() for name in names}
 
-_builtin: dict[str, click.Command] = {}
+_builtin: dict[str, Command] = {}
 
 
 class CommandLoadError(Exception):
@@ -71,11 +73,11 @@ def _import(module: str) -> None:
         raise CommandLoadError(f"cannot load {__name__}.{module}: {type(exc).__name__}: {exc}") \
             from exc
     for name in MODULES[module]:
-        # Remember the built-in as registered, before any plugin can shadow its name.
-        _builtin.setdefault(name, cli.commands[name])
+        # Plugins add commands to the click group only, so these stay the built-ins.
+        _builtin.setdefault(name, REGISTRY[name])
 
 
-def builtin(name: str) -> click.Command | None:
+def builtin(name: str) -> Command | None:
     """The built-in command called ``name`` (or one of its aliases), importing only its module."""
     name = ALIASES.get(name, name)
     module = MODULE_OF.get(name)
@@ -86,9 +88,12 @@ def builtin(name: str) -> click.Command | None:
     return _builtin[name]
 
 
-def all_builtins() -> dict[str, click.Command]:
-    """Every built-in command by name (imports every command module)."""
+def all_builtins() -> dict[str, GoCommand]:
+    """Every built-in command by name, as click commands (imports every command module, and
+    click: for docs, the full command list and plugins, never for dispatch)."""
+    from cs_core.cli.clickview import to_click
+
     for module in MODULES:
         if any(name not in _builtin for name in MODULES[module]):
             _import(module)
-    return dict(_builtin)
+    return {name: to_click(spec) for name, spec in _builtin.items()}

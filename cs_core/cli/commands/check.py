@@ -6,10 +6,7 @@ import datetime as _dt
 import re
 from typing import TYPE_CHECKING
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out
+from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option, out
 
 if TYPE_CHECKING:
     from cs_core.check import CheckReport
@@ -40,11 +37,11 @@ def _print_report(report: CheckReport) -> None:
     out("".join(f"{line}\n" for line in report.lines()))
 
 
-@command(cli, "check", "Check storage consistency", options_help="[options [...]]", max_args=0)
-@click.option("--quick", "-q", is_flag=True, help="Perform only quick checks")
-@click.option("--repair", "-r", is_flag=True, help="Remove damaged images and layers")
-@click.option("--force", "-f", is_flag=True, help="Remove damaged containers")
-@click.option("--max", "-m", "max_age", default="24h",
+@command("check", "Check storage consistency", options_help="[options [...]]", max_args=0)
+@option("--quick", "-q", is_flag=True, help="Perform only quick checks")
+@option("--repair", "-r", is_flag=True, help="Remove damaged images and layers")
+@option("--force", "-f", is_flag=True, help="Remove damaged containers")
+@option("--max", "-m", "max_age", default="24h",
               help="Maximum allowed age for unreferenced layers")
 @json_option
 def check(env: Env, args: tuple[str, ...], quick: bool, repair: bool, force: bool, max_age: str,

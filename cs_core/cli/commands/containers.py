@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     Env,
     command,
@@ -18,7 +17,7 @@ from cs_core.cli.framework import (
 from cs_core.errors import StorageError
 
 
-@command(cli, "containers", "List containers", options_help="[options [...]]", max_args=0)
+@command("containers", "List containers", options_help="[options [...]]", max_args=0)
 @json_option
 def containers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     found = env.store().containers()
@@ -34,7 +33,7 @@ def containers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0
 
 
-@command(cli, "container", "Examine a container",
+@command("container", "Examine a container",
          options_help="[options [...]] containerNameOrID [...]", min_args=1)
 @json_option
 def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
@@ -60,7 +59,7 @@ def container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0 if len(matched) == len(args) else 1
 
 
-@command(cli, "container-parent-owners",
+@command("container-parent-owners",
          "Compute the set of unmapped parent UIDs and GIDs of the container",
          options_help="[options [...]] containerNameOrID [...]", min_args=1)
 @json_option

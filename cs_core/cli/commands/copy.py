@@ -7,10 +7,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option
+from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option, option
 from cs_core.copytree import copy_into
 from cs_core.errors import StorageError
 
@@ -112,10 +109,10 @@ def parse_chown(text: str) -> tuple[int, int] | None:
     return values[0], values[1]
 
 
-@command(cli, "copy", "Copy files or directories into a layer, possibly from another layer",
+@command("copy", "Copy files or directories into a layer, possibly from another layer",
          options_help="[options [...]] [sourceLayerNameOrID:]/path [...] targetLayerNameOrID:/path",
          min_args=2)
-@click.option("--chown", "-o", default="", help="Set owner on new copies")
+@option("--chown", "-o", default="", help="Set owner on new copies")
 @json_option
 def copy(env: Env, args: tuple[str, ...], chown: str, json_output: bool) -> int:
     owner = parse_chown(chown)

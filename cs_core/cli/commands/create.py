@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import CommandError, Env, command, emit_json, json_option, out, unstructure
+from cs_core.cli.framework import CommandError, Env, command, emit_json, json_option, option, out, unstructure
 from cs_core.cli.progress import progress_reader
 from cs_core.errors import UsageError
 
@@ -17,15 +14,15 @@ if TYPE_CHECKING:
 
 
 def map_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed([
-        click.option("--hostuidmap", is_flag=True, help="Force host UID map"),
-        click.option("--hostgidmap", is_flag=True, help="Force host GID map"),
-        click.option("--uidmap", default="", help="UID map"),
-        click.option("--gidmap", default="", help="GID map"),
-        click.option("--subuidmap", default="", help="subuid UID map for a user"),
-        click.option("--subgidmap", default="", help="subgid GID map for a group"),
+    for decorate in reversed([
+        option("--hostuidmap", is_flag=True, help="Force host UID map"),
+        option("--hostgidmap", is_flag=True, help="Force host GID map"),
+        option("--uidmap", default="", help="UID map"),
+        option("--gidmap", default="", help="GID map"),
+        option("--subuidmap", default="", help="subuid UID map for a user"),
+        option("--subgidmap", default="", help="subgid GID map for a group"),
     ]):
-        func = option(func)
+        func = decorate(func)
     return func
 
 
@@ -65,12 +62,12 @@ def layer_options(maps: dict[str, Any]) -> Any:
                         host_gid_mapping=maps["hostgidmap"])
 
 
-@command(cli, "create-layer", "Create a new layer", aliases=("createlayer",),
+@command("create-layer", "Create a new layer", aliases=("createlayer",),
          options_help="[options [...]] [parentLayerNameOrID]", max_args=1)
-@click.option("--label", "-l", default="", help="Mount Label")
-@click.option("--name", "-n", multiple=True, help="Layer name")
-@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
-@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@option("--label", "-l", default="", help="Mount Label")
+@option("--name", "-n", multiple=True, help="Layer name")
+@option("--id", "-i", "layer_id", default="", help="Layer ID")
+@option("--readonly", "-r", is_flag=True, help="Mark as read-only")
 @json_option
 @map_options
 def create_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, ...], layer_id: str,
@@ -82,14 +79,14 @@ def create_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, .
     return 0
 
 
-@command(cli, "import-layer", "Import a new layer", aliases=("importlayer",),
+@command("import-layer", "Import a new layer", aliases=("importlayer",),
          options_help="[options [...]] [parentLayerNameOrID]", max_args=1)
-@click.option("--label", "-l", default="", help="Mount Label")
-@click.option("--name", "-n", multiple=True, help="Layer name")
-@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
-@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@option("--label", "-l", default="", help="Mount Label")
+@option("--name", "-n", multiple=True, help="Layer name")
+@option("--id", "-i", "layer_id", default="", help="Layer ID")
+@option("--readonly", "-r", is_flag=True, help="Mark as read-only")
 @json_option
-@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+@option("--file", "-f", "file", default="", help="Read from file instead of stdin")
 @map_options
 def import_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, ...], layer_id: str,
                  readonly: bool, json_output: bool, file: str, **maps: Any) -> int:
@@ -109,13 +106,13 @@ def read_metadata(metadata: str, metadata_file: str) -> str:
     return metadata
 
 
-@command(cli, "create-image", "Create a new image using layers", aliases=("createimage",),
+@command("create-image", "Create a new image using layers", aliases=("createimage",),
          options_help="[options [...]] topLayerNameOrID", max_args=1)
-@click.option("--name", "-n", multiple=True, help="Image name")
-@click.option("--id", "-i", "image_id", default="", help="Image ID")
-@click.option("--digest", "-d", default="", help="Image Digest")
-@click.option("--metadata", "-m", default="", help="Metadata")
-@click.option("--metadata-file", "-f", default="", help="Metadata File")
+@option("--name", "-n", multiple=True, help="Image name")
+@option("--id", "-i", "image_id", default="", help="Image ID")
+@option("--digest", "-d", default="", help="Image Digest")
+@option("--metadata", "-m", default="", help="Metadata")
+@option("--metadata-file", "-f", default="", help="Metadata File")
 @json_option
 def create_image(env: Env, args: tuple[str, ...], name: tuple[str, ...], image_id: str, digest: str,
                  metadata: str, metadata_file: str, json_output: bool) -> int:
@@ -128,21 +125,21 @@ def create_image(env: Env, args: tuple[str, ...], name: tuple[str, ...], image_i
     return 0
 
 
-@command(cli, "create-container", "Create a new container from an image",
+@command("create-container", "Create a new container from an image",
          aliases=("createcontainer",), options_help="[options [...]] parentImageNameOrID",
          min_args=1, max_args=1)
-@click.option("--name", "-n", multiple=True, help="Container name")
-@click.option("--volatile", is_flag=True, help="Mark as volatile")
-@click.option("--id", "-i", "container_id", default="", help="Container ID")
-@click.option("--metadata", "-m", default="", help="Metadata")
-@click.option("--metadata-file", "-f", default="", help="Metadata File")
+@option("--name", "-n", multiple=True, help="Container name")
+@option("--volatile", is_flag=True, help="Mark as volatile")
+@option("--id", "-i", "container_id", default="", help="Container ID")
+@option("--metadata", "-m", default="", help="Metadata")
+@option("--metadata-file", "-f", default="", help="Metadata File")
 @json_option
 @map_options
-@click.option("--auto-userns", "auto_userns", is_flag=True,
+@option("--auto-userns", "auto_userns", is_flag=True,
               help="Pick unused host IDs (subuid/subgid ranges of root-auto-userns-user) for the container")
-@click.option("--auto-userns-size", "auto_userns_size", default="0",
+@option("--auto-userns-size", "auto_userns_size", default="0",
               help="Exact size of the automatic user namespace (0: as the image needs)")
-@click.option("--auto-userns-initial-size", "auto_userns_initial_size", default="0",
+@option("--auto-userns-initial-size", "auto_userns_initial_size", default="0",
               help="Minimum size of the automatic user namespace")
 def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], volatile: bool,
                      container_id: str, metadata: str, metadata_file: str, json_output: bool,
@@ -171,12 +168,12 @@ def create_container(env: Env, args: tuple[str, ...], name: tuple[str, ...], vol
     return 0
 
 
-@command(cli, "create-storage-layer", "Create a new layer only in the storage driver",
+@command("create-storage-layer", "Create a new layer only in the storage driver",
          aliases=("createstoragelayer",), options_help="[options [...]] [parentLayerNameOrID]",
          max_args=1)
-@click.option("--id", "-i", "layer_id", default="", help="Layer ID")
-@click.option("--label", "-l", default="", help="Mount Label")
-@click.option("--readonly", "-r", is_flag=True, help="Mark as read-only")
+@option("--id", "-i", "layer_id", default="", help="Layer ID")
+@option("--label", "-l", default="", help="Mount Label")
+@option("--readonly", "-r", is_flag=True, help="Mark as read-only")
 @json_option
 @map_options
 def create_storage_layer(env: Env, args: tuple[str, ...], layer_id: str, label: str, readonly: bool,

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.commands.images import digest_error
 from cs_core.cli.framework import (
     Env,
@@ -17,9 +13,11 @@ from cs_core.cli.framework import (
     emit_json,
     err,
     json_option,
+    option,
     out,
     read_input,
 )
+from cs_core.records.base import sha256_digest
 
 KINDS = {"layer": "a layer", "image": "an image", "container": "an container"}
 ITEM = {"layer": "layerNameOrID", "image": "imageNameOrID", "container": "containerNameOrID"}
@@ -43,12 +41,13 @@ def _write_output(path: str, fetch: Callable[[], bytes]) -> None:
 
 
 def _data_commands(kind: str) -> None:
+    """list-, get- and set-<kind>-data."""
     item = ITEM[kind]
     # Go's layer commands name the argument "layerID"; its usage line is kept.
     get_item = "layerID" if kind == "layer" else item
     article = KINDS[kind]
 
-    @command(cli, f"list-{kind}-data", f"List data items that are attached to {article}",
+    @command(f"list-{kind}-data", f"List data items that are attached to {article}",
              aliases=(f"list{kind}data",), options_help=f"[options [...]] {item}",
              min_args=1, max_args=1)
     @json_option
@@ -62,36 +61,40 @@ def _data_commands(kind: str) -> None:
             out("".join(f"{k}\n" for k in keys))
         return 0
 
-    @command(cli, f"get-{kind}-data", f"Get data that is attached to {article}",
+    @command(f"get-{kind}-data", f"Get data that is attached to {article}",
              aliases=(f"get{kind}data",), options_help=f"[options [...]] {get_item} dataName",
              min_args=2)
-    @click.option("--file", "-f", "file", default="", help="Write data to file")
+    @option("--file", "-f", "file", default="", help="Write data to file")
     def get_data(env: Env, args: tuple[str, ...], file: str) -> int:
         ident = _resolve(env, kind, args[0])
         _write_output(file, lambda: getattr(env.store(), f"{kind}_big_data")(ident, args[1]))
         return 0
 
-    @command(cli, f"set-{kind}-data",
+    @command(f"set-{kind}-data",
              "Set data that is attached to an image (with sometimes wrong digest)"
              if kind == "image" else f"Set data that is attached to {article}",
              aliases=(f"set{kind}data",), options_help=f"[options [...]] {get_item} dataName",
              min_args=2)
-    @click.option("--file", "-f", "file", default="", help="Read data from file")
+    @option("--file", "-f", "file", default="", help="Read data from file")
     def set_data(env: Env, args: tuple[str, ...], file: str) -> int:
         ident = _resolve(env, kind, args[0])
         data = read_input(file)
         store = env.store()
         if kind == "image":
             # Go's CLI digests manifests as raw sha256 of the bytes ("sometimes wrong").
-            store.set_image_big_data(ident, args[1], data, digest_manifest=_raw_digest)
+            store.set_image_big_data(ident, args[1], data, digest_manifest=sha256_digest)
         else:
             getattr(store, f"set_{kind}_big_data")(ident, args[1], data)
         return 0
 
-    if kind == "layer":
-        return
 
-    @command(cli, f"get-{kind}-data-size", f"Get size of data that is attached to {article}",
+
+def _item_commands(kind: str) -> None:
+    """What Go has for images and containers only: data sizes and digests, directories."""
+    item = ITEM[kind]
+    article = KINDS[kind]
+
+    @command(f"get-{kind}-data-size", f"Get size of data that is attached to {article}",
              aliases=(f"get{kind}datasize",), options_help=f"[options [...]] {item} dataName",
              min_args=2)
     def get_size(env: Env, args: tuple[str, ...]) -> int:
@@ -99,7 +102,7 @@ def _data_commands(kind: str) -> None:
         out(f"{getattr(env.store(), f'{kind}_big_data_size')(ident, args[1])}\n")
         return 0
 
-    @command(cli, f"get-{kind}-data-digest", f"Get digest of data that is attached to {article}",
+    @command(f"get-{kind}-data-digest", f"Get digest of data that is attached to {article}",
              aliases=(f"get{kind}datadigest",), options_help=f"[options [...]] {item} dataName",
              min_args=2)
     def get_digest(env: Env, args: tuple[str, ...]) -> int:
@@ -113,7 +116,7 @@ def _data_commands(kind: str) -> None:
 
     what = "container's" if kind == "container" else "image's"
 
-    @command(cli, f"get-{kind}-dir", f"Find the {what} associated data directory",
+    @command(f"get-{kind}-dir", f"Find the {what} associated data directory",
              aliases=(f"get{kind}dir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_dir(env: Env, args: tuple[str, ...]) -> int:
         # Resolve names first: the store's image_directory takes an ID, as Go's does.
@@ -121,7 +124,7 @@ def _data_commands(kind: str) -> None:
         out(f"{getattr(env.store(), f'{kind}_directory')(ident)}\n")
         return 0
 
-    @command(cli, f"get-{kind}-run-dir", f"Find the {what} associated runtime directory",
+    @command(f"get-{kind}-run-dir", f"Find the {what} associated runtime directory",
              aliases=(f"get{kind}rundir",), options_help=f"[options [...]] {item}", min_args=1)
     def get_run_dir(env: Env, args: tuple[str, ...]) -> int:
         ident = _resolve(env, kind, args[0])
@@ -129,9 +132,7 @@ def _data_commands(kind: str) -> None:
         return 0
 
 
-def _raw_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 for _kind in ("layer", "image", "container"):
     _data_commands(_kind)
+for _kind in ("image", "container"):
+    _item_commands(_kind)

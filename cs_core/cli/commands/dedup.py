@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, emit_json, err, json_option, out
+from cs_core.cli.framework import Env, command, emit_json, err, json_option, option, out
 
 _METHODS = ("crc", "size", "sha256")
 
 
-@command(cli, "dedup", "Dedup all images", max_args=0)
-@click.option("--hash-method", "hash_method", default="crc",
+@command("dedup", "Dedup all images", max_args=0)
+@option("--hash-method", "hash_method", default="crc",
               help="Specify the hash function to use to detect identical files")
 @json_option
 def dedup(env: Env, args: tuple[str, ...], hash_method: str, json_output: bool) -> int:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option
+from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option
 from cs_core.errors import StorageError
 
 
@@ -31,30 +28,30 @@ def _delete_each(args: tuple[str, ...], action: Callable[[str], object], json_ou
     return 1 if any(results.values()) else 0
 
 
-@command(cli, "delete", "Delete a layer or image or container, with no safety checks",
+@command("delete", "Delete a layer or image or container, with no safety checks",
          options_help="[LayerOrImageOrContainerNameOrID [...]]", min_args=1)
 @json_option
 def delete(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return _delete_each(args, env.store().delete, json_output)
 
 
-@command(cli, "delete-layer", "Delete a layer, with safety checks", aliases=("deletelayer",),
+@command("delete-layer", "Delete a layer, with safety checks", aliases=("deletelayer",),
          options_help="[LayerNameOrID [...]]", min_args=1)
 @json_option
 def delete_layer(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return _delete_each(args, env.store().delete_layer, json_output)
 
 
-@command(cli, "delete-container", "Delete a container, with safety checks",
+@command("delete-container", "Delete a container, with safety checks",
          aliases=("deletecontainer",), options_help="[ContainerNameOrID [...]]", min_args=1)
 @json_option
 def delete_container(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return _delete_each(args, env.store().delete_container, json_output)
 
 
-@command(cli, "delete-image", "Delete an image, with safety checks", aliases=("deleteimage",),
+@command("delete-image", "Delete an image, with safety checks", aliases=("deleteimage",),
          options_help="[ImageNameOrID [...]]", min_args=1)
-@click.option("--test", "-t", is_flag=True, help="Only test removal")
+@option("--test", "-t", is_flag=True, help="Only test removal")
 @json_option
 def delete_image(env: Env, args: tuple[str, ...], test: bool, json_output: bool) -> int:
     store = env.store()

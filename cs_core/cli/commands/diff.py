@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     CommandError,
     Env,
@@ -19,6 +16,7 @@ from cs_core.cli.framework import (
     command,
     emit_json,
     json_option,
+    option,
     out,
 )
 from cs_core.cli.progress import make_progress, progress_reader
@@ -54,7 +52,7 @@ def _pair(args: tuple[str, ...]) -> tuple[str | None, str]:
     return (args[1] if len(args) > 1 else None), args[0]
 
 
-@command(cli, "changes", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
+@command("changes", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
 @json_option
 def changes(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     from_, to = _pair(args)
@@ -66,7 +64,7 @@ def changes(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0
 
 
-@command(cli, "diffsize", "Compare two layers", aliases=("diff-size",), options_help=_PAIR,
+@command("diffsize", "Compare two layers", aliases=("diff-size",), options_help=_PAIR,
          min_args=1, max_args=2)
 def diffsize(env: Env, args: tuple[str, ...]) -> int:
     from_, to = _pair(args)
@@ -74,13 +72,13 @@ def diffsize(env: Env, args: tuple[str, ...]) -> int:
     return 0
 
 
-@command(cli, "diff", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
-@click.option("--file", "-f", "file", default="", help="Write to file instead of stdout")
-@click.option("--uncompressed", "-u", is_flag=True, help="Use no compression")
-@click.option("--gzip", "-c", "use_gzip", is_flag=True, help="Compress using gzip")
-@click.option("--bzip2", "--bz2", "-b", "use_bzip2", is_flag=True,
+@command("diff", "Compare two layers", options_help=_PAIR, min_args=1, max_args=2)
+@option("--file", "-f", "file", default="", help="Write to file instead of stdout")
+@option("--uncompressed", "-u", is_flag=True, help="Use no compression")
+@option("--gzip", "-c", "use_gzip", is_flag=True, help="Compress using gzip")
+@option("--bzip2", "--bz2", "-b", "use_bzip2", is_flag=True,
               help="Compress using bzip2 (not currently supported)")
-@click.option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
+@option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
 def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzip: bool,
          use_bzip2: bool, use_xz: bool) -> int:
     from cs_core.archive.compression import Compression
@@ -114,17 +112,17 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
     return 0
 
 
-@command(cli, "applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
+@command("applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
          options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
          max_args=1)
-@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+@option("--file", "-f", "file", default="", help="Read from file instead of stdin")
 def applydiff(env: Env, args: tuple[str, ...], file: str) -> int:
     with progress_reader(file) as (stream, progress):
         env.store().apply_diff(args[0], stream, progress=progress)
     return 0
 
 
-@command(cli, "applydiff-using-staging-dir", "Apply a diff to a layer using a staging directory",
+@command("applydiff-using-staging-dir", "Apply a diff to a layer using a staging directory",
          options_help="layerNameOrID directory", min_args=2, max_args=2)
 def applydiff_using_staging_dir(env: Env, args: tuple[str, ...]) -> int:
     import tempfile

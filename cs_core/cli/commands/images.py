@@ -5,9 +5,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     Env,
     command,
@@ -16,6 +13,7 @@ from cs_core.cli.framework import (
     err,
     json_option,
     lookup_each,
+    option,
     out,
     unstructure,
 )
@@ -53,9 +51,9 @@ def image_lines(images: list[Image], quiet: bool) -> str:
     return "".join(lines)
 
 
-@command(cli, "images", "List images", options_help="[options [...]]", max_args=0)
+@command("images", "List images", options_help="[options [...]]", max_args=0)
 @json_option
-@click.option("--quiet", "-q", is_flag=True, help="Only print IDs")
+@option("--quiet", "-q", is_flag=True, help="Only print IDs")
 def images(env: Env, args: tuple[str, ...], json_output: bool, quiet: bool) -> int:
     found = env.store().images()
     if json_output:
@@ -66,10 +64,10 @@ def images(env: Env, args: tuple[str, ...], json_output: bool, quiet: bool) -> i
     return 0
 
 
-@command(cli, "images-by-digest", "List images by digest", options_help="[options [...]] DIGEST",
+@command("images-by-digest", "List images by digest", options_help="[options [...]] DIGEST",
          min_args=1, max_args=1)
 @json_option
-@click.option("--quiet", "-q", is_flag=True, help="Only print IDs")
+@option("--quiet", "-q", is_flag=True, help="Only print IDs")
 def images_by_digest(env: Env, args: tuple[str, ...], json_output: bool, quiet: bool) -> int:
     found: list[Image] = []
     for arg in args:
@@ -84,7 +82,7 @@ def images_by_digest(env: Env, args: tuple[str, ...], json_output: bool, quiet: 
     return 0
 
 
-@command(cli, "image", "Examine an image", options_help="[options [...]] imageNameOrID [...]",
+@command("image", "Examine an image", options_help="[options [...]] imageNameOrID [...]",
          min_args=1)
 @json_option
 def image(env: Env, args: tuple[str, ...], json_output: bool) -> int:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     Env,
     command,
@@ -15,6 +12,7 @@ from cs_core.cli.framework import (
     go_list,
     json_option,
     lookup_each,
+    option,
     out,
     unstructure,
 )
@@ -25,9 +23,9 @@ if TYPE_CHECKING:
     from cs_core.model import Container, Image, Layer
 
 
-@command(cli, "layers", "List layers", options_help="[options [...]]", max_args=0)
-@click.option("--tree", "-t", is_flag=True, help="Use a tree")
-@click.option("--quick", "-q", is_flag=True, help="Only print IDs")
+@command("layers", "List layers", options_help="[options [...]]", max_args=0)
+@option("--tree", "-t", is_flag=True, help="Use a tree")
+@option("--quick", "-q", is_flag=True, help="Only print IDs")
 @json_option
 def layers(env: Env, args: tuple[str, ...], tree: bool, quick: bool, json_output: bool) -> int:
     store = env.store()
@@ -81,7 +79,7 @@ def _node(layer: Layer, images: dict[str, list[Image]], containers: dict[str, Co
     return TreeNode(layer.parent or "(base)", layer.id, notes)
 
 
-@command(cli, "layer", "Examine a layer", options_help="[options [...]] layerNameOrID [...]",
+@command("layer", "Examine a layer", options_help="[options [...]] layerNameOrID [...]",
          min_args=1)
 @json_option
 def layer(env: Env, args: tuple[str, ...], json_output: bool) -> int:
@@ -106,7 +104,7 @@ def layer(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0 if len(matched) == len(args) else 1
 
 
-@command(cli, "storage-layers", "List storage layers", options_help="[options [...]]", max_args=0)
+@command("storage-layers", "List storage layers", options_help="[options [...]]", max_args=0)
 @json_option
 def storage_layers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     ids = env.store().storage_layers()
@@ -117,7 +115,7 @@ def storage_layers(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0
 
 
-@command(cli, "layer-parent-owners", "Compute the set of unmapped parent UIDs and GIDs of the layer",
+@command("layer-parent-owners", "Compute the set of unmapped parent UIDs and GIDs of the layer",
          options_help="[options [...]] layerNameOrID [...]", min_args=1)
 @json_option
 def layer_parent_owners(env: Env, args: tuple[str, ...], json_output: bool) -> int:

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.framework import (
     CommandError,
     Env,
@@ -17,12 +14,13 @@ from cs_core.cli.framework import (
     err,
     go_list,
     json_option,
+    option,
     out,
 )
 from cs_core.errors import StorageError
 
 
-@command(cli, "status", "Check on graph driver status", max_args=0)
+@command("status", "Check on graph driver status", max_args=0)
 @json_option
 def status(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
@@ -43,7 +41,7 @@ def status(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return 0
 
 
-@command(cli, "version", "Return containers-storage version information", max_args=0)
+@command("version", "Return containers-storage version information", max_args=0)
 @json_option
 def version(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     pairs = env.store().version()
@@ -69,21 +67,21 @@ def _run_json_or_error(action: str, call: Callable[[], object], json_output: boo
     return 0
 
 
-@command(cli, "wipe", "Wipe all layers, images, and containers", max_args=0)
+@command("wipe", "Wipe all layers, images, and containers", max_args=0)
 @json_option
 def wipe(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return _run_json_or_error("wipe", env.store().wipe, json_output)
 
 
-@command(cli, "shutdown", "Shut down layer storage", max_args=0)
+@command("shutdown", "Shut down layer storage", max_args=0)
 @json_option
-@click.option("--force", "-f", is_flag=True, help="Unmount mounted layers first")
+@option("--force", "-f", is_flag=True, help="Unmount mounted layers first")
 def shutdown(env: Env, args: tuple[str, ...], json_output: bool, force: bool) -> int:
     store = env.store()
     return _run_json_or_error("shutdown", lambda: store.shutdown(force), json_output)
 
 
-@command(cli, "gc", "Remove storage data that no record refers to", max_args=0)
+@command("gc", "Remove storage data that no record refers to", max_args=0)
 @json_option
 def gc(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     store = env.store()
@@ -95,7 +93,7 @@ def gc(env: Env, args: tuple[str, ...], json_output: bool) -> int:
     return _run_json_or_error("gc", collect, json_output)
 
 
-@command(cli, "plugins", "List plugins, their drivers, versions and load errors", max_args=0,
+@command("plugins", "List plugins, their drivers, versions and load errors", max_args=0,
          needs_store=False)
 @json_option
 def plugins(env: Env, args: tuple[str, ...], json_output: bool) -> int:
@@ -145,7 +143,7 @@ def _go_store_options(opts: Any) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k in keep_empty or v not in ("", [], False, 0, None)}
 
 
-@command(cli, "config", "Print the effective storage configuration as JSON",
+@command("config", "Print the effective storage configuration as JSON",
          options_help="[options [...]] [configFile]", max_args=1, needs_store=False)
 def config(env: Env, args: tuple[str, ...]) -> int:
     from cs_core.config import StoreOptions, apply_config
@@ -164,7 +162,7 @@ def config(env: Env, args: tuple[str, ...]) -> int:
     return 0
 
 
-@command(cli, "unshare", "Run a command in a user namespace",
+@command("unshare", "Run a command in a user namespace",
          options_help="[options [...]] [command [...]]", needs_store=False)
 def unshare(env: Env, args: tuple[str, ...]) -> int:
     import os

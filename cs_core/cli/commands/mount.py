@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, out
+from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option, out
 from cs_core.errors import StorageError
 
 
-@command(cli, "mount", "Mount a layer or container",
+@command("mount", "Mount a layer or container",
          options_help="[options [...]] LayerOrContainerNameOrID", min_args=1)
-@click.option("--opt", "-o", default="", help="Mount Options")
-@click.option("--label", "-l", default="", help="Mount Label")
-@click.option("--read-only", "--ro", "-r", "read_only", is_flag=True, help="Mount image readonly")
+@option("--opt", "-o", default="", help="Mount Options")
+@option("--label", "-l", default="", help="Mount Label")
+@option("--read-only", "--ro", "-r", "read_only", is_flag=True, help="Mount image readonly")
 @json_option
 def mount(env: Env, args: tuple[str, ...], opt: str, label: str, read_only: bool,
           json_output: bool) -> int:
@@ -37,10 +34,10 @@ def mount(env: Env, args: tuple[str, ...], opt: str, label: str, read_only: bool
     return 1 if any(r["error"] for r in results) else 0
 
 
-@command(cli, "unmount", "Unmount an image, layer or container", aliases=("umount",),
+@command("unmount", "Unmount an image, layer or container", aliases=("umount",),
          options_help="LayerOrContainerNameOrID", min_args=1)
 @json_option
-@click.option("--force", "-f", is_flag=True, help="Force the umount")
+@option("--force", "-f", is_flag=True, help="Force the umount")
 def unmount(env: Env, args: tuple[str, ...], json_output: bool, force: bool) -> int:
     store = env.store()
     results: list[dict[str, str]] = []
@@ -59,7 +56,7 @@ def unmount(env: Env, args: tuple[str, ...], json_output: bool, force: bool) -> 
     return _report(results, json_output, "while unmounting {}")
 
 
-@command(cli, "mounted", "Check if a file system is mounted", options_help="LayerOrContainerNameOrID",
+@command("mounted", "Check if a file system is mounted", options_help="LayerOrContainerNameOrID",
          min_args=1)
 @json_option
 def mounted(env: Env, args: tuple[str, ...], json_output: bool) -> int:

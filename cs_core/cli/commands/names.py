@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import click
-
-from cs_core.cli.app import cli
 from cs_core.cli.commands.create import read_metadata
-from cs_core.cli.framework import Env, command, emit_json, err, json_option, out
+from cs_core.cli.framework import Env, command, emit_json, err, json_option, option, out
 from cs_core.errors import StorageError
 
 
-@command(cli, "exists", "Check if a layer or image or container exists",
+@command("exists", "Check if a layer or image or container exists",
          options_help="[LayerOrImageOrContainerNameOrID [...]]", min_args=1)
-@click.option("--quiet", "-q", is_flag=True, help="Don't print names")
-@click.option("--layer", "-l", is_flag=True, help="Only succeed if the match is a layer")
-@click.option("--image", "-i", is_flag=True, help="Only succeed if the match is an image")
-@click.option("--container", "-c", is_flag=True, help="Only succeed if the match is a container")
+@option("--quiet", "-q", is_flag=True, help="Don't print names")
+@option("--layer", "-l", is_flag=True, help="Only succeed if the match is a layer")
+@option("--image", "-i", is_flag=True, help="Only succeed if the match is an image")
+@option("--container", "-c", is_flag=True, help="Only succeed if the match is a container")
 @json_option
 def exists(env: Env, args: tuple[str, ...], quiet: bool, layer: bool, image: bool,
            container: bool, json_output: bool) -> int:
@@ -41,9 +38,9 @@ def exists(env: Env, args: tuple[str, ...], quiet: bool, layer: bool, image: boo
     return 1 if missing else 0
 
 
-@command(cli, "metadata", "Retrieve layer, image, or container metadata",
+@command("metadata", "Retrieve layer, image, or container metadata",
          options_help="[LayerOrImageOrContainerNameOrID [...]]", min_args=1)
-@click.option("--quiet", "-q", is_flag=True, help="Omit names and IDs")
+@option("--quiet", "-q", is_flag=True, help="Omit names and IDs")
 @json_option
 def metadata(env: Env, args: tuple[str, ...], quiet: bool, json_output: bool) -> int:
     store = env.store()
@@ -64,10 +61,10 @@ def metadata(env: Env, args: tuple[str, ...], quiet: bool, json_output: bool) ->
     return 1 if missing else 0
 
 
-@command(cli, "set-metadata", "Set layer, image, or container metadata", aliases=("setmetadata",),
+@command("set-metadata", "Set layer, image, or container metadata", aliases=("setmetadata",),
          options_help="[options [...]] layerOrImageOrContainerNameOrID", min_args=1, max_args=1)
-@click.option("--metadata", "-m", default="", help="Metadata")
-@click.option("--metadata-file", "-f", default="", help="Metadata File")
+@option("--metadata", "-m", default="", help="Metadata")
+@option("--metadata-file", "-f", default="", help="Metadata File")
 def set_metadata(env: Env, args: tuple[str, ...], metadata: str, metadata_file: str) -> int:
     if not metadata and not metadata_file:
         err("no new metadata provided\n")
@@ -76,7 +73,7 @@ def set_metadata(env: Env, args: tuple[str, ...], metadata: str, metadata_file: 
     return 0
 
 
-@command(cli, "get-names", "Get layer, image, or container name or names", aliases=("getnames",),
+@command("get-names", "Get layer, image, or container name or names", aliases=("getnames",),
          options_help="[options [...]] imageOrContainerNameOrID", min_args=1)
 @json_option
 def get_names(env: Env, args: tuple[str, ...], json_output: bool) -> int:
@@ -98,27 +95,27 @@ def _change_names(env: Env, ref: str, names: tuple[str, ...], op: str, json_outp
     return 0
 
 
-@command(cli, "add-names", "Add layer, image, or container name or names", aliases=("addnames",),
+@command("add-names", "Add layer, image, or container name or names", aliases=("addnames",),
          options_help="[options [...]] imageOrContainerNameOrID", min_args=1)
-@click.option("--name", "-n", multiple=True, help="New name")
+@option("--name", "-n", multiple=True, help="New name")
 @json_option
 def add_names(env: Env, args: tuple[str, ...], name: tuple[str, ...], json_output: bool) -> int:
     # Newer Go: Store.AddNames (new names first); 1.43's CLI appended them instead.
     return _change_names(env, args[0], name, "add", json_output)
 
 
-@command(cli, "set-names", "Set layer, image, or container name or names", aliases=("setnames",),
+@command("set-names", "Set layer, image, or container name or names", aliases=("setnames",),
          options_help="[options [...]] imageOrContainerNameOrID", min_args=1)
-@click.option("--name", "-n", multiple=True, help="New name")
+@option("--name", "-n", multiple=True, help="New name")
 @json_option
 def set_names(env: Env, args: tuple[str, ...], name: tuple[str, ...], json_output: bool) -> int:
     return _change_names(env, args[0], name, "set", json_output)
 
 
-@command(cli, "remove-names", "Remove layer, image, or container name or names",
+@command("remove-names", "Remove layer, image, or container name or names",
          aliases=("removenames",), options_help="[options [...]] imageOrContainerNameOrID",
          min_args=1)
-@click.option("--name", "-n", multiple=True, help="Name to remove")
+@option("--name", "-n", multiple=True, help="Name to remove")
 @json_option
 def remove_names(env: Env, args: tuple[str, ...], name: tuple[str, ...], json_output: bool) -> int:
     return _change_names(env, args[0], name, "remove", json_output)

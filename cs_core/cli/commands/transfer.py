@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from cs_core.cli.app import cli
-from cs_core.cli.framework import Env, command, emit_json, out
+from cs_core.cli.framework import Env, command, emit_json, option, out
 from cs_core.cli.progress import ProgressLine, make_progress
 from cs_core.images.progress import BlobProgress, ProgressCallback
 
@@ -45,11 +42,11 @@ def _progress(verb: str, quiet: bool) -> _BlobLines | None:
     return None if quiet or not sys.stderr.isatty() else _BlobLines(verb)
 
 
-@command(cli, "import-image", "Import an image from an OCI layout or an archive",
+@command("import-image", "Import an image from an OCI layout or an archive",
          options_help=f"[options [...]] {_TRANSPORTS} [name ...]", min_args=1)
-@click.option("--platform", default="", help="OS/ARCH[/VARIANT] to pick from a multi-arch index")
-@click.option("--quiet", "-q", is_flag=True, help="Print no progress")
-@click.option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
+@option("--platform", default="", help="OS/ARCH[/VARIANT] to pick from a multi-arch index")
+@option("--quiet", "-q", is_flag=True, help="Print no progress")
+@option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
 def import_image_cmd(env: Env, args: tuple[str, ...], platform: str, quiet: bool,
                      json_output: bool) -> int:
     from cs_core.images import import_image, parse_platform
@@ -68,11 +65,11 @@ def import_image_cmd(env: Env, args: tuple[str, ...], platform: str, quiet: bool
     return 0
 
 
-@command(cli, "export-image", "Export an image as an OCI layout or an archive",
+@command("export-image", "Export an image as an OCI layout or an archive",
          options_help=f"[options [...]] imageNameOrID {_TRANSPORTS}", min_args=2, max_args=2)
-@click.option("--compress", default="", help="Layer compression: gzip, zstd or none "
+@option("--compress", default="", help="Layer compression: gzip, zstd or none "
               "(default: gzip for OCI, none for docker-archive)")
-@click.option("--quiet", "-q", is_flag=True, help="Print no progress")
+@option("--quiet", "-q", is_flag=True, help="Print no progress")
 def export_image_cmd(env: Env, args: tuple[str, ...], compress: str, quiet: bool) -> int:
     from cs_core.images import export_image
 
