@@ -3,10 +3,43 @@
 Each error carries the Go library's message text, so that CLI output matches the Go
 `containers-storage` CLI, and an exit code for the CLI. Call sites wrap with context the way
 Go's ``fmt.Errorf("...: %w", err)`` does: ``str(exc)`` is the full one-line message.
+
+Catch :class:`StorageError` for anything cs_core raises on purpose, or a group below it. The
+groups are also the built-in exceptions Python code already expects, so ``except KeyError``
+around a lookup and ``except FileExistsError`` around a create work too::
+
+    StorageError                      (Exception)
+    ├── NotFound                      (also KeyError)
+    │   ├── LayerUnknown, ImageUnknown, ContainerUnknown, ParentUnknown
+    │   └── NotALayer, NotAnImage, NotAContainer, NotAnID
+    ├── AlreadyExists                 (also FileExistsError, errno EEXIST)
+    │   └── DuplicateID, DuplicateName (= NameInUse)
+    ├── InUse
+    │   └── LayerHasChildren, LayerUsedByImage, LayerUsedByContainer, ImageUsedByContainer
+    ├── InvalidID, InvalidBigDataName (also ValueError)
+    ├── CorruptRecordFile, ConfigError, DriverError, PluginError, NotSupported, …
+    └── UnsafeArchive → ArchiveFormatError
+
+``str(exc)`` is always the one-line message (never ``KeyError``'s quoted repr). The
+``containers-storage`` CLI prints that line on stderr and exits with the error's
+``exit_code``:
+
+=====================================================  =========
+What failed                                            Exit code
+=====================================================  =========
+any :class:`StorageError` (every class above)          1
+an OS error outside these (``open /x: …``)             1
+a flag the command does not know, or ``--help``        125
+too few or too many arguments, unknown command         1
+a command that reports per argument (``exists``,       1 if any
+``delete``, ``mount``, ``add-names``, …)               failed
+interrupted (Ctrl-C)                                   130
+=====================================================  =========
 """
 
 from __future__ import annotations
 
+import errno
 
 class StorageError(Exception):
     """Base of every error cs_core raises on purpose."""
@@ -42,7 +75,29 @@ class ExactMessage:
         return self.detail or self.message
 
 
-class ContainerUnknown(StorageError):
+class NotFound(StorageError, KeyError):
+    """Nothing in the store answers to that ID or name (also a ``KeyError``)."""
+
+    message = "not known"
+
+
+class AlreadyExists(StorageError, FileExistsError):
+    """An ID or name is taken (also a ``FileExistsError`` with ``errno`` EEXIST)."""
+
+    message = "already in use"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.errno = errno.EEXIST
+
+
+class InUse(StorageError):
+    """The item is still needed by another (a child layer, an image, a container)."""
+
+    message = "in use"
+
+
+class ContainerUnknown(NotFound):
     message = "container not known"
 
 
@@ -50,7 +105,7 @@ class DigestUnknown(StorageError):
     message = "could not compute digest of item"
 
 
-class DuplicateID(StorageError):
+class DuplicateID(AlreadyExists):
     message = "that ID is already in use"
 
 
@@ -62,15 +117,19 @@ class DuplicateLayerNames(StorageError):
     message = "read-only layer store assigns the same name to multiple layers"
 
 
-class DuplicateName(StorageError):
+class DuplicateName(AlreadyExists):
     message = "that name is already in use"
 
 
-class ImageUnknown(StorageError):
+#: The name users of other container libraries look for.
+NameInUse = DuplicateName
+
+
+class ImageUnknown(NotFound):
     message = "image not known"
 
 
-class ImageUsedByContainer(StorageError):
+class ImageUsedByContainer(InUse):
     message = "image is in use by a container"
 
 
@@ -78,17 +137,17 @@ class IncompleteOptions(StorageError):
     message = "missing necessary StoreOptions"
 
 
-class InvalidID(StorageError):
+class InvalidID(StorageError, ValueError):
     """An ID that would not stay one directory name inside the store."""
 
     message = "not a valid ID"
 
 
-class InvalidBigDataName(StorageError):
+class InvalidBigDataName(StorageError, ValueError):
     message = "not a valid name for a big data item"
 
 
-class LayerHasChildren(StorageError):
+class LayerHasChildren(InUse):
     message = "layer has children"
 
 
@@ -96,31 +155,31 @@ class LayerNotMounted(StorageError):
     message = "layer is not mounted"
 
 
-class LayerUnknown(StorageError):
+class LayerUnknown(NotFound):
     message = "layer not known"
 
 
-class LayerUsedByContainer(StorageError):
+class LayerUsedByContainer(InUse):
     message = "layer is in use by a container"
 
 
-class LayerUsedByImage(StorageError):
+class LayerUsedByImage(InUse):
     message = "layer is in use by an image"
 
 
-class NotAContainer(StorageError):
+class NotAContainer(NotFound):
     message = "identifier is not a container"
 
 
-class NotALayer(StorageError):
+class NotALayer(NotFound):
     message = "identifier is not a layer"
 
 
-class NotAnID(StorageError):
+class NotAnID(NotFound):
     message = "identifier is not a layer, image, or container"
 
 
-class NotAnImage(StorageError):
+class NotAnImage(NotFound):
     message = "identifier is not an image"
 
 
@@ -128,7 +187,7 @@ class ParentIsContainer(StorageError):
     message = "would-be parent layer is a container"
 
 
-class ParentUnknown(StorageError):
+class ParentUnknown(NotFound):
     message = "parent of layer not known"
 
 

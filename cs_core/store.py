@@ -50,6 +50,7 @@ from cs_core.idmap import is_contiguous
 from cs_core.intents import LayerIntents
 from cs_core.layer_templates import copy_template_record, copy_template_tar_split
 from cs_core.model import NO_MAPS, Change, Container, IDMap, IDMapPair, Image, Layer, utcnow
+from cs_core.progress import CountingReader, CountingWriter, Progress
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
@@ -84,7 +85,8 @@ class LayerOptions:
     storage_opt: dict[str, str] = attrs.field(factory=dict)
     flags: dict[str, object] = attrs.field(factory=dict)
     big_data: dict[str, bytes] = attrs.field(factory=dict)
-    progress: Callable[[int], None] | None = None
+    #: Running total of bytes read from the diff stream (the convention of cs_core.progress).
+    progress: Progress | None = None
 
 
 @attrs.define
@@ -308,7 +310,10 @@ class Store:
     def put_layer(self, id: str | None = None, parent: str | None = None,
                   names: Sequence[str] = (), mount_label: str = "", writeable: bool = False,
                   options: LayerOptions | None = None, diff: BinaryIO | None = None) -> Layer:
-        """Create a layer, optionally filled from a (compressed) tar stream, atomically."""
+        """Create a layer, optionally filled from a (compressed) tar stream, atomically.
+
+        ``options.progress`` gets running totals of the bytes read from ``diff``
+        (:mod:`cs_core.progress`)."""
         options = options or LayerOptions()
         fill = None
         if diff is not None:
@@ -431,9 +436,11 @@ class Store:
         with contextlib.suppress(Exception):
             ls.save()
 
-    def apply_diff(self, to: str, stream: BinaryIO,
-                   progress: Callable[[int], None] | None = None) -> int:
-        """Apply a (possibly compressed) tar stream to an existing layer; returns its size."""
+    def apply_diff(self, to: str, stream: BinaryIO, progress: Progress | None = None) -> int:
+        """Apply a (possibly compressed) tar stream to an existing layer; returns its size.
+
+        ``progress`` gets running totals of the bytes read from ``stream``
+        (:mod:`cs_core.progress`)."""
         ls = self.layer_store
         with ls.writing():
             layer = ls.get(to)
@@ -505,7 +512,8 @@ class Store:
         from cs_core.archive.tarsplit import TarSplitWriter
 
         ls = self.layer_store
-        raw = DigestReader(stream)
+        counted = CountingReader(stream, options.progress)
+        raw = DigestReader(counted)
         compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
         plain = DigestReader(plain_stream)
         with ls.tar_split_writer(layer.id) as ts_file:
@@ -514,9 +522,9 @@ class Store:
                 result = self.driver.apply_diff(
                     layer.id, layer.parent or None, plain,  # type: ignore[arg-type]
                     ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
-                                  mount_label=layer.mount_label, tar_split=writer,
-                                  progress=options.progress),
+                                  mount_label=layer.mount_label, tar_split=writer),
                 )
+        counted.finish()
         layer.compressed_digest = (
             options.original_digest if options.original_digest.startswith("sha256:")
             else raw.digest
@@ -1397,8 +1405,11 @@ class Store:
 
     def diff(self, from_: str | None, to: str, out: BinaryIO,
              compression: Compression | None = None,
-             progress: Callable[[int], None] | None = None) -> None:
-        """Write the layer's changes as a tar stream; bit-exact when tar-split allows."""
+             progress: Progress | None = None) -> None:
+        """Write the layer's changes as a tar stream; bit-exact when tar-split allows.
+
+        ``progress`` gets running totals of the bytes written to ``out`` (compressed, if
+        ``compression`` says so; :mod:`cs_core.progress`). See also :meth:`diff_reader`."""
         import gzip
 
         from cs_core.archive.compression import Compression, compress_stream
@@ -1408,26 +1419,29 @@ class Store:
             layer, parent, parent_maps = self._diff_pair(from_, to)
             if compression is None:
                 compression = Compression(layer.compression)
-            sink = compress_stream(out, compression) if compression != Compression.NONE else out
+            counted = CountingWriter(out, progress)
+            sink = (compress_stream(counted, compression)  # type: ignore[arg-type]
+                    if compression != Compression.NONE else counted)
             try:
                 ts_path = self._tar_split_for(layer)
                 if parent == (layer.parent or None) and ts_path is not None:
                     getter = driver.diff_getter(layer.id)
                     try:
                         with gzip.open(ts_path, "rb") as ts:
-                            reassemble(ts, getter.open, _Progress(sink, progress))  # type: ignore[arg-type]
+                            reassemble(ts, getter.open, sink)  # type: ignore[arg-type]
                     finally:
                         getter.close()
                 else:
                     stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map,
                                          parent_maps)
                     try:
-                        shutil.copyfileobj(stream, _Progress(sink, progress), 1 << 20)  # type: ignore[arg-type]
+                        shutil.copyfileobj(stream, sink, 1 << 20)  # type: ignore[arg-type]
                     finally:
                         stream.close()
             finally:
-                if sink is not out:
+                if sink is not counted:
                     sink.close()
+            counted.finish()
 
     def _tar_split_for(self, layer: Layer) -> Path | None:
         for ls in self._layer_stores():
@@ -1575,23 +1589,6 @@ class Store:
 
     def close(self) -> None:
         """Nothing to release between operations; kept for API symmetry with Go's Free()."""
-
-
-class _Progress:
-    """A write-through wrapper that reports bytes written."""
-
-    def __init__(self, out: BinaryIO, progress: Callable[[int], None] | None) -> None:
-        self._out = out
-        self._progress = progress
-
-    def write(self, data: bytes) -> int:
-        n = self._out.write(data)
-        if self._progress is not None:
-            self._progress(len(data))
-        return n if n is not None else len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
 
 
 def _note_names_history(image: Image) -> None:
