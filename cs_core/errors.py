@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 
+
 class StorageError(Exception):
     """Base of every error cs_core raises on purpose."""
 

@@ -68,6 +68,10 @@ class CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:
+        if self._totals.report is not None and len(b) > STEP:
+            # A short read (allowed of a raw stream) so that a decoder asking for many MiB
+            # at once still sees totals on the way.
+            b = memoryview(b)[:STEP]
         readinto = getattr(self.inner, "readinto", None)
         if readinto is not None:
             n = readinto(b) or 0
@@ -102,10 +106,13 @@ class CountingWriter(io.RawIOBase):
         return True
 
     def write(self, b: Any) -> int:
-        size = memoryview(b).nbytes
-        _write_all(self.inner, b, size)
-        self._totals.add(size)
-        return size
+        view = memoryview(b).cast("B")
+        # In STEP pieces: a large file's content comes as one write.
+        for start in range(0, len(view), STEP):
+            piece = view[start:start + STEP]
+            _write_all(self.inner, piece, len(piece))
+            self._totals.add(len(piece))
+        return len(view)
 
     def flush(self) -> None:
         self.inner.flush()

@@ -99,8 +99,8 @@ def fit(text: str, stream: TextIO) -> str:
     try:
         width = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
-        width = 80
-    return text[: max(width - 1, 10)]
+        width = 0
+    return text[: width - 1] if width > 20 else text  # 0: a terminal that never said
 
 
 def make_progress(verb: str, total: int | None = None, stream: TextIO | None = None,
