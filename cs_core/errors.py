@@ -17,7 +17,8 @@ around a lookup and ``except FileExistsError`` around a create work too::
     ├── InUse
     │   └── LayerHasChildren, LayerUsedByImage, LayerUsedByContainer, ImageUsedByContainer
     ├── InvalidID, InvalidBigDataName (also ValueError)
-    ├── CorruptRecordFile, ConfigError, DriverError, PluginError, NotSupported, …
+    ├── CorruptRecordFile, ConfigError, DriverError, PluginError, NotSupported,
+    │   StoreClosed, IncompleteOptions, …
     └── UnsafeArchive → ArchiveFormatError
 
 ``str(exc)`` is always the one-line message (never ``KeyError``'s quoted repr). The
@@ -194,6 +195,12 @@ class ParentUnknown(NotFound):
 
 class SizeUnknown(StorageError):
     message = "size is not known"
+
+
+class StoreClosed(StorageError):
+    """A method of a store handle that ``close()`` (or a ``with`` block) has closed."""
+
+    message = "store is closed"
 
 
 class StoreIsReadOnly(StorageError):

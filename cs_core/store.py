@@ -124,19 +124,19 @@ def open_store(
 ) -> Store:
     """Open (creating if needed) the store described by ``options`` or the keyword arguments.
 
-    With neither, storage.conf and the environment decide, as for podman.
+    With neither, storage.conf and the environment decide, as for podman. Keywords must name
+    both roots: Go's ``GetStore`` fills a missing one from storage.conf, which for a graph
+    root of your own means sharing podman's run root (its mount counts and locks), so this
+    raises :class:`~cs_core.errors.IncompleteOptions` instead. Use it as ``with
+    open_store(...) as store:`` to :meth:`Store.close` it at the end.
     """
     if options is None:
         if graph_root or run_root or driver_name or driver_options:
-            defaults = StoreOptions.load_default()
             options = StoreOptions(
                 graph_root=graph_root or "", run_root=run_root or "",
                 driver_name=driver_name or "", driver_options=list(driver_options),
             )
-            if not options.graph_root and not options.run_root:
-                raise IncompleteOptions()
-            options.graph_root = options.graph_root or defaults.graph_root
-            options.run_root = options.run_root or defaults.run_root
+            _check_roots(options)
         else:
             options = StoreOptions.load_default()
     store = Store(options, registry or default_registry())
@@ -144,12 +144,21 @@ def open_store(
     return store
 
 
+def _check_roots(options: StoreOptions) -> None:
+    if not options.graph_root and not options.run_root:
+        raise IncompleteOptions("no storage runroot or graphroot specified")  # Go's words
+    if not options.graph_root or not options.run_root:
+        given, missing = (("graph_root", "run_root") if options.graph_root
+                          else ("run_root", "graph_root"))
+        raise IncompleteOptions(f"{given} given without {missing}: pass both (storage.conf's "
+                                "would be shared with the system's store)")
+
+
 class Store:
     """Layers, images and containers on local disk, compatible with containers/storage."""
 
     def __init__(self, options: StoreOptions, registry: PluginRegistry) -> None:
-        if not options.graph_root or not options.run_root:
-            raise IncompleteOptions()
+        _check_roots(options)
         self.options = options
         self.registry = registry
         self.graph_root = Path(os.path.abspath(options.graph_root))
@@ -1356,6 +1365,17 @@ class Store:
             found = self._find_image(ref)
         return ls.lookup(found[0].top_layer) if found is not None and found[0].top_layer else None
 
+    @contextlib.contextmanager
+    def mounting(self, ref: str, mount_label: str = "",
+                 options: Sequence[str] = ()) -> Iterator[str]:
+        """``with store.mounting(ref) as path:`` mounts as :meth:`mount` does and unmounts
+        on leaving the block, even when it raises (:meth:`mounted` is Go's mount count)."""
+        path = self.mount(ref, mount_label, options)
+        try:
+            yield path
+        finally:
+            self.unmount(ref)
+
     def mount_image(self, ref: str, options: Sequence[str] = (), mount_label: str = "") -> str:
         if "rw" in options:
             raise StorageError("mount options may not contain rw when mounting an image")
@@ -1442,6 +1462,22 @@ class Store:
                 if sink is not counted:
                     sink.close()
             counted.finish()
+
+    def diff_reader(self, from_: str | None, to: str,
+                    compression: Compression | None = None) -> BinaryIO:
+        """:meth:`diff` as a readable file (``with store.diff_reader(id) as f:``), streamed
+        by a thread that holds the layer store's lock until the file is read or closed; a
+        failure is raised by the read that reaches the end. See also :meth:`iter_diff`."""
+        from cs_core.handles import diff_reader
+
+        return diff_reader(self, from_, to, compression)
+
+    def iter_diff(self, from_: str | None, to: str, compression: Compression | None = None,
+                  chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """:meth:`diff` as chunks of bytes (``for chunk in store.iter_diff(id):``)."""
+        from cs_core.handles import read_chunks
+
+        return read_chunks(self.diff_reader(from_, to, compression), chunk_size)
 
     def _tar_split_for(self, layer: Layer) -> Path | None:
         for ls in self._layer_stores():
@@ -1588,7 +1624,20 @@ class Store:
             return dedup_dirs(dirs, method)
 
     def close(self) -> None:
-        """Nothing to release between operations; kept for API symmetry with Go's Free()."""
+        """Release the driver's resources (overlay's private mount of its home) unless a
+        layer is mounted, as Go's ``Shutdown(false)``; later calls raise ``StoreClosed``."""
+        from cs_core.handles import close_store
+
+        close_store(self)
+
+    def free(self) -> None:
+        """Go's ``Free()``: forget the handle, leaving the driver as it is (the CLI's end)."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _note_names_history(image: Image) -> None:
