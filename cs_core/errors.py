@@ -17,7 +17,8 @@ around a lookup and ``except FileExistsError`` around a create work too::
     ├── InUse
     │   └── LayerHasChildren, LayerUsedByImage, LayerUsedByContainer, ImageUsedByContainer
     ├── InvalidID, InvalidBigDataName (also ValueError)
-    ├── CorruptRecordFile, ConfigError, DriverError, PluginError, NotSupported,
+    ├── NotSupported → Unsupported → DriverNotInstalled
+    ├── CorruptRecordFile, ConfigError, DriverError, PluginError,
     │   StoreClosed, IncompleteOptions, …
     └── UnsafeArchive → ArchiveFormatError
 
@@ -61,6 +62,7 @@ class StorageError(Exception):
     def wrap(self, context: str) -> StorageError:
         """Return a copy of this error with more context in front (like Go's %w)."""
         new = type(self)(f"{context}: {self.detail}" if self.detail else context)
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k != "detail"})
         return new
 
 
@@ -211,6 +213,15 @@ class NotSupported(StorageError):
     message = "not supported"
 
 
+class Unsupported(ExactMessage, NotSupported):
+    """A :class:`NotSupported` whose detail says it all (no ``: not supported`` after it)."""
+
+
+class DriverNotInstalled(Unsupported):
+    """The graph driver asked for is not installed; the text says which setting asked for
+    it, the package to install and the drivers that are installed."""
+
+
 class InvalidMappings(StorageError):
     message = "invalid mappings specified"
 
@@ -226,9 +237,42 @@ class NoAvailableIDs(StorageError):
 
 
 class CorruptRecordFile(StorageError):
-    """A bookkeeping file that cannot be parsed. Never silently overwritten."""
+    """A bookkeeping file that cannot be parsed. Never silently overwritten.
+
+    Made by :meth:`in_file`, the message ends with how to recover from that kind of file.
+    """
 
     message = "corrupt bookkeeping file"
+    path: str | None = None
+
+    @classmethod
+    def in_file(cls, path: object, detail: str) -> CorruptRecordFile:
+        error = cls(detail)
+        error.path = str(path)
+        return error
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {recovery_hint(self.path)}" if self.path else text
+
+
+_RECOVERY = {
+    "layers.json": "restore {path} from a backup, or move it aside, which forgets its layers "
+                   "(`containers-storage check` then lists what used them)",
+    "images.json": "restore {path} from a backup, or move it aside, which forgets its images "
+                   "(their layers stay)",
+    "containers.json": "restore {path} from a backup, or move it aside, which forgets its "
+                       "containers (their layers stay)",
+    "mountpoints.json": "it holds only mount counts: with nothing mounted, remove {path}",
+}
+
+
+def recovery_hint(path: str) -> str:
+    """What to do about a corrupt bookkeeping file at ``path``."""
+    name = path.rpartition("/")[2]
+    if name.startswith("volatile-"):
+        return f"it holds only records that do not survive a reboot: remove {path} to forget them"
+    return _RECOVERY.get(name, "restore {path} from a backup").format(path=path)
 
 
 class ConfigError(StorageError):
@@ -236,9 +280,13 @@ class ConfigError(StorageError):
 
 
 class DriverError(StorageError):
-    """A graph driver failed; detail says which and why."""
+    """Choosing or starting a graph driver failed; the detail says which and why, in Go's
+    words where Go has them (so no generic suffix follows it)."""
 
     message = "graph driver error"
+
+    def __str__(self) -> str:  # not ExactMessage as a base: drivers combine the two
+        return self.detail or self.message
 
 
 class PluginError(StorageError):

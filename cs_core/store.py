@@ -249,8 +249,13 @@ class Store:
                 uid_map=tuple(self.uid_map), gid_map=tuple(self.gid_map),
             )
 
-        driver = select_driver(self.registry, name, self.graph_root, config_for,
-                               self.options.driver_priority)
+        try:
+            driver = select_driver(self.registry, name, self.graph_root, config_for,
+                                   self.options.driver_priority)
+        except StorageError as exc:
+            from cs_core.driver_hints import explain
+
+            raise explain(exc, self.registry, self.options, self.graph_root) from exc
         atomic.makedirs(driver.home)
         return driver
 
