@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cs_core.archive.apply import ApplyOptions, apply_tar  # noqa: E402
-from cs_core.archive.compression import DigestReader, decompress_stream  # noqa: E402
-from cs_core.archive.tarsplit import TarSplitWriter  # noqa: E402
-from cs_core.durability import syncfs  # noqa: E402
-from cs_core.testing.loopfs import loop_filesystem  # noqa: E402
+from cs_core.archive.apply import ApplyOptions, apply_tar
+from cs_core.archive.compression import DigestReader, decompress_stream
+from cs_core.archive.tarsplit import TarSplitWriter
+from cs_core.durability import syncfs
+from cs_core.testing.loopfs import loop_filesystem
 
 
 def make_layer(path: Path, seed: int, mb: int, files: int = 4000) -> None:
