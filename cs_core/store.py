@@ -1471,8 +1471,10 @@ class Store:
     def diff_reader(self, from_: str | None, to: str,
                     compression: Compression | None = None) -> BinaryIO:
         """:meth:`diff` as a readable file (``with store.diff_reader(id) as f:``), streamed
-        by a thread that holds the layer store's lock until the file is read or closed; a
-        failure is raised by the read that reaches the end. See also :meth:`iter_diff`."""
+        by a thread; a failure is raised by the read that reaches the end. As with Go's
+        ``Diff``, the layer store stays locked until the file is read to its end or closed:
+        finish with it before calling this store again (other calls wait for it, so calling
+        from the reading thread would wait forever). See also :meth:`iter_diff`."""
         from cs_core.handles import diff_reader
 
         return diff_reader(self, from_, to, compression)

@@ -78,3 +78,31 @@ def test_export_image_reports_totals_per_blob(vfs_store: Store, tmp_path: Path) 
                  compression="none", progress=events.append)
     _check_totals([e.done for e in events], len(data))
     assert {e.total for e in events} == {len(data)}
+
+
+def test_import_image_reports_totals_per_blob(vfs_store: Store, tmp_path: Path) -> None:
+    import json
+
+    from cs_core.images import import_image
+    from cs_core.images.source import sha256_of
+    from cs_core.store import open_store
+
+    data = _one_big_file()
+    layer = vfs_store.put_layer(diff=io.BytesIO(data))
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256_of(data)]}}).encode()
+    image_id = sha256_of(config).partition(":")[2]
+    vfs_store.create_image(image_id, layer=layer.id)
+    vfs_store.set_image_big_data(image_id, f"sha256:{image_id}", config)
+    exported = export_image(vfs_store, image_id, f"oci:{tmp_path / 'oci'}", compression="gzip")
+    blob = tmp_path / "oci" / "blobs" / "sha256" / exported.layer_digests[0].partition(":")[2]
+    events: list[BlobProgress] = []
+    with open_store(graph_root=str(tmp_path / "g2"), run_root=str(tmp_path / "r2"),
+                    driver_name="vfs") as other:
+        import_image(other, f"oci:{tmp_path / 'oci'}", ["big"], progress=events.append)
+        again: list[BlobProgress] = []
+        import_image(other, f"oci:{tmp_path / 'oci'}", ["big"], progress=again.append)
+    _check_totals([e.done for e in events], blob.stat().st_size)
+    assert {e.total for e in events} == {blob.stat().st_size}
+    # A layer the store holds already: one event, complete.
+    assert [(e.done, e.total) for e in again] == [(blob.stat().st_size, blob.stat().st_size)]
