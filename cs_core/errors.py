@@ -31,8 +31,9 @@ What failed                                            Exit code
 =====================================================  =========
 any :class:`StorageError` (every class above)          1
 an OS error outside these (``open /x: …``)             1
-a flag the command does not know, or ``--help``        125
-too few or too many arguments, unknown command         1
+a command's unknown flag, or ``COMMAND --help``        125
+an unknown global flag or command, too few or too      1
+many arguments
 a command that reports per argument (``exists``,       1 if any
 ``delete``, ``mount``, ``add-names``, …)               failed
 interrupted (Ctrl-C)                                   130
