@@ -34,6 +34,7 @@ from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager
 from cs_core.durability import flushing, syncfs
 from cs_core.errors import LayerUnknown
 from cs_core.model import ApplyResult, Layer
+from cs_core.progress import CountingReader, Progress
 from cs_core.records.base import dedupe
 
 if TYPE_CHECKING:
@@ -70,17 +71,21 @@ class Measured:
         layer.gidset = sorted(set(self.result.gids))
 
 
-def extract_stream(stream: BinaryIO, tar_split_out: IO[bytes], extract: Extract) -> Measured:
+def extract_stream(stream: BinaryIO, tar_split_out: IO[bytes], extract: Extract,
+                   progress: Progress | None = None) -> Measured:
     """Decompress ``stream``, hash it both ways, and let ``extract`` apply it while its
-    tar-split goes (gzip-compressed) to ``tar_split_out``."""
+    tar-split goes (gzip-compressed) to ``tar_split_out``; ``progress`` gets running totals
+    of the bytes read from ``stream`` (:mod:`cs_core.progress`)."""
     from cs_core.archive.compression import DigestReader, decompress_stream
     from cs_core.archive.tarsplit import TarSplitWriter
 
-    raw = DigestReader(stream)
+    counted = CountingReader(stream, progress)
+    raw = DigestReader(counted)
     compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
     plain = DigestReader(plain_stream)
     with gzip.GzipFile(fileobj=tar_split_out, mode="wb", compresslevel=1, mtime=0) as gz:
         result = extract(plain, TarSplitWriter(gz))  # type: ignore[arg-type]
+    counted.finish()
     return Measured(raw.digest, raw.size, plain.digest, plain.size, int(compression), result)
 
 
@@ -136,13 +141,13 @@ def _fill_staged(store: Store, driver: TreeStager, staged: StagedTree, opts: Cre
                  options: LayerOptions, diff: BinaryIO) -> Measured:
     """Extract ``diff`` into the staged tree and flush it (no lock held)."""
     apply_opts = ApplyDiffOpts(uid_map=opts.uid_map, gid_map=opts.gid_map,
-                               mount_label=opts.mount_label, progress=options.progress)
+                               mount_label=opts.mount_label)
     home = store.driver.home
     ts_path = staged.layer_dir / TAR_SPLIT_FILE
     with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
             flushing(home):
         measured = extract_stream(diff, ts_file, lambda plain, writer: driver.apply_staged_diff(
-            staged, plain, attrs.evolve(apply_opts, tar_split=writer)))
+            staged, plain, attrs.evolve(apply_opts, tar_split=writer)), options.progress)
     # On disk before the lock is taken and any record names it (and paid outside the lock).
     syncfs(home)
     return measured

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cs_core.drivers.base import DriverConfig, GraphDriver
 from cs_core.drivers.plugins import PluginRegistry
-from cs_core.errors import DriverError, NotSupported, StorageError
+from cs_core.errors import DriverError, NotSupported, StorageError, Unsupported
 
 DEFAULT_PRIORITY = ("overlay", "btrfs", "vfs")
 
@@ -57,5 +57,6 @@ def _construct(cls: type[GraphDriver], config: DriverConfig, graph_root: Path,
         return cls(config)
     except NotSupported as exc:
         if fatal and not exc.detail:
-            raise NotSupported(f"failed to GetDriver graph {cls.name} {graph_root}") from exc
+            raise Unsupported(f"failed to GetDriver graph {cls.name} {graph_root}: "
+                              "driver not supported") from exc  # Go's words
         raise  # the driver's own reason, as Go reports it

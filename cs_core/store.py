@@ -50,6 +50,7 @@ from cs_core.idmap import is_contiguous
 from cs_core.intents import LayerIntents
 from cs_core.layer_templates import copy_template_record, copy_template_tar_split
 from cs_core.model import NO_MAPS, Change, Container, IDMap, IDMapPair, Image, Layer, utcnow
+from cs_core.progress import CountingReader, CountingWriter, Progress
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
@@ -84,7 +85,8 @@ class LayerOptions:
     storage_opt: dict[str, str] = attrs.field(factory=dict)
     flags: dict[str, object] = attrs.field(factory=dict)
     big_data: dict[str, bytes] = attrs.field(factory=dict)
-    progress: Callable[[int], None] | None = None
+    #: Running total of bytes read from the diff stream (the convention of cs_core.progress).
+    progress: Progress | None = None
 
 
 @attrs.define
@@ -122,19 +124,19 @@ def open_store(
 ) -> Store:
     """Open (creating if needed) the store described by ``options`` or the keyword arguments.
 
-    With neither, storage.conf and the environment decide, as for podman.
+    With neither, storage.conf and the environment decide, as for podman. Keywords must name
+    both roots: Go's ``GetStore`` fills a missing one from storage.conf, which for a graph
+    root of your own means sharing podman's run root (its mount counts and locks), so this
+    raises :class:`~cs_core.errors.IncompleteOptions` instead. Use it as ``with
+    open_store(...) as store:`` to :meth:`Store.close` it at the end.
     """
     if options is None:
         if graph_root or run_root or driver_name or driver_options:
-            defaults = StoreOptions.load_default()
             options = StoreOptions(
                 graph_root=graph_root or "", run_root=run_root or "",
                 driver_name=driver_name or "", driver_options=list(driver_options),
             )
-            if not options.graph_root and not options.run_root:
-                raise IncompleteOptions()
-            options.graph_root = options.graph_root or defaults.graph_root
-            options.run_root = options.run_root or defaults.run_root
+            _check_roots(options)
         else:
             options = StoreOptions.load_default()
     store = Store(options, registry or default_registry())
@@ -142,12 +144,21 @@ def open_store(
     return store
 
 
+def _check_roots(options: StoreOptions) -> None:
+    if not options.graph_root and not options.run_root:
+        raise IncompleteOptions("no storage runroot or graphroot specified")  # Go's words
+    if not options.graph_root or not options.run_root:
+        given, missing = (("graph_root", "run_root") if options.graph_root
+                          else ("run_root", "graph_root"))
+        raise IncompleteOptions(f"{given} given without {missing}: pass both (storage.conf's "
+                                "would be shared with the system's store)")
+
+
 class Store:
     """Layers, images and containers on local disk, compatible with containers/storage."""
 
     def __init__(self, options: StoreOptions, registry: PluginRegistry) -> None:
-        if not options.graph_root or not options.run_root:
-            raise IncompleteOptions()
+        _check_roots(options)
         self.options = options
         self.registry = registry
         self.graph_root = Path(os.path.abspath(options.graph_root))
@@ -240,8 +251,13 @@ class Store:
                 uid_map=tuple(self.uid_map), gid_map=tuple(self.gid_map),
             )
 
-        driver = select_driver(self.registry, name, self.graph_root, config_for,
-                               self.options.driver_priority)
+        try:
+            driver = select_driver(self.registry, name, self.graph_root, config_for,
+                                   self.options.driver_priority)
+        except StorageError as exc:
+            from cs_core.driver_hints import explain
+
+            raise explain(exc, self.registry, self.options, self.graph_root) from exc
         atomic.makedirs(driver.home)
         return driver
 
@@ -310,7 +326,10 @@ class Store:
     def put_layer(self, id: str | None = None, parent: str | None = None,
                   names: Sequence[str] = (), mount_label: str = "", writeable: bool = False,
                   options: LayerOptions | None = None, diff: BinaryIO | None = None) -> Layer:
-        """Create a layer, optionally filled from a (compressed) tar stream, atomically."""
+        """Create a layer, optionally filled from a (compressed) tar stream, atomically.
+
+        ``options.progress`` gets running totals of the bytes read from ``diff``
+        (:mod:`cs_core.progress`)."""
         options = options or LayerOptions()
         fill = None
         if diff is not None:
@@ -451,9 +470,11 @@ class Store:
         with contextlib.suppress(Exception):
             ls.save()
 
-    def apply_diff(self, to: str, stream: BinaryIO,
-                   progress: Callable[[int], None] | None = None) -> int:
-        """Apply a (possibly compressed) tar stream to an existing layer; returns its size."""
+    def apply_diff(self, to: str, stream: BinaryIO, progress: Progress | None = None) -> int:
+        """Apply a (possibly compressed) tar stream to an existing layer; returns its size.
+
+        ``progress`` gets running totals of the bytes read from ``stream``
+        (:mod:`cs_core.progress`)."""
         ls = self.layer_store
         with ls.writing():
             layer = ls.get(to)
@@ -526,8 +547,8 @@ class Store:
             measured = extract_stream(stream, ts_file, lambda plain, writer: self.driver.apply_diff(
                 layer.id, layer.parent or None, plain,
                 ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
-                              mount_label=layer.mount_label, tar_split=writer,
-                              progress=options.progress)))
+                              mount_label=layer.mount_label, tar_split=writer)),
+                options.progress)
         measured.record(layer, options)
 
     def layer(self, ref: str) -> Layer:
@@ -1347,6 +1368,17 @@ class Store:
             found = self._find_image(ref)
         return ls.lookup(found[0].top_layer) if found is not None and found[0].top_layer else None
 
+    @contextlib.contextmanager
+    def mounting(self, ref: str, mount_label: str = "",
+                 options: Sequence[str] = ()) -> Iterator[str]:
+        """``with store.mounting(ref) as path:`` mounts as :meth:`mount` does and unmounts
+        on leaving the block, even when it raises (:meth:`mounted` is Go's mount count)."""
+        path = self.mount(ref, mount_label, options)
+        try:
+            yield path
+        finally:
+            self.unmount(ref)
+
     def mount_image(self, ref: str, options: Sequence[str] = (), mount_label: str = "") -> str:
         if "rw" in options:
             raise StorageError("mount options may not contain rw when mounting an image")
@@ -1396,8 +1428,11 @@ class Store:
 
     def diff(self, from_: str | None, to: str, out: BinaryIO,
              compression: Compression | None = None,
-             progress: Callable[[int], None] | None = None) -> None:
-        """Write the layer's changes as a tar stream; bit-exact when tar-split allows."""
+             progress: Progress | None = None) -> None:
+        """Write the layer's changes as a tar stream; bit-exact when tar-split allows.
+
+        ``progress`` gets running totals of the bytes written to ``out`` (compressed, if
+        ``compression`` says so; :mod:`cs_core.progress`). See also :meth:`diff_reader`."""
         import gzip
 
         from cs_core.archive.compression import Compression, compress_stream
@@ -1407,26 +1442,47 @@ class Store:
             layer, parent, parent_maps = self._diff_pair(from_, to)
             if compression is None:
                 compression = Compression(layer.compression)
-            sink = compress_stream(out, compression) if compression != Compression.NONE else out
+            counted = CountingWriter(out, progress)
+            sink = (compress_stream(counted, compression)  # type: ignore[arg-type]
+                    if compression != Compression.NONE else counted)
             try:
                 ts_path = self._tar_split_for(layer)
                 if parent == (layer.parent or None) and ts_path is not None:
                     getter = driver.diff_getter(layer.id)
                     try:
                         with gzip.open(ts_path, "rb") as ts:
-                            reassemble(ts, getter.open, _Progress(sink, progress))  # type: ignore[arg-type]
+                            reassemble(ts, getter.open, sink)  # type: ignore[arg-type]
                     finally:
                         getter.close()
                 else:
                     stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map,
                                          parent_maps)
                     try:
-                        shutil.copyfileobj(stream, _Progress(sink, progress), 1 << 20)  # type: ignore[arg-type]
+                        shutil.copyfileobj(stream, sink, 1 << 20)  # type: ignore[arg-type]
                     finally:
                         stream.close()
             finally:
-                if sink is not out:
+                if sink is not counted:
                     sink.close()
+            counted.finish()
+
+    def diff_reader(self, from_: str | None, to: str,
+                    compression: Compression | None = None) -> BinaryIO:
+        """:meth:`diff` as a readable file (``with store.diff_reader(id) as f:``), streamed
+        by a thread; a failure is raised by the read that reaches the end. As with Go's
+        ``Diff``, the layer store stays locked until the file is read to its end or closed:
+        finish with it before calling this store again (other calls wait for it, so calling
+        from the reading thread would wait forever). See also :meth:`iter_diff`."""
+        from cs_core.handles import diff_reader
+
+        return diff_reader(self, from_, to, compression)
+
+    def iter_diff(self, from_: str | None, to: str, compression: Compression | None = None,
+                  chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """:meth:`diff` as chunks of bytes (``for chunk in store.iter_diff(id):``)."""
+        from cs_core.handles import read_chunks
+
+        return read_chunks(self.diff_reader(from_, to, compression), chunk_size)
 
     def _tar_split_for(self, layer: Layer) -> Path | None:
         for ls in self._layer_stores():
@@ -1573,24 +1629,20 @@ class Store:
             return dedup_dirs(dirs, method)
 
     def close(self) -> None:
-        """Nothing to release between operations; kept for API symmetry with Go's Free()."""
+        """Release the driver's resources (overlay's private mount of its home) unless a
+        layer is mounted, as Go's ``Shutdown(false)``; later calls raise ``StoreClosed``."""
+        from cs_core.handles import close_store
 
+        close_store(self)
 
-class _Progress:
-    """A write-through wrapper that reports bytes written."""
+    def free(self) -> None:
+        """Go's ``Free()``: forget the handle, leaving the driver as it is (the CLI's end)."""
 
-    def __init__(self, out: BinaryIO, progress: Callable[[int], None] | None) -> None:
-        self._out = out
-        self._progress = progress
+    def __enter__(self) -> Store:
+        return self
 
-    def write(self, data: bytes) -> int:
-        n = self._out.write(data)
-        if self._progress is not None:
-            self._progress(len(data))
-        return n if n is not None else len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _note_names_history(image: Image) -> None:

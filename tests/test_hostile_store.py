@@ -319,4 +319,6 @@ def test_deeply_nested_record_file_is_a_corrupt_file(tmp_path: Path, nested: str
     said = (r.stdout + r.stderr).strip()
     assert r.returncode == 1 and "internal error" not in said, said
     assert said == (f"error initializing: loading {path}: JSON nested too deeply: "
-                                "corrupt bookkeeping file")
+                    f"corrupt bookkeeping file; restore {path} from a backup, or move it aside, "
+                    "which forgets its layers (`containers-storage check` then lists what used "
+                    "them)")

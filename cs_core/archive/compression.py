@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
-from cs_core.errors import ArchiveFormatError, NotSupported, UnsafeArchive
+from cs_core.errors import ArchiveFormatError, UnsafeArchive, Unsupported
 
 # The compiled codecs are optional at run time: the single-file zipapp cannot carry compiled
 # modules, so it falls back to the standard library's gzip and refuses zstd with a clear error.
@@ -55,7 +55,8 @@ def _decode_error(kind: Compression, exc: BaseException) -> ArchiveFormatError:
 
 def _require_zstandard() -> None:
     if zstandard is None:
-        raise NotSupported("zstd compression needs the zstandard package, which is not installed")
+        raise Unsupported("zstd compression needs the zstandard package, which is not installed: "
+                          "pip install zstandard")
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
 

@@ -160,7 +160,7 @@ class Env:
 
     def close(self) -> None:
         if self._store is not None:
-            self._store.close()
+            self._store.free()  # as Go's CLI: the driver stays set up for the next command
             self._store = None
 
 

@@ -28,7 +28,7 @@ from cs_core.drivers import hookspecs
 from cs_core.drivers.base import GraphDriver
 from cs_core.drivers.entrypoints import EntryPointLike
 from cs_core.drivers.entrypoints import entry_points as find_entry_points
-from cs_core.errors import NotSupported, PluginError
+from cs_core.errors import PluginError, Unsupported
 
 ENTRY_POINT_GROUP = "cs_core"
 ENV_DISABLE = "CS_CORE_DISABLE_PLUGINS"
@@ -162,8 +162,8 @@ class PluginRegistry:
         if info is not None and info.error:
             raise PluginError(f"graph driver {name!r}: plugin {name!r} failed to load: {info.error}")
         if info is not None and info.blocked:
-            raise NotSupported(f"graph driver {name!r} is disabled by {ENV_DISABLE}/{ENV_ONLY}")
-        raise NotSupported(f"driver {name!r} not found (is its package installed?)")
+            raise Unsupported(f"graph driver {name!r} is disabled by {ENV_DISABLE}/{ENV_ONLY}")
+        raise Unsupported(f"driver {name!r} not found (is its package installed?)")
 
     def drivers(self) -> dict[str, type[GraphDriver]]:
         """Every loadable driver, by name (loads every plugin)."""

@@ -23,7 +23,7 @@ import attrs
 from cs_core import atomic
 from cs_core.archive.compression import Compression
 from cs_core.errors import ImageUnknown
-from cs_core.images.progress import BlobProgress, CountingWriter, ProgressCallback
+from cs_core.images.progress import BlobProgress, ProgressCallback
 from cs_core.images.reference import ImageError, TransportRef, normalize_name, parse_transport_ref
 from cs_core.images.source import (
     DOCKER_CONFIG,
@@ -158,8 +158,9 @@ def _config_of(store: Store, image_id: str) -> tuple[str, bytes]:
     keys = store.list_image_big_data(image_id)
     digest = f"sha256:{image_id}"
     if "manifest" in keys:
+        manifest = store.image_big_data(image_id, "manifest")
         with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-            digest = json.loads(store.image_big_data(image_id, "manifest"))["config"]["digest"]
+            digest = json.loads(manifest)["config"]["digest"]
     if digest not in keys:
         raise ImageError(f"image {image_id} has no config (big data {digest!r} is missing)")
     config = store.image_big_data(image_id, digest)
@@ -196,13 +197,15 @@ def _write_layers(store: Store, blobs: _BlobDir, layers: list[str], diff_ids: li
                   kind: Compression, progress: ProgressCallback | None) -> list[_Blob]:
     out: list[_Blob] = []
     for index, layer_id in enumerate(layers):
-        def report(done: int, index: int = index) -> None:
+        # Uncompressed, the blob is the layer's tar stream, whose size the record holds.
+        total = (store.layer(layer_id).uncompressed_size or None) if kind == Compression.NONE else None
+
+        def report(done: int, index: int = index, total: int | None = total) -> None:
             if progress is not None:
-                progress(BlobProgress(diff_ids[index], index, len(layers), done, None))
+                progress(BlobProgress(diff_ids[index], index, len(layers), done, total))
 
         with blobs.stream() as (f, result):
-            sink = CountingWriter(f, report)
-            store.diff(None, layer_id, sink, kind)  # type: ignore[arg-type]
+            store.diff(None, layer_id, f, kind, progress=report)
         blob = result[0]
         if kind == Compression.NONE and blob.digest != diff_ids[index]:
             raise ImageError(f"layer {layer_id} exported as {blob.digest}, its diff ID is "
@@ -217,7 +220,9 @@ def _write_oci(store: Store, root: Path, ref_name: str, layers: list[str], confi
     blobs = _BlobDir(root)
     written = _write_layers(store, blobs, layers, diff_ids, kind, progress)
     config_blob = blobs.put(config)
-    assert config_blob.digest == config_digest
+    if config_blob.digest != config_digest:  # _config_of checked it: the bytes changed since
+        raise ImageError(f"the config written to {root} is {config_blob.digest}, "
+                         f"not {config_digest}")
     manifest = go_json({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -21,7 +21,7 @@ import attrs
 
 from cs_core.codec import parse_time
 from cs_core.errors import DuplicateID, ImageUnknown, LayerUnknown
-from cs_core.images.progress import BlobProgress, CountingReader, ProgressCallback
+from cs_core.images.progress import BlobProgress, ProgressCallback
 from cs_core.images.reference import (
     ImageError,
     Platform,
@@ -97,7 +97,8 @@ def _commit_layers(store: Store, src: BlobSource, image: SourceImage, created: l
                     raise ImageError(f"layer {blob.digest} uncompresses to "
                                      f"{layer.uncompressed_digest}, the config says {diff_id}")
         elif progress is not None:
-            progress(BlobProgress(blob.digest, index, len(ids), blob.size, blob.size))
+            known = None if blob.size < 0 else blob.size
+            progress(BlobProgress(blob.digest, index, len(ids), known or 0, known))
         parent = layer_id
     return ids
 
@@ -117,11 +118,9 @@ def _put(store: Store, src: BlobSource, digest: str, layer_id: str, parent: str,
             progress(BlobProgress(digest, index, count, done, size))
 
     with src.open_blob(digest) as raw:
-        stream = CountingReader(raw, report)
         try:
-            return store.put_layer(layer_id, parent or None,
-                                   options=LayerOptions(original_digest=digest),
-                                   diff=stream)  # type: ignore[arg-type]
+            return store.put_layer(layer_id, parent or None, options=LayerOptions(
+                original_digest=digest, progress=report), diff=raw)
         except DuplicateID:
             return None
 

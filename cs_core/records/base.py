@@ -203,7 +203,7 @@ class RecordStore(Generic[R]):
                 f.mtime_ns = None
                 continue
             except OSError as exc:
-                raise CorruptRecordFile(f"reading {f.path}: {exc.strerror}") from exc
+                raise CorruptRecordFile.in_file(f.path, f"reading {f.path}: {exc.strerror}") from exc
             loaded = codec.loads_records(data, self.record_cls, str(f.path))
             for record in loaded:
                 self._check_path_ids(record, f.path)
@@ -222,8 +222,8 @@ class RecordStore(Generic[R]):
             try:
                 check_id(value)
             except InvalidID:
-                raise CorruptRecordFile(
-                    f"loading {path}: {self.kind} record has an unsafe ID {json.dumps(value)}"
+                raise CorruptRecordFile.in_file(
+                    path, f"loading {path}: {self.kind} record has an unsafe ID {json.dumps(value)}"
                 ) from None
 
     def _mark_loaded(self, record: R, source: RecordFile) -> None:

@@ -213,7 +213,8 @@ _HEAD_ONLY_LINES = re.compile(
     r"storage-layers|remove-names|plugins|config|unshare|create-storage-layer|check|dedup|"
     r"applydiff-using-staging-dir|--unshare, -U|"
     # ... and flags no Go CLI has (NOTES.md, "Additions"):
-    r"--auto-userns|--auto-userns-size|--auto-userns-initial-size|import-image|export-image)"
+    r"--auto-userns|--auto-userns-size|--auto-userns-initial-size|import-image|export-image|"
+    r"--quiet, -q  +Show no progress bar)"
     r"\s.*\n", re.M,
 )
 

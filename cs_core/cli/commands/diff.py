@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cs_core.cli.framework import (
     CommandError,
@@ -20,6 +21,10 @@ from cs_core.cli.framework import (
     out,
 )
 from cs_core.cli.progress import make_progress, progress_reader
+
+if TYPE_CHECKING:
+    from cs_core.archive.compression import Compression
+    from cs_core.store import Store
 
 _PAIR = "[options [...]] layerNameOrID [referenceLayerNameOrID]"
 
@@ -78,9 +83,14 @@ def diffsize(env: Env, args: tuple[str, ...]) -> int:
 @option("--gzip", "-c", "use_gzip", is_flag=True, help="Compress using gzip")
 @option("--bzip2", "--bz2", "-b", "use_bzip2", is_flag=True,
               help="Compress using bzip2 (not currently supported)")
+<<<<<<< HEAD
 @option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
+=======
+@click.option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
+@click.option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
+>>>>>>> api
 def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzip: bool,
-         use_bzip2: bool, use_xz: bool) -> int:
+         use_bzip2: bool, use_xz: bool, quiet: bool) -> int:
     from cs_core.archive.compression import Compression
 
     from_, to = _pair(args)
@@ -99,7 +109,9 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
         ext = "tar.bz2" if compression == Compression.BZIP2 else "tar.xz"
         raise CommandError(f"unsupported compression format {ext}")
     store = env.store()
-    progress = make_progress("wrote")
+    progress = make_progress("wrote", quiet=quiet)
+    if progress is not None:  # only a bar on a terminal needs the size
+        progress.total = _diff_total(store, from_, to, compression)
     if file:
         with open(file, "wb") as f:
             store.diff(from_, to, f, compression, progress=progress)
@@ -112,12 +124,40 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
     return 0
 
 
+<<<<<<< HEAD
 @command("applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
          options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
          max_args=1)
 @option("--file", "-f", "file", default="", help="Read from file instead of stdin")
 def applydiff(env: Env, args: tuple[str, ...], file: str) -> int:
     with progress_reader(file) as (stream, progress):
+=======
+def _diff_total(store: Store, from_: str | None, to: str,
+                compression: Compression | None) -> int | None:
+    """The bytes ``diff`` will write, when known: the recorded size of an uncompressed
+    diff against the layer's parent (the stored tar stream itself)."""
+    from cs_core.archive.compression import Compression
+    from cs_core.errors import StorageError
+
+    try:
+        layer = store.layer(to)
+        parent = store.layer(from_).id if from_ else layer.parent
+    except StorageError:
+        return None  # diff itself reports it
+    kind = Compression(layer.compression) if compression is None else compression
+    if kind != Compression.NONE or parent != layer.parent:
+        return None
+    return layer.uncompressed_size or None
+
+
+@command(cli, "applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
+         options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
+         max_args=1)
+@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+@click.option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
+def applydiff(env: Env, args: tuple[str, ...], file: str, quiet: bool) -> int:
+    with progress_reader(file, quiet=quiet) as (stream, progress):
+>>>>>>> api
         env.store().apply_diff(args[0], stream, progress=progress)
     return 0
 

@@ -110,6 +110,12 @@ def plugins(env: Env, args: tuple[str, ...], json_output: bool) -> int:
             for p in infos
         ])
         return 0
+    if not infos:
+        from cs_core.driver_hints import PACKAGES
+
+        out("no plugins installed (so no graph drivers): pip install "
+            f"{' or '.join(PACKAGES.values())}\n")
+        return 0
     lines: list[str] = []
     for p in infos:
         state = "blocked" if p.blocked else "error" if p.error else "loaded" if p.loaded else "not loaded"

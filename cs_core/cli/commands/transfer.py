@@ -13,13 +13,12 @@ _TRANSPORTS = "oci:DIR[:REF] | oci-archive:FILE[:REF] | docker-archive:FILE[:REF
 
 
 class _BlobLines:
-    """One progress line per blob, on a terminal only (nothing on a pipe or with --quiet)."""
+    """One progress bar per blob, on a terminal only (nothing on a pipe or with --quiet)."""
 
     def __init__(self, verb: str) -> None:
         self.verb = verb
         self.line: ProgressLine | None = None
         self.digest = ""
-        self.shown = 0
 
     def __call__(self, event: BlobProgress) -> None:
         if event.digest != self.digest or self.line is None:
@@ -27,10 +26,8 @@ class _BlobLines:
             self.digest = event.digest
             label = f"{self.verb} {event.index + 1}/{event.count} {event.digest[7:19]}"
             self.line = make_progress(label, event.total)
-            self.shown = 0
         if self.line is not None:
-            self.line(event.done - self.shown)
-            self.shown = event.done
+            self.line(event.done)
 
     def finish(self) -> None:
         if self.line is not None:
