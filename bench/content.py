@@ -21,7 +21,7 @@ from applydiff import GO, OURS, Timing, best, sh
 from changes_diff import FILES, MODIFIED, base_tar
 from verdict import Check, print_checks
 
-from cs_core.testing.loopfs import loop_filesystem
+from cs_core.testing.loopfs import loop_filesystem, unmount_under
 
 QUICK = ("--files", "200", "--modified", "40", "--runs", "1")
 COMMANDS = ("changes", "diff", "diffsize")
@@ -75,8 +75,8 @@ def measure(driver: str, files: int, modified: int, runs: int) -> dict[str, tupl
         finally:
             for side in sides.values():
                 side.shutdown()
-            subprocess.run(["umount", "-R", "-l", str(mnt / "go"), str(mnt / "ours")],
-                           capture_output=True, check=False)
+            unmount_under(mnt / "go")
+            unmount_under(mnt / "ours")
 
 
 def checks(drivers: list[str], files: int, modified: int, runs: int) -> list[Check]:
