@@ -56,7 +56,12 @@ def _getxattr(path: str, key: str, follow: bool = False) -> bytes | None:
         raise
 
 
-def _user_xattrs(path: str, follow: bool = False) -> dict[str, bytes]:
+def _xattrs(path: str, wanted: tuple[str, ...], follow: bool = False) -> dict[str, bytes]:
+    """The ``user.*`` xattrs and those named in ``wanted`` that ``path`` has.
+
+    One ``listxattr`` says which exist, so the usual file with none costs one call, not one
+    per name asked for.
+    """
     try:
         keys = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
@@ -65,11 +70,14 @@ def _user_xattrs(path: str, follow: bool = False) -> dict[str, bytes]:
         raise
     out: dict[str, bytes] = {}
     for key in keys:
-        if key.startswith("user."):
+        if key.startswith("user.") or key in wanted:
             value = _getxattr(path, key, follow)
             if value is not None:
                 out[key] = value
     return out
+
+
+_CAP = "security.capability"
 
 
 class _Info:
@@ -79,8 +87,8 @@ class _Info:
         self.st = st
         self.children: dict[str, _Info] = {}
         if path is not None and st is not None:
-            self.cap = _getxattr(path, "security.capability")
-            self.xattrs = _user_xattrs(path)
+            self.xattrs = _xattrs(path, (_CAP,))
+            self.cap = self.xattrs.pop(_CAP, None)
         else:
             self.cap = None
             self.xattrs = {}
@@ -505,6 +513,9 @@ def _modify_parents(path: str, changed_dirs: set[str], out: list[Change]) -> Non
 # -- export ------------------------------------------------------------------------------------
 
 
+_EXPORTED_SECURITY = (_CAP, "security.ima")
+
+
 class _Appender:
     """Go's ``tarAppender``: headers from lstat, hardlinks by inode, xattrs, ID mapping."""
 
@@ -594,11 +605,10 @@ class _Appender:
         if stat.S_ISSOCK(st.st_mode):
             return
         e = entry_from_stat(name, st, link)
-        for key in ("security.capability", "security.ima"):
-            value = _getxattr(inode, key, follow=True)
-            if value is not None:
-                e.xattrs[key] = value
-        e.xattrs.update(_user_xattrs(inode, follow=True))
+        found = _xattrs(inode, _EXPORTED_SECURITY, follow=True)
+        # Go's order: the security.* ones first, then user.* in listxattr order.
+        e.xattrs.update((key, found.pop(key)) for key in _EXPORTED_SECURITY if key in found)
+        e.xattrs.update(found)
         if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
             first = self.seen.get((st.st_dev, st.st_ino))
             if first is not None:
