@@ -165,6 +165,20 @@ def _driver_packages() -> list[Path]:
     return found
 
 
+def compile_bytecode() -> None:
+    """Bytecode for cs_core and its drivers, so CLI runs do not time the compiler.
+
+    An installed package has its bytecode compiled by pip; a development tree may hold stale
+    .pyc files (or none, under PYTHONDONTWRITEBYTECODE).
+    """
+    import compileall
+
+    import cs_core
+
+    for pkg in (Path(cs_core.__file__).parent, *_driver_packages()):
+        compileall.compile_dir(str(pkg), quiet=1)
+
+
 def _ratio(a: Timing, b: Timing) -> str:
     return f"{a[0] / b[0]:5.2f} ({a[1] / b[1]:4.2f})"
 
@@ -259,15 +273,9 @@ def main(argv: list[str] | None = None) -> list[Check]:
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("run as root (loop filesystem, stores)")
-    import compileall
-
-    import cs_core
     from cs_core.testing.loopfs import loop_filesystem
 
-    # An installed package has its bytecode compiled by pip; a development tree may hold stale
-    # .pyc files (or none, under PYTHONDONTWRITEBYTECODE), which would time the compiler too.
-    for pkg in (Path(cs_core.__file__).parent, *_driver_packages()):
-        compileall.compile_dir(str(pkg), quiet=1)
+    compile_bytecode()
 
     with loop_filesystem("ext4", args.size) as mnt:
         work = mnt / "work"
