@@ -27,8 +27,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from verdict import Check, print_checks
+
+from cs_core.testing.loopfs import unmount_under
+
 GO = "/usr/bin/containers-storage"
 OURS = [sys.executable, "-m", "cs_core.cli.main"]
+QUICK = ("--runs", "1", "--size", "1G", "--big-files", "200", "--big-mb", "4", "--tiny-files", "500")
 
 
 def make_big(path: Path, files: int = 20_000, total: int = 300 << 20) -> None:
@@ -129,7 +134,7 @@ def _store_cmd(exe: list[str], root: Path, driver: str, *args: str) -> list[str]
 def _fresh(path: Path) -> Callable[[], None]:
     def prep() -> None:
         if path.exists():
-            subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
+            unmount_under(path)  # Go's overlay driver bind-mounts its home on itself
             shutil.rmtree(path)
         path.mkdir(parents=True)
 
@@ -160,87 +165,151 @@ def _driver_packages() -> list[Path]:
     return found
 
 
+def compile_bytecode() -> None:
+    """Bytecode for cs_core and its drivers, so CLI runs do not time the compiler.
+
+    An installed package has its bytecode compiled by pip; a development tree may hold stale
+    .pyc files (or none, under PYTHONDONTWRITEBYTECODE).
+    """
+    import compileall
+
+    import cs_core
+
+    for pkg in (Path(cs_core.__file__).parent, *_driver_packages()):
+        compileall.compile_dir(str(pkg), quiet=1)
+
+
 def _ratio(a: Timing, b: Timing) -> str:
     return f"{a[0] / b[0]:5.2f} ({a[1] / b[1]:4.2f})"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--driver", default="vfs", help="driver for the store rows (ours and Go's)")
-    ap.add_argument("--size", default="6G")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root (loop filesystem, stores)")
-    import compileall
+def zstd_floor(src: Path) -> float:
+    import zstandard
 
-    import cs_core
-    from cs_core.testing.loopfs import loop_filesystem
+    t0 = time.perf_counter()
+    with open(src, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as dec:
+        while dec.read(1 << 20):
+            pass
+    return time.perf_counter() - t0
 
-    # An installed package has its bytecode compiled by pip; a development tree may hold stale
-    # .pyc files (or none, under PYTHONDONTWRITEBYTECODE), which would time the compiler too.
-    for pkg in (Path(cs_core.__file__).parent, *_driver_packages()):
-        compileall.compile_dir(str(pkg), quiet=1)
 
-    with loop_filesystem("ext4", args.size) as mnt:
-        work = mnt / "work"
-        work.mkdir()
-        big, tiny = work / "big.tar", work / "tiny.tar"
-        print("generating workloads ...", file=sys.stderr)
-        make_big(big)
-        make_tiny(tiny)
-        sh("gzip", "-k", "-6", str(big))
-        sh("zstd", "-q", "-3", str(big), "-o", str(work / "big.tar.zst"))
-        inputs = {"big plain": big, "big gzip": work / "big.tar.gz", "big zstd": work / "big.tar.zst",
-                  "tiny plain": tiny}
-        rows: list[tuple[str, Timing, Timing, Timing, Timing, Timing]] = []
-        store_go, store_us, xdir, edir = work / "go", work / "us", work / "x", work / "e"
-        for label, src in inputs.items():
-            t_tar = best(args.runs, _fresh(xdir), lambda src=src: sh("tar", "-xf", str(src), "-C", str(xdir)))
-            # The durable floor: what extraction costs when the data must be on disk before the
-            # command returns, as our store guarantees (its syncfs before a layer is complete).
-            t_tsync = best(args.runs, _fresh(xdir), lambda src=src: (
-                sh("tar", "-xf", str(src), "-C", str(xdir)), sh("sync", "-f", str(xdir))))
-            t_eng = best(args.runs, _fresh_engine(edir), lambda src=src: engine_apply(src, edir / "root"))
-            t_go = best(args.runs, _fresh(store_go), lambda src=src: sh(
-                *_store_cmd([GO], store_go, args.driver, "import-layer", "-f", str(src))))
-            t_us = best(args.runs, _fresh(store_us), lambda src=src: sh(
-                *_store_cmd(OURS, store_us, args.driver, "import-layer", "-f", str(src))))
-            rows.append((label, t_tar, t_tsync, t_eng, t_go, t_us))
-            print(f"{label}: tar {t_tar} tar+sync {t_tsync} engine {t_eng} go {t_go} ours {t_us}",
-                  file=sys.stderr)
-        floor = min(gzip_floor(work / "big.tar.gz") for _ in range(args.runs))
+Row = tuple[str, Timing, Timing, Timing, Timing, Timing]
 
-        # diff of the big layer, both CLIs, each on a layer it imported itself.
-        ids = {}
-        for name, exe, root in (("go", [GO], store_go), ("us", OURS, store_us)):
-            _fresh(root)()
-            out = sh(*_store_cmd(exe, root, args.driver, "import-layer", "-f", str(big))).stdout.decode()
-            ids[name] = out.split()[-1]
-        t_go_diff = best(args.runs, lambda: None, lambda: sh(
-            *_store_cmd([GO], store_go, args.driver, "diff", "-u", "-f", str(work / "go.diff"), ids["go"])))
-        t_us_diff = best(args.runs, lambda: None, lambda: sh(
-            *_store_cmd(OURS, store_us, args.driver, "diff", "-u", "-f", str(work / "us.diff"), ids["us"])))
-        same = (work / "go.diff").read_bytes() == (work / "us.diff").read_bytes() == big.read_bytes()
-        for root in (store_go, store_us):
-            subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
 
-    print(f"\ndriver {args.driver}; seconds as wall (cpu); ratios as wall (cpu); best of {args.runs}")
+def _import_rows(work: Path, inputs: dict[str, Path], driver: str, runs: int) -> list[Row]:
+    """Each input through ``tar -xf``, tar + ``sync -f``, the engine, Go's and our import-layer."""
+    rows: list[Row] = []
+    store_go, store_us, xdir, edir = work / "go", work / "us", work / "x", work / "e"
+    for label, src in inputs.items():
+        t_tar = best(runs, _fresh(xdir), lambda src=src: sh("tar", "-xf", str(src), "-C", str(xdir)))
+        # The durable floor: what extraction costs when the data must be on disk before the
+        # command returns, as our store guarantees (its syncfs before a layer is complete).
+        t_tsync = best(runs, _fresh(xdir), lambda src=src: (
+            sh("tar", "-xf", str(src), "-C", str(xdir)), sh("sync", "-f", str(xdir))))
+        t_eng = best(runs, _fresh_engine(edir), lambda src=src: engine_apply(src, edir / "root"))
+        t_go = best(runs, _fresh(store_go), lambda src=src: sh(
+            *_store_cmd([GO], store_go, driver, "import-layer", "-f", str(src))))
+        t_us = best(runs, _fresh(store_us), lambda src=src: sh(
+            *_store_cmd(OURS, store_us, driver, "import-layer", "-f", str(src))))
+        rows.append((label, t_tar, t_tsync, t_eng, t_go, t_us))
+        print(f"{label}: tar {t_tar} tar+sync {t_tsync} engine {t_eng} go {t_go} ours {t_us}",
+              file=sys.stderr)
+    return rows
+
+
+def _diff_times(work: Path, big: Path, driver: str, runs: int) -> tuple[Timing, Timing, bool]:
+    """``diff`` of the big layer by each CLI, on a layer it imported itself (tar-split replay)."""
+    ids = {}
+    roots = {"go": work / "go", "us": work / "us"}
+    exes = {"go": [GO], "us": OURS}
+    for name, root in roots.items():
+        _fresh(root)()
+        out = sh(*_store_cmd(exes[name], root, driver, "import-layer", "-f", str(big))).stdout.decode()
+        ids[name] = out.split()[-1]
+    times = {name: best(runs, lambda: None, lambda name=name: sh(*_store_cmd(
+        exes[name], roots[name], driver, "diff", "-u", "-f", str(work / f"{name}.diff"), ids[name])))
+        for name in roots}
+    same = (work / "go.diff").read_bytes() == (work / "us.diff").read_bytes() == big.read_bytes()
+    for root in roots.values():
+        unmount_under(root)
+    return times["go"], times["us"], same
+
+
+def _print_table(rows: list[Row], driver: str, runs: int) -> None:
+    print(f"\ndriver {driver}; seconds as wall (cpu); ratios as wall (cpu); best of {runs}")
     print(f"{'workload':<11} {'tar -xf':>12} {'tar+sync':>12} {'engine':>12} {'Go CLI':>12} {'ours':>12} "
           f"{'ours/Go':>12} {'ours/tar':>12} {'ours/t+s':>12} {'eng/Go':>12} {'eng/tar':>12}")
     for label, t_tar, t_tsync, t_eng, t_go, t_us in rows:
         cells = " ".join(f"{t[0]:5.2f} ({t[1]:4.1f})" for t in (t_tar, t_tsync, t_eng, t_go, t_us))
         print(f"{label:<11} {cells} {_ratio(t_us, t_go)} {_ratio(t_us, t_tar)} {_ratio(t_us, t_tsync)} "
               f"{_ratio(t_eng, t_go)} {_ratio(t_eng, t_tar)}")
+
+
+def _checks(rows: list[Row], floors: dict[str, float], diff: tuple[Timing, Timing],
+            driver: str) -> list[Check]:
+    """Issue 13's targets: plain imports within 1.3x of tar + sync, compressed ones within 1.1x of
+    the larger of that floor (of the plain tar) and decompressing alone; diff no slower than Go."""
+    by = {r[0]: r for r in rows}
+    durable = by["big plain"][2][0]
+    out = [Check(f"applydiff {label} ({driver})", by[label][5][0] / by[label][2][0], 1.3, "tar -x + sync -f")
+           for label in ("big plain", "tiny plain")]
+    for label, kind in (("big gzip", "gzip"), ("big zstd", "zstd")):
+        floor = max(durable, floors[kind])
+        out.append(Check(f"applydiff {label} ({driver})", by[label][5][0] / floor, 1.1,
+                         f"max(t+s, {kind} -d {floors[kind]:.2f}s)"))
+    go, us = diff
+    out.append(Check(f"diff -u big layer ({driver})", us[0] / go[0], 1.0, "Go CLI"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[Check]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--driver", default="vfs", help="driver for the store rows (ours and Go's)")
+    ap.add_argument("--size", default="6G")
+    ap.add_argument("--big-files", type=int, default=20_000)
+    ap.add_argument("--big-mb", type=int, default=300)
+    ap.add_argument("--tiny-files", type=int, default=100_000)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("run as root (loop filesystem, stores)")
+    from cs_core.testing.loopfs import loop_filesystem
+
+    compile_bytecode()
+
+    with loop_filesystem("ext4", args.size) as mnt:
+        work = mnt / "work"
+        work.mkdir()
+        big, tiny = work / "big.tar", work / "tiny.tar"
+        print("generating workloads ...", file=sys.stderr)
+        make_big(big, args.big_files, args.big_mb << 20)
+        make_tiny(tiny, args.tiny_files)
+        sh("gzip", "-k", "-6", str(big))
+        sh("zstd", "-q", "-3", str(big), "-o", str(work / "big.tar.zst"))
+        inputs = {"big plain": big, "big gzip": work / "big.tar.gz", "big zstd": work / "big.tar.zst",
+                  "tiny plain": tiny}
+        rows = _import_rows(work, inputs, args.driver, args.runs)
+        floors = {"gzip": min(gzip_floor(work / "big.tar.gz") for _ in range(args.runs)),
+                  "zstd": min(zstd_floor(work / "big.tar.zst") for _ in range(args.runs))}
+        t_go_diff, t_us_diff, same = _diff_times(work, big, args.driver, args.runs)
+
+    _print_table(rows, args.driver, args.runs)
     gz = next(r for r in rows if r[0] == "big gzip")
     plain = next(r for r in rows if r[0] == "big plain")
-    print(f"\ngzip decompression floor (isal, to nowhere): {floor:.2f}s; "
-          f"ours/floor {gz[5][0] / floor:.2f}, engine/floor {gz[3][0] / floor:.2f}; "
+    print(f"\ngzip decompression floor (isal, to nowhere): {floors['gzip']:.2f}s, "
+          f"zstd {floors['zstd']:.2f}s; "
+          f"ours/floor {gz[5][0] / floors['gzip']:.2f}, engine/floor {gz[3][0] / floors['gzip']:.2f}; "
           f"gzip import / plain import: ours {gz[5][0] / plain[5][0]:.2f}, "
           f"engine {gz[3][0] / plain[3][0]:.2f}")
     print(f"diff of the big layer: Go {t_go_diff[0]:.2f}s ours {t_us_diff[0]:.2f}s "
           f"ratio {_ratio(t_us_diff, t_go_diff)}; all byte-identical to the input: {same}")
+    found = _checks(rows, floors, (t_go_diff, t_us_diff), args.driver)
+    if not same:
+        found.append(Check(f"diff -u big layer ({args.driver}) identical", float("inf"), 1.0,
+                           "input tar", "outputs differ"))
+    print_checks(found)
+    return found
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if all(c.passed for c in main()) else 1)

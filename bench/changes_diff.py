@@ -27,14 +27,15 @@ from cs_core.testing.loopfs import loop_filesystem
 FILES, MODIFIED = 5_000, 1_000
 
 
-def base_tar() -> bytes:
+def base_tar(files: int = FILES) -> bytes:
+    """A layer of ``files`` 2 KB files in 50 directories."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for d in range(50):
             info = tarfile.TarInfo(f"srv/d{d:02}")
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
             tf.addfile(info)
-        for i in range(FILES):
+        for i in range(files):
             data = (b"%05d " % i) * 400
             info = tarfile.TarInfo(f"srv/d{i % 50:02}/f{i:05}")
             info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000

@@ -174,68 +174,76 @@ class _Applier:
     def write_data(self, fd: int | None, hdr: tr.TarHeader) -> int | None:
         """Write an entry's data to ``fd`` (None: discard); the CRC of its logical content when tracked."""
         crc: int | None = None
-        track = self.track
         if hdr.sparse is None and hdr.size < _HOLE_MIN:
             whole = self.reader.take_buffered()
             if whole is not None:  # the usual small file, already in the buffer: one write
-                if track and hdr.size:
+                if self.track and hdr.size:
                     crc = crc64(whole)
                 while fd is not None and whole:
                     whole = whole[os.write(fd, whole):]
                 return crc
-        if hdr.sparse is None:
-            holes = False
-            for chunk in self.reader.chunks():
-                n = len(chunk)
-                if track:
-                    crc = crc64(chunk) if crc is None else crc64(chunk, crc)
-                if fd is None:
-                    continue
-                if n >= _HOLE_MIN and _ZEROS.startswith(chunk):
-                    os.lseek(fd, n, os.SEEK_CUR)
-                    holes = True
-                    continue
-                while chunk:
-                    w = os.write(fd, chunk)
-                    chunk = chunk[w:]
-            if holes and fd is not None:
-                os.ftruncate(fd, hdr.size)
-        else:
-            frags = list(hdr.sparse)
-            fi = 0
-            pos = 0  # logical position
-            left = frags[0][1] if frags else 0
-            if frags:
-                if track:
-                    crc = _zero_crc(frags[0][0], crc)
-                pos = frags[0][0]
-                if fd is not None:
-                    os.lseek(fd, pos, os.SEEK_SET)
-            for chunk in self.reader.chunks():
-                while chunk:
-                    while left == 0:
-                        fi += 1
-                        off, left = frags[fi]
-                        if track:
-                            crc = _zero_crc(off - pos, crc)
-                        pos = off
-                        if fd is not None:
-                            os.lseek(fd, pos, os.SEEK_SET)
-                    piece = chunk[:left]
-                    if track:
-                        crc = crc64(piece) if crc is None else crc64(piece, crc)
-                    n = len(piece)
-                    while fd is not None and piece:
-                        piece = piece[os.write(fd, piece):]
-                    pos += n
-                    left -= n
-                    chunk = chunk[n:]
-            if track:
-                crc = _zero_crc(hdr.size - pos, crc)
-            if fd is not None:
-                os.ftruncate(fd, hdr.size)
-        if track and hdr.size > 0 and crc is None:
+        crc = self._write_dense(fd, hdr) if hdr.sparse is None else self._write_sparse(fd, hdr, hdr.sparse)
+        if self.track and hdr.size > 0 and crc is None:
             crc = crc64(b"")
+        return crc
+
+    def _write_dense(self, fd: int | None, hdr: tr.TarHeader) -> int | None:
+        """A regular entry's data as it streams by; runs of zeros become holes."""
+        crc: int | None = None
+        track = self.track
+        holes = False
+        for chunk in self.reader.chunks():
+            n = len(chunk)
+            if track:
+                crc = crc64(chunk) if crc is None else crc64(chunk, crc)
+            if fd is None:
+                continue
+            if n >= _HOLE_MIN and _ZEROS.startswith(chunk):
+                os.lseek(fd, n, os.SEEK_CUR)
+                holes = True
+                continue
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+        if holes and fd is not None:
+            os.ftruncate(fd, hdr.size)
+        return crc
+
+    def _write_sparse(self, fd: int | None, hdr: tr.TarHeader, frags: list[tuple[int, int]]) -> int | None:
+        """A sparse entry: its fragments' data at their offsets, the CRC over the logical file
+        (holes hashed as zeros without materialising them)."""
+        track = self.track
+        crc: int | None = None
+        fi = 0
+        pos = 0  # logical position
+        left = frags[0][1] if frags else 0
+        if frags:
+            pos = frags[0][0]
+            crc = _zero_crc(pos, crc) if track else None
+            if fd is not None:
+                os.lseek(fd, pos, os.SEEK_SET)
+        for chunk in self.reader.chunks():
+            while chunk:
+                while left == 0:
+                    fi += 1
+                    off, left = frags[fi]
+                    if track:
+                        crc = _zero_crc(off - pos, crc)
+                    pos = off
+                    if fd is not None:
+                        os.lseek(fd, pos, os.SEEK_SET)
+                piece = chunk[:left]
+                if track:
+                    crc = crc64(piece) if crc is None else crc64(piece, crc)
+                n = len(piece)
+                while fd is not None and piece:
+                    piece = piece[os.write(fd, piece):]
+                pos += n
+                left -= n
+                chunk = chunk[n:]
+        if track:
+            crc = _zero_crc(hdr.size - pos, crc)
+        if fd is not None:
+            os.ftruncate(fd, hdr.size)
         return crc
 
     # -- metadata ---------------------------------------------------------------------------

@@ -314,26 +314,9 @@ class TarReader:
         long_link: bytes | None = None
         meta = 0  # bytes of extended headers read for this entry
         while True:
-            if self._pad:
-                pad = self._take(self._pad, exact=False)
-                self._account(pad)
-                if len(pad) < self._pad:
-                    raise _eof()
-                self._pad = 0
-            blk = self._take(BLOCK, exact=False)
-            self._account(blk)
-            if not blk:
-                return None  # Go accepts a stream that simply stops at a header boundary
-            if len(blk) < BLOCK:
-                raise _eof()
-            if blk == _ZERO_BLOCK:
-                blk2 = self._take(BLOCK, exact=False)
-                self._account(blk2)
-                if not blk2 or blk2 == _ZERO_BLOCK:
-                    return None
-                if len(blk2) < BLOCK:
-                    raise _eof()
-                raise _bad()
+            blk = self._header_block()
+            if blk is None:
+                return None
             hdr, fmt = self._parse_block(blk)
             size = hdr.size
             if size < 0:
@@ -351,39 +334,68 @@ class TarReader:
                     g.pax = records
                     return g
                 pax = records
-                continue
-            if tf in (GNU_LONGNAME, GNU_LONGLINK):
+            elif tf in (GNU_LONGNAME, GNU_LONGLINK):
                 value = _cstr(self._read_special(size, "GNU long name"))
                 if tf == GNU_LONGNAME:
                     long_name = value
                 else:
                     long_link = value
-                continue
-            self._merge(hdr, pax)
-            if long_name is not None:
-                hdr.name_bytes = long_name
-            if long_link is not None:
-                hdr.linkname = _decode(long_link)
-            if tf == REGA:
-                hdr.typeflag = DIR if hdr.name_bytes.endswith(b"/") else REG
-            hdr.name = _decode(hdr.name_bytes)
-            if hdr.size < 0:
-                raise _bad("negative size")
-            if not (0 <= hdr.uid <= MAX_ID and 0 <= hdr.gid <= MAX_ID):
-                raise UnsafeArchive(f"{hdr.name!r}: owner {hdr.uid}:{hdr.gid} is not a valid uid:gid")
-            physical = 0 if hdr.typeflag in _HEADER_ONLY else hdr.size
-            self._remaining = physical
-            self._pad = -physical % BLOCK
-            if hdr.typeflag == GNU_SPARSE:
-                if fmt != "gnu":
-                    raise _bad("sparse entry outside GNU format")
-                hdr.sparse = self._old_gnu_sparse(hdr, blk)
             else:
-                hdr.sparse = self._pax_sparse(hdr)
-            if hdr.sparse is not None:
-                self._validate_sparse(hdr)
-            hdr.physical_size = self._remaining
-            return hdr
+                return self._entry(hdr, blk, fmt, pax, long_name, long_link)
+
+    def _header_block(self) -> bytes | None:
+        """The next header block after the previous one's padding; None at the end marker
+        (or where the stream simply stops at a header boundary, which Go accepts too)."""
+        if self._pad:
+            pad = self._take(self._pad, exact=False)
+            self._account(pad)
+            if len(pad) < self._pad:
+                raise _eof()
+            self._pad = 0
+        blk = self._take(BLOCK, exact=False)
+        self._account(blk)
+        if not blk:
+            return None
+        if len(blk) < BLOCK:
+            raise _eof()
+        if blk != _ZERO_BLOCK:
+            return blk
+        blk2 = self._take(BLOCK, exact=False)
+        self._account(blk2)
+        if not blk2 or blk2 == _ZERO_BLOCK:
+            return None
+        if len(blk2) < BLOCK:
+            raise _eof()
+        raise _bad()
+
+    def _entry(self, hdr: TarHeader, blk: bytes, fmt: str, pax: dict[str, bytes],
+               long_name: bytes | None, long_link: bytes | None) -> TarHeader:
+        """A real entry's header with its extended headers merged in, its data next in line."""
+        self._merge(hdr, pax)
+        if long_name is not None:
+            hdr.name_bytes = long_name
+        if long_link is not None:
+            hdr.linkname = _decode(long_link)
+        if hdr.typeflag == REGA:
+            hdr.typeflag = DIR if hdr.name_bytes.endswith(b"/") else REG
+        hdr.name = _decode(hdr.name_bytes)
+        if hdr.size < 0:
+            raise _bad("negative size")
+        if not (0 <= hdr.uid <= MAX_ID and 0 <= hdr.gid <= MAX_ID):
+            raise UnsafeArchive(f"{hdr.name!r}: owner {hdr.uid}:{hdr.gid} is not a valid uid:gid")
+        physical = 0 if hdr.typeflag in _HEADER_ONLY else hdr.size
+        self._remaining = physical
+        self._pad = -physical % BLOCK
+        if hdr.typeflag == GNU_SPARSE:
+            if fmt != "gnu":
+                raise _bad("sparse entry outside GNU format")
+            hdr.sparse = self._old_gnu_sparse(hdr, blk)
+        else:
+            hdr.sparse = self._pax_sparse(hdr)
+        if hdr.sparse is not None:
+            self._validate_sparse(hdr)
+        hdr.physical_size = self._remaining
+        return hdr
 
     def _parse_block(self, blk: bytes) -> tuple[TarHeader, str]:
         if not _checksum_ok(blk):
