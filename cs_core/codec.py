@@ -285,13 +285,8 @@ def loads_records(data: bytes, cls: type[T], source: str) -> list[T]:
                 conv = get_converter()
                 return [conv.structure(item, cls) for item in raw]
             return [_structure_record(item, cls, plan) for item in raw]
-<<<<<<< HEAD
         except _record_errors() as exc:
-            raise CorruptRecordFile(f"loading {source}: {_describe(exc)}") from exc
-=======
-        except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
             raise CorruptRecordFile.in_file(source, f"loading {source}: {_describe(exc)}") from exc
->>>>>>> api
         except RecursionError:
             # json and cattrs recurse: a file nested thousands deep is damage, not a crash.
             raise CorruptRecordFile.in_file(source, f"loading {source}: JSON nested too deeply") from None

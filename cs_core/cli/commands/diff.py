@@ -83,12 +83,8 @@ def diffsize(env: Env, args: tuple[str, ...]) -> int:
 @option("--gzip", "-c", "use_gzip", is_flag=True, help="Compress using gzip")
 @option("--bzip2", "--bz2", "-b", "use_bzip2", is_flag=True,
               help="Compress using bzip2 (not currently supported)")
-<<<<<<< HEAD
 @option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
-=======
-@click.option("--xz", "-x", "use_xz", is_flag=True, help="Compress using xz (not currently supported)")
-@click.option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
->>>>>>> api
+@option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
 def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzip: bool,
          use_bzip2: bool, use_xz: bool, quiet: bool) -> int:
     from cs_core.archive.compression import Compression
@@ -124,14 +120,6 @@ def diff(env: Env, args: tuple[str, ...], file: str, uncompressed: bool, use_gzi
     return 0
 
 
-<<<<<<< HEAD
-@command("applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
-         options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
-         max_args=1)
-@option("--file", "-f", "file", default="", help="Read from file instead of stdin")
-def applydiff(env: Env, args: tuple[str, ...], file: str) -> int:
-    with progress_reader(file) as (stream, progress):
-=======
 def _diff_total(store: Store, from_: str | None, to: str,
                 compression: Compression | None) -> int | None:
     """The bytes ``diff`` will write, when known: the recorded size of an uncompressed
@@ -150,14 +138,13 @@ def _diff_total(store: Store, from_: str | None, to: str,
     return layer.uncompressed_size or None
 
 
-@command(cli, "applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
+@command("applydiff", "Apply a diff to a layer", aliases=("apply-diff",),
          options_help="[options [...]] layerNameOrID [referenceLayerNameOrID]", min_args=1,
          max_args=1)
-@click.option("--file", "-f", "file", default="", help="Read from file instead of stdin")
-@click.option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
+@option("--file", "-f", "file", default="", help="Read from file instead of stdin")
+@option("--quiet", "-q", is_flag=True, help="Show no progress bar on a terminal")
 def applydiff(env: Env, args: tuple[str, ...], file: str, quiet: bool) -> int:
     with progress_reader(file, quiet=quiet) as (stream, progress):
->>>>>>> api
         env.store().apply_diff(args[0], stream, progress=progress)
     return 0
 
