@@ -50,7 +50,7 @@ from cs_core.idmap import is_contiguous
 from cs_core.intents import LayerIntents
 from cs_core.layer_templates import copy_template_record, copy_template_tar_split
 from cs_core.model import NO_MAPS, Change, Container, IDMap, IDMapPair, Image, Layer, utcnow
-from cs_core.progress import CountingReader, CountingWriter, Progress
+from cs_core.progress import CountingWriter, Progress
 from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
