@@ -18,7 +18,6 @@ import abc
 import contextlib
 import errno
 import fcntl
-import gzip
 import os
 import tempfile
 import threading
@@ -92,6 +91,8 @@ class TarDiffer:
         self.stream = stream
 
     def apply_diff(self, dest: Path, scratch: Path, options: object) -> StagedLayer:
+        import gzip
+
         from cs_core.archive.apply import ApplyOptions, apply_tar
         from cs_core.archive.compression import DigestReader, decompress_stream
         from cs_core.archive.tarsplit import TarSplitWriter

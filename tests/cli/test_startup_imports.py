@@ -101,7 +101,8 @@ def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path
     code, modules = json.loads(proc.stdout.splitlines()[-1])
     assert code == 1 and "cattrs" in modules  # the converter did the failing conversion
     assert proc.stderr == (f'loading {images}: field "big-data-sizes": expected an integer, '
-                           "got 'x': corrupt bookkeeping file\n")
+                           f"got 'x': corrupt bookkeeping file; restore {images} from a backup, "
+                           "or move it aside, which forgets its images (their layers stay)\n")
 
 
 def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ layout exactly, so Go and cs_core share vfs stores.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,10 @@ from cs_core.drivers.staging import (
     TreeStager,
     move_staged_tree,
     prune_staging_dirs,
+    remove_staging_dir,
     stage_plain_tree,
 )
+from cs_core.durability import syncfs
 from cs_core.idmap import to_host
 from cs_core.model import ApplyResult, IDMap
 from cs_vfs.copy import copy_tree
@@ -180,12 +183,21 @@ class VfsDriver(GraphDriver, TreeStager):
 
     def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
                            opts: CreateOpts, writeable: bool) -> None:
-        target = self.home / "dir" / os.path.basename(id)
+        # A read-only layer of a split store lives in the image store, as _create puts it.
+        home = self.image_home if not writeable and self.image_home else self.home
+        target = home / "dir" / os.path.basename(id)
         atomic.makedirs(target.parent)
         try:
             move_staged_tree(staged, target)
         except FileExistsError:
             raise VfsError(f"mkdir {target}: file exists") from None
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # The image store is on another filesystem: copy, flush, then drop the staged tree.
+            copy_tree(staged.content, target)
+            syncfs(target)
+            remove_staging_dir(staged.layer_dir, staged.lock)
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
