@@ -147,7 +147,8 @@ def test_damaged_records_fail_with_the_general_hooks_message(cls: type[Any], rec
     try:
         _general_loads(data, cls)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
-        assert str(fast.value) == str(CorruptRecordFile(f"loading f.json: {codec._describe(exc)}"))
+        assert str(fast.value) == str(CorruptRecordFile.in_file(
+            "f.json", f"loading f.json: {codec._describe(exc)}"))
     else:
         pytest.fail("the general hooks accepted the record")
 
