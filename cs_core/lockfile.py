@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from typing import Self
 
 TOKEN_SIZE = 64
 
@@ -45,7 +46,36 @@ def get(path: str | os.PathLike[str], *, read_only: bool = False) -> LockFile:
         return lock
 
 
-class LockFile:
+class LockContexts:
+    """``with lock.write_locked():`` / ``read_locked()`` for anything with lock, rlock, unlock."""
+
+    def lock(self) -> None:
+        raise NotImplementedError
+
+    def rlock(self) -> None:
+        raise NotImplementedError
+
+    def unlock(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def write_locked(self) -> Iterator[Self]:
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    @contextlib.contextmanager
+    def read_locked(self) -> Iterator[Self]:
+        self.rlock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+
+class LockFile(LockContexts):
     """A reader/writer lock on one file, counted per process. Use ``get`` to obtain one."""
 
     def __init__(self, path: str, *, read_only: bool = False) -> None:
@@ -152,22 +182,6 @@ class LockFile:
         with self._threads:
             self._thread_writer = True
         return True
-
-    @contextlib.contextmanager
-    def write_locked(self) -> Iterator[LockFile]:
-        self.lock()
-        try:
-            yield self
-        finally:
-            self.unlock()
-
-    @contextlib.contextmanager
-    def read_locked(self) -> Iterator[LockFile]:
-        self.rlock()
-        try:
-            yield self
-        finally:
-            self.unlock()
 
     @property
     def locked_for_writing(self) -> bool:

@@ -7,13 +7,12 @@ locks only the lock beside it, so we must hold both (Go HEAD's ``multipleLockFil
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from cs_core.lockfile import LockFile
+from cs_core.lockfile import LockContexts, LockFile
 
 
-class LockGroup:
+class LockGroup(LockContexts):
     """The subset of :class:`LockFile` that record stores use, over several lock files.
 
     Locks are taken in the given order and released in reverse, so two groups sharing a
@@ -49,22 +48,6 @@ class LockGroup:
     def unlock(self) -> None:
         for lock in reversed(self.locks):
             lock.unlock()
-
-    @contextlib.contextmanager
-    def write_locked(self) -> Iterator[LockGroup]:
-        self.lock()
-        try:
-            yield self
-        finally:
-            self.unlock()
-
-    @contextlib.contextmanager
-    def read_locked(self) -> Iterator[LockGroup]:
-        self.rlock()
-        try:
-            yield self
-        finally:
-            self.unlock()
 
     @property
     def locked_for_writing(self) -> bool:
