@@ -97,6 +97,10 @@ def put_layer_unlocked(store: Store, id: str | None, parent: str | None, names: 
     driver = store.driver
     if not isinstance(driver, TreeStager) or options.template_layer or options.storage_opt:
         return None
+    if os.geteuid() != 0:
+        # Unprivileged, creating the layer's root may fail: the locked path reports that
+        # failure with Go's text (``chown <layer dir>: operation not permitted``).
+        return None
     parent_id, opts = _checked_plan(store, id, parent, names, mount_label, options)
     if opts is None:
         return None
