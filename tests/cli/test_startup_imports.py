@@ -129,7 +129,7 @@ cli_main.witness = Witness()  # a module global: freed only by the interpreter's
 atexit.register(lambda: os.write(2, b"exit handler ran\\n"))
 if sys.argv[1] == "thread":
     threading.Thread(target=lambda: (time.sleep(0.2), os.write(2, b"thread done\\n"))).start()
-sys.argv = ["containers-storage", *sys.argv[2:]]
+sys.argv = ["cs-exit-probe", *sys.argv[2:]]  # argv[0] is not read
 cli_main.main()
 """
 
