@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from cs_core.testing import require_privileged, requires_command
 
@@ -62,9 +66,12 @@ def test_quickstart_python_example_runs(tmp_path: Path) -> None:
     assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
 
-def test_quickstart_commands_run(tmp_path: Path) -> None:
+def test_quickstart_commands_run(request: pytest.FixtureRequest) -> None:
     require_privileged("the image holds root-owned files")
     requires_command("busybox", "podman", "skopeo")
+    # podman refuses a run root over 50 characters, and pytest's tmp_path under tox is longer.
+    tmp_path = Path(tempfile.mkdtemp(prefix="qs-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
     script = shell_example()
     assert PAGE_DIR in script and "import-image" in script
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
