@@ -190,3 +190,48 @@ def test_cs_tmp_store_fixture(cs_tmp_store: object, tmp_path: Path) -> None:
     assert (tmp_path / "graph" / "vfs" / "dir" / layer.id).is_dir()
     with pytest.raises(StorageError, match="layer not known"):
         cs_tmp_store.layer("nope")
+
+
+OBSERVER = '''
+from cs_core.drivers.hookspecs import hookimpl
+
+seen = []
+
+
+@hookimpl
+def cs_store_opened(store):
+    seen.append((store.driver_name, store.graph_root))
+'''
+
+
+@pytest.mark.parametrize("driver", ["vfs", ""])
+def test_observer_plugin_sees_every_store(make_plugin: MakePlugin, tmp_path: Path, driver: str) -> None:
+    """A plugin with no driver is told of each opened store, whether or not ``-s`` names a driver
+    (a named driver used to load only that driver's plugin, so the observer never ran)."""
+    from cs_core.drivers.entrypoints import entry_points
+    from cs_core.store import open_store
+
+    observer = make_plugin("audit", OBSERVER)
+    installed = [ep for ep in entry_points(ENTRY_POINT_GROUP) if ep.name == "vfs"]
+    registry = PluginRegistry([*installed, observer])
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                       driver_name=driver, registry=registry)
+    try:
+        module = sys.modules[observer.value]
+        assert module.seen == [("vfs", tmp_path / "g")]
+        assert registry.plugins["audit"].error is None
+    finally:
+        store.close()
+
+
+def test_a_broken_observer_does_not_stop_the_store(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    from cs_core.drivers.entrypoints import entry_points
+    from cs_core.store import open_store
+
+    broken = make_plugin("broken", "import no_such_module_for_cs_core_tests\n")
+    installed = [ep for ep in entry_points(ENTRY_POINT_GROUP) if ep.name == "vfs"]
+    registry = PluginRegistry([*installed, broken])
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                       driver_name="vfs", registry=registry)
+    store.close()
+    assert "no_such_module_for_cs_core_tests" in (registry.plugins["broken"].error or "")

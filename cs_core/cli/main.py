@@ -59,10 +59,8 @@ def load_plugin_commands() -> None:
     from cs_core.drivers.plugins import default_registry
 
     builtin = commands.all_builtins()
-    registry = default_registry()
-    registry.load_all()
     try:
-        registry.call("cs_register_commands", cli=cli)
+        default_registry().hooks.register_commands(cli)
     except Exception as exc:  # a broken plugin must not break the CLI
         err(f"warning: a plugin failed to add commands: {describe(exc)}\n")
     cli.commands.update(builtin)  # built-ins win over plugins that try to shadow them

@@ -24,7 +24,7 @@ arguments (pluggy matches them by name). A misspelled hook is reported by
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import click
 
     from cs_core.drivers.base import GraphDriver
+    from cs_core.store import Store
 
 PROJECT = "cs_core"
 #: Decorator for hook specifications (only used in this module).
@@ -75,12 +76,13 @@ def cs_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def cs_store_opened(store: Any) -> None:
+def cs_store_opened(store: Store) -> None:
     """Observe a store that has just been opened.
 
     :param store: the :class:`cs_core.store.Store`, fully initialised.
 
-    For plugins that keep per-store state (metrics, audit logs). Must not write to the
+    Called on every plugin that is not blocked, whichever driver the store uses: a plugin
+    providing only this hook (no driver) is imported for it. For plugins that keep per-store state (metrics, audit logs). Must not write to the
     store. Exceptions propagate and fail the open.
 
     The return value is ignored.
