@@ -82,8 +82,9 @@ def cs_store_opened(store: Store) -> None:
     :param store: the :class:`cs_core.store.Store`, fully initialised.
 
     Called on every plugin that is not blocked, whichever driver the store uses: a plugin
-    providing only this hook (no driver) is imported for it. For plugins that keep per-store state (metrics, audit logs). Must not write to the
-    store. Exceptions propagate and fail the open.
+    providing only this hook (no driver) is imported for it. For plugins that keep per-store
+    state (metrics, audit logs). Must not write to the store. Exceptions propagate and fail
+    the open.
 
     The return value is ignored.
     """
