@@ -9,7 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -29,6 +29,9 @@ from cs_core.cli.framework import (
 )
 from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
 from cs_core.errors import StorageError
+
+if TYPE_CHECKING:
+    from cs_core.config import StoreOptions
 
 # The Go CLI lists commands in registration order: its source files' alphabetical order.
 ORDER = [
@@ -86,15 +89,19 @@ def find_command(name: str) -> click.Command | None:
 ROOT_FLAGS = ("graph", "run", "storage_driver", "storage_opt")
 
 
-def config_defaults() -> dict[str, Any] | None:
-    """storage.conf's roots, driver and options, which Go shows as the flags' defaults when
-    none of them was given before the command name."""
+def config_defaults() -> StoreOptions | None:
+    """storage.conf's options, whose roots, driver and driver options Go shows as the flags'
+    defaults when none of them was given before the command name. Read once per run: the
+    store is opened from these."""
     from cs_core.config import StoreOptions
 
     try:
-        opts = StoreOptions.load_default()
+        return StoreOptions.load_default()
     except Exception:
         return None  # Go ignores this error here; opening the store reports it
+
+
+def flag_defaults(opts: StoreOptions) -> dict[str, Any]:
     return {"graph": opts.graph_root, "run": opts.run_root, "storage_driver": opts.driver_name,
             "storage_opt": list(opts.driver_options)}
 
@@ -185,13 +192,14 @@ def run(argv: Sequence[str]) -> int:
         return 1
     values = dict(top.values)
     values.pop("help", None)
-    defaults = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    conf = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    defaults = flag_defaults(conf) if conf else None
     if defaults:
         values.update(defaults)
     if not isinstance(cmd, GoCommand):
         if values.get("unshare") and rootless.needs_reexec():
             return reexec_in_user_namespace(values)
-        return run_click_command(name, cmd, args, values)
+        return run_click_command(name, cmd, args, values, conf)
 
     own = command_flags(cmd)
     fs = FlagSet(name, [*global_flags(), *own], values)
@@ -217,7 +225,7 @@ def run(argv: Sequence[str]) -> int:
     if defaults and all(final[k] == defaults[k] for k in ROOT_FLAGS):
         # Nothing overrode storage.conf: let the resolver use all of it, not just four keys.
         final.update({k: type(defaults[k])() for k in ROOT_FLAGS})
-    env = Env(final)
+    env = Env(final, conf)
     kwargs = {f.dest: fs.values[f.dest] for f in own}
     return invoke(env, name, cmd, lambda ctx: ctx.invoke(cmd.callback or _nothing, args=args, **kwargs))
 
@@ -237,9 +245,10 @@ def _nothing(*_: Any, **__: Any) -> int:
     return 0
 
 
-def run_click_command(name: str, cmd: click.Command, args: list[str], values: dict[str, Any]) -> int:
+def run_click_command(name: str, cmd: click.Command, args: list[str], values: dict[str, Any],
+                      conf: StoreOptions | None = None) -> int:
     """A plugin's plain click command: click parses its arguments."""
-    env = Env(values)
+    env = Env(values, conf)
 
     def call(_: click.Context) -> Any:
         try:

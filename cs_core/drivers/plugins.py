@@ -208,6 +208,10 @@ class PluginRegistry:
             raise NotSupported(f"graph driver {name!r} is disabled by {ENV_DISABLE}/{ENV_ONLY}")
         raise NotSupported(f"driver {name!r} not found (is its package installed?)")
 
+    def known_drivers(self) -> list[str]:
+        """Names and aliases of the drivers registered so far (loads nothing)."""
+        return list(self._drivers)
+
     def drivers(self) -> dict[str, type[GraphDriver]]:
         """Every loadable driver, by name (loads every plugin)."""
         self.load_all()

@@ -17,11 +17,21 @@ from typing import BinaryIO, ClassVar
 from cs_btrfs import fs, ioctl, native, subvol
 from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
 from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
-from cs_core import atomic, walk
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.atomic import remove_tree
-from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
+from cs_core import (
+    NO_MAPS,
+    ApplyDiffOpts,
+    ApplyResult,
+    Change,
+    ConfigTable,
+    CreateOpts,
+    DriverConfig,
+    GraphDriver,
+    IDMap,
+    IDMapPair,
+    MountOpts,
+    WhiteoutFormat,
+)
+from cs_core.drivers.api import disk_usage, remove_tree, write_in_place
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,12 @@ class BtrfsDriver(GraphDriver):
     name: ClassVar[str] = "btrfs"
     whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
     priority: ClassVar[int] = 20
+    rootless: ClassVar[bool] = True
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        # Go: a min_space setting is the only option then (its size is dropped).
+        return table.emit("min_space", fallback=False) or table.emit("size")
     #: Use generation numbers for changes/diff when sound (see ``cs_btrfs.native``).
     native_changes: bool = True
 
@@ -192,7 +208,7 @@ class BtrfsDriver(GraphDriver):
                 self._enable_quota()
                 self._limit(target, size)
                 self._mkdir(self.quotas)
-                atomic.write_in_place(self.quotas / id, str(size).encode(), 0o644)
+                write_in_place(self.quotas / id, str(size).encode(), 0o644)
             if uid or gid:
                 os.chown(target, uid, gid)
         except BaseException:
@@ -266,15 +282,14 @@ class BtrfsDriver(GraphDriver):
         return os.path.isdir(path)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return walk.disk_usage(self.layer_dir(id))
+        return disk_usage(self.layer_dir(id))
 
     # -- content -----------------------------------------------------------------------------
 
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         # The subvolume is the layer's whole tree, already holding the parent's files: applying
         # in place is what Go's naive driver does through Get, and so are its error reports.
-        from cs_core.archive.apply import ApplyOptions
-        from cs_core.drivers.naive import apply_logged
+        from cs_core.drivers.api import ApplyOptions, apply_logged
 
         options = ApplyOptions(
             whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
@@ -313,7 +328,7 @@ class BtrfsDriver(GraphDriver):
         since = self._native_since(id, parent, maps, parent_maps)
         if since is None:
             return super().diff_size(id, parent, maps, parent_maps)
-        from cs_core.drivers.naive import changes_size
+        from cs_core.drivers.api import changes_size
 
         assert parent is not None
         return changes_size(self.layer_dir(id), self._native_changes(id, parent, since))
@@ -324,7 +339,7 @@ class BtrfsDriver(GraphDriver):
         since = self._native_since(id, parent, maps, maps if parent_maps is None else parent_maps)
         if since is None:
             return super().diff(id, parent, uid_map, gid_map, parent_maps)
-        from cs_core.archive.changes import export_changes
+        from cs_core.drivers.api import export_changes
 
         assert parent is not None
         found = self._native_changes(id, parent, since)
@@ -333,7 +348,7 @@ class BtrfsDriver(GraphDriver):
         def produce(out: BinaryIO) -> None:
             export_changes(root, found, out, uid_map, gid_map)
 
-        from cs_core.drivers.naive import PipeStream
+        from cs_core.drivers.api import PipeStream
 
         return PipeStream(produce)  # type: ignore[return-value]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from cs_core.drivers import mountinfo
+from cs_core.drivers.api import is_mountpoint as is_mountpoint  # by mount ID, for our callers
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 MS_BIND = 0x1000
@@ -44,10 +44,6 @@ def fs_magic(path: str | os.PathLike[str]) -> int:
         _raise(p)
     return int(buf.f_type) & 0xFFFFFFFF
 
-
-def is_mountpoint(path: str) -> bool:
-    """Whether ``path`` is a mount point now (by mount ID: mountinfo also lists hidden mounts)."""
-    return mountinfo.is_mountpoint(path)
 
 
 def make_private(path: str) -> None:

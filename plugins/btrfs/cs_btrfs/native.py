@@ -24,7 +24,7 @@ import struct
 from pathlib import Path
 
 from cs_btrfs import ioctl
-from cs_core.model import Change
+from cs_core import Change
 
 _INODE_TRANSID = struct.Struct("=QQ")  # btrfs_inode_item: generation, transid
 _INODE_CTIME = struct.Struct("=QI")  # btrfs_inode_item.ctime at offset 124: sec, nsec

@@ -16,21 +16,26 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 
-from cs_core import atomic, walk
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.atomic import remove_tree
-from cs_core.drivers.base import (
+from cs_core import (
+    NO_MAPS,
     ApplyDiffOpts,
+    ApplyResult,
+    Change,
+    ConfigTable,
     CreateOpts,
+    Differ,
     DriverConfig,
     FileGetter,
     GraphDriver,
+    IDMap,
+    IDMapPair,
+    LayerUnknown,
     MountOpts,
+    StagedLayer,
+    StagingDriver,
+    WhiteoutFormat,
 )
-from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
-from cs_core.errors import LayerUnknown
-from cs_core.idmap import is_contiguous
-from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
+from cs_core.drivers.api import disk_usage, is_contiguous, remove_tree, write_in_place
 from cs_overlay import features, fsinfo, idmapped, mounting, stack
 from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
@@ -39,7 +44,7 @@ from cs_overlay.quota import Quota, QuotaControl
 from cs_overlay.staged import StagingArea
 
 if TYPE_CHECKING:
-    from cs_core.archive.apply import ApplyOptions
+    from cs_core.drivers.api import ApplyOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +74,11 @@ class DiffDirGetter(FileGetter):
         return self._fds
 
     def open(self, path: str) -> BinaryIO:
-        from cs_core.archive.apply import clean_member_name  # lazily: CLI start-up
-        from cs_core.archive.saferoot import open_regular
-        from cs_core.errors import UnsafeArchive
+        from cs_core import UnsafeArchive
+        from cs_core.drivers.api import (
+            clean_member_name,  # lazily: CLI start-up
+            open_regular,
+        )
 
         rel = clean_member_name(path)
         if not rel:
@@ -97,6 +104,17 @@ class OverlayDriver(GraphDriver, StagingDriver):
     aliases: ClassVar[tuple[str, ...]] = ("overlay2",)
     whiteout_format = WhiteoutFormat.OVERLAY
     priority = 10
+    rootless = True
+    rootless_options = ("ignore_chown_errors",)  # Go keeps only this one from the system file
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        out = table.emit("ignore_chown_errors", "mount_program", "mountopt", "size")
+        out += table.emit("inodes", fallback=False) + table.emit("skip_mount_home")
+        out += table.emit("use_composefs", fallback=False)
+        if mask := table.table.get("force_mask", ""):
+            out.append(f"{cls.name}.force_mask={mask}")  # Go passes it on unchecked
+        return out
 
     # -- construction ------------------------------------------------------------------------
 
@@ -141,7 +159,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         if not self.opts.mount_program and not flag.exists():
             # A store from before the flag file existed: look for signs of fuse-overlayfs once.
             detected = features.mount_program_indicators(self.home)
-            atomic.write_in_place(flag, b"true" if detected else b"false")
+            write_in_place(flag, b"true" if detected else b"false")
         if not self.opts.mount_program:
             # As Go: when native overlay is out of the question here, fuse-overlayfs on PATH
             # takes over silently.
@@ -158,7 +176,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 self.opts.mount_program = prog
         if self.opts.mount_program:
             self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE keeps .wh. files
-            atomic.write_in_place(flag, b"true")
+            write_in_place(flag, b"true")
         else:
             if self.opts.force_mask is not None:
                 raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
@@ -352,7 +370,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 return
             lower = self.layout.lower_for_child(parent)
             if lower:
-                atomic.write_in_place(d / LOWER_FILE, lower.encode(), 0o666)
+                write_in_place(d / LOWER_FILE, lower.encode(), 0o666)
         except BaseException:
             self.remove(id)
             raise
@@ -578,7 +596,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
     # -- content -----------------------------------------------------------------------------
 
     def _tar_options(self, opts: ApplyDiffOpts) -> ApplyOptions:
-        from cs_core.archive.apply import ApplyOptions
+        from cs_core.drivers.api import ApplyOptions
 
         force_mask = self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask
         return ApplyOptions(
@@ -596,8 +614,8 @@ class OverlayDriver(GraphDriver, StagingDriver):
             return super().apply_diff(id, parent, stream, attrs.evolve(
                 opts, ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
                 force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask))
-        from cs_core.archive.apply import apply_tar
-        from cs_core.errors import ArchiveFormatError
+        from cs_core import ArchiveFormatError
+        from cs_core.drivers.api import apply_tar
 
         try:
             return apply_tar(self.dir(id) / "diff", stream, self._tar_options(opts),
@@ -642,7 +660,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
              gid_map: Sequence[IDMap] = (), parent_maps: IDMapPair | None = None) -> BinaryIO:
         if not self._native_ok(id, parent):
             return super().diff(id, parent, uid_map, gid_map, parent_maps)
-        from cs_core.archive.changes import export_tree
+        from cs_core.drivers.api import export_tree
 
         root = self.dir(id) / "diff"
         lowers = self.layout.lower_diff_dirs(id)
@@ -658,7 +676,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                 parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
         if not self._native_ok(id, parent):
             return super().changes(id, parent, maps, parent_maps)
-        from cs_core.archive.changes import overlay_changes
+        from cs_core.drivers.api import overlay_changes
 
         return overlay_changes(self.dir(id) / "diff", self.layout.lower_diff_dirs(id),
                                self._opaque_xattr())
@@ -667,7 +685,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
                   parent_maps: IDMapPair = NO_MAPS) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
             return super().diff_size(id, parent, maps, parent_maps)
-        return walk.disk_usage(self.dir(id) / "diff")
+        return disk_usage(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:
         # Unlike Go, include diff1.. (left by update_layer_id_map) of the layer and its lowers:
@@ -682,7 +700,7 @@ class OverlayDriver(GraphDriver, StagingDriver):
         return DiffDirGetter(dirs)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return walk.disk_usage(self.dir(id) / "diff")
+        return disk_usage(self.dir(id) / "diff")
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from cs_core import atomic
-from cs_core.rootless import is_rootless
+from cs_core.drivers.api import WRITE_FLAGS, is_rootless
 
 AUFS = 0x61756673
 ECRYPTFS = 0xF15F
@@ -63,7 +62,7 @@ def fs_name(magic: int) -> str:
 def supports_d_type(path: str | os.PathLike[str]) -> bool:
     """Whether readdir reports entry types (overlay needs them to find whiteouts)."""
     probe = os.path.join(path, ".dtype-probe")
-    os.close(os.open(probe, atomic.WRITE_FLAGS, 0o600))
+    os.close(os.open(probe, WRITE_FLAGS, 0o600))
     try:
         with os.scandir(path) as it:
             for entry in it:

@@ -11,11 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from cs_core import atomic
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.idmap import to_host
-from cs_core.model import ApplyResult, IDMap
+from cs_core import (
+    ApplyDiffOpts,
+    ApplyResult,
+    ConfigTable,
+    CreateOpts,
+    DriverConfig,
+    GraphDriver,
+    IDMap,
+    MountOpts,
+    WhiteoutFormat,
+)
+from cs_core.drivers.api import makedirs, remove_tree, to_host
 from cs_vfs.copy import copy_tree
 from cs_vfs.errors import VfsConfigError, VfsError
 
@@ -44,9 +51,11 @@ class VfsDriver(GraphDriver):
     name = "vfs"
     whiteout_format = WhiteoutFormat.DELETE
     priority = 300
-    # Go never picks vfs on its own from an existing store; cs_core's selection does
-    # (see cs_core/selection.py), but vfs stays last in the automatic priority order.
-    auto_select = True
+    rootless = True
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        return table.emit("ignore_chown_errors")
 
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
@@ -54,7 +63,7 @@ class VfsDriver(GraphDriver):
         self.ignore_chown_errors = False
         for option in config.options:
             self._parse_option(option)
-        atomic.makedirs(self.home, 0o700)
+        makedirs(self.home, 0o700)
 
     def _parse_option(self, option: str) -> None:
         # Go matches whole lower-cased keys: a bare ``imagestore`` or another driver's
@@ -108,7 +117,7 @@ class VfsDriver(GraphDriver):
         if opts.storage_opt:
             raise VfsError("--storage-opt is not supported for vfs")
         target = self.home / "dir" / os.path.basename(id)
-        atomic.makedirs(target.parent)
+        makedirs(target.parent)
         uid_map = opts.uid_map or self.config.uid_map
         gid_map = opts.gid_map or self.config.gid_map
         if os.path.lexists(target):
@@ -130,7 +139,7 @@ class VfsDriver(GraphDriver):
                     exc.go_op = "chown"  # type: ignore[attr-defined]
                     raise
         except BaseException as exc:
-            atomic.remove_tree(target)
+            remove_tree(target)
             if isinstance(exc, OSError):
                 raise VfsError(_go_os_error(exc)) from exc
             raise
@@ -146,7 +155,7 @@ class VfsDriver(GraphDriver):
         os.chown(self.layer_dir(id), to_host(0, host_maps[0]), to_host(0, host_maps[1]))
 
     def remove(self, id: str) -> None:
-        atomic.remove_tree(self.home / "dir" / os.path.basename(id))
+        remove_tree(self.home / "dir" / os.path.basename(id))
 
     def get(self, id: str, opts: MountOpts) -> Path:
         if opts.options and tuple(opts.options) != ("ro",):
@@ -176,10 +185,10 @@ class VfsDriver(GraphDriver):
     def apply_diff(
         self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
     ) -> ApplyResult:
-        from cs_core.drivers import naive  # the tar engine: only commands that write layers
+        from cs_core.drivers.api import naive_apply_diff  # the tar engine: only commands that write layers
 
         if self.ignore_chown_errors and not opts.ignore_chown_errors:
             import attrs
 
             opts = attrs.evolve(opts, ignore_chown_errors=True)
-        return naive.apply_diff(self, id, parent, stream, opts)
+        return naive_apply_diff(self, id, parent, stream, opts)

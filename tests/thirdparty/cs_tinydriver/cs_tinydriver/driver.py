@@ -11,8 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cs_core.drivers.base import CreateOpts, DriverConfig, GraphDriver, MountOpts, split_option
-from cs_core.errors import DriverError
+from cs_core import CreateOpts, DriverConfig, DriverError, GraphDriver, MountOpts, split_option
 
 
 class TinyDriver(GraphDriver):
