@@ -70,6 +70,14 @@ def _user_xattrs(path: str, follow: bool = False) -> dict[str, bytes]:
     return out
 
 
+def compared_xattrs(path: str) -> dict[str, bytes]:
+    """The xattrs by which a file counts as changed: ``user.*`` and file capabilities."""
+    out = _user_xattrs(path)
+    if (cap := _getxattr(path, "security.capability")) is not None:
+        out["security.capability"] = cap
+    return out
+
+
 class _Info:
     __slots__ = ("cap", "children", "st", "xattrs")
 

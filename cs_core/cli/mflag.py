@@ -14,13 +14,13 @@ from typing import Any
 import attrs
 import click
 
+from cs_core.drivers.optvalues import go_bool
+
 PROG = "containers-storage"
 
 # Accepted but left out of help texts, so the option table stays as Go prints it.
 HIDDEN_NAMES = {"-driver"}
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
 class FlagError(Exception):
@@ -70,14 +70,6 @@ class Flag:
         if self.kind == "list":
             return "[" + " ".join(value) + "]"
         return str(value)
-
-
-def parse_bool(text: str) -> bool | None:
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return None
 
 
 class FlagSet:
@@ -143,7 +135,7 @@ class FlagSet:
             if value is None:
                 self.values[flag.dest] = True
             else:
-                parsed = parse_bool(value)
+                parsed = go_bool(value)
                 if parsed is None:
                     raise self._fail(
                         f'invalid boolean value "{value}" for  -{name}: '

@@ -16,13 +16,15 @@ from cs_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
-    from cs_core.archive.changes import export_changes, export_tree, overlay_changes
+    from cs_core.archive.changes import compared_xattrs, export_changes, export_tree, overlay_changes
     from cs_core.archive.idmap import to_container, to_host
     from cs_core.archive.saferoot import open_regular
     from cs_core.atomic import WRITE_FLAGS, makedirs, write_in_place
+    from cs_core.drivers.fsmagic import fs_magic
     from cs_core.drivers.mountinfo import is_mountpoint, mount_of
     from cs_core.drivers.naive import PipeStream, apply_logged, changes_size
     from cs_core.drivers.naive import apply_diff as naive_apply_diff
+    from cs_core.drivers.optvalues import parse_bool, ram_in_bytes
     from cs_core.drivers.staging import (
         CONTENT_DIR,
         STAGING_DIR,
@@ -37,26 +39,57 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "cs_core.archive.apply": ("ApplyOptions", "apply_tar", "clean_member_name"),
-    "cs_core.archive.changes": ("export_changes", "export_tree", "overlay_changes"),
+    "cs_core.archive.changes": ("compared_xattrs", "export_changes", "export_tree", "overlay_changes"),
     "cs_core.archive.idmap": ("to_container", "to_host"),
     "cs_core.archive.saferoot": ("open_regular",),
     "cs_core.atomic": ("WRITE_FLAGS", "makedirs", "write_in_place"),
+    "cs_core.drivers.fsmagic": ("fs_magic",),
     "cs_core.drivers.mountinfo": ("is_mountpoint", "mount_of"),
     "cs_core.drivers.naive": ("PipeStream", "apply_logged", "changes_size"),
     "cs_core.drivers.staging": ("CONTENT_DIR", "STAGING_DIR", "StagingLock", "new_staging_dir",
                                 "prune_staging_dirs", "remove_staging_dir"),
+    "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
     "cs_core.idmap": ("is_contiguous",),
     "cs_core.rootless": ("is_rootless",),
     "cs_core.walk": ("Dir", "disk_usage", "open_beneath", "remove_tree", "walk"),
 }
 # Literal, for type checkers and linters (tests/test_plugin_face.py checks it against _EXPORTS).
 __all__ = [
-    "CONTENT_DIR", "STAGING_DIR", "WRITE_FLAGS", "ApplyOptions", "Dir", "PipeStream", "StagingLock",
-    "apply_logged", "apply_tar", "changes_size", "clean_member_name", "disk_usage",
-    "export_changes", "export_tree", "is_contiguous", "is_mountpoint", "is_rootless", "makedirs",
-    "mount_of", "naive_apply_diff", "new_staging_dir", "open_beneath", "open_regular",
-    "overlay_changes", "prune_staging_dirs", "remove_staging_dir", "remove_tree", "to_container",
-    "to_host", "walk", "write_in_place",
+    "CONTENT_DIR",
+    "STAGING_DIR",
+    "WRITE_FLAGS",
+    "ApplyOptions",
+    "Dir",
+    "PipeStream",
+    "StagingLock",
+    "apply_logged",
+    "apply_tar",
+    "changes_size",
+    "clean_member_name",
+    "compared_xattrs",
+    "disk_usage",
+    "export_changes",
+    "export_tree",
+    "fs_magic",
+    "is_contiguous",
+    "is_mountpoint",
+    "is_rootless",
+    "makedirs",
+    "mount_of",
+    "naive_apply_diff",
+    "new_staging_dir",
+    "open_beneath",
+    "open_regular",
+    "overlay_changes",
+    "parse_bool",
+    "prune_staging_dirs",
+    "ram_in_bytes",
+    "remove_staging_dir",
+    "remove_tree",
+    "to_container",
+    "to_host",
+    "walk",
+    "write_in_place",
 ]
 
 __getattr__, __dir__ = lazy_exports(

@@ -255,9 +255,9 @@ class GraphDriver(abc.ABC):
 
     def read_write_disk_usage(self, id: str) -> int:
         """Bytes used by the writable part of layer ``id``."""
-        from cs_core.drivers import naive
+        from cs_core.walk import disk_usage
 
-        return naive.disk_usage(self.layer_dir(id))
+        return disk_usage(self.layer_dir(id))
 
     def layer_dir(self, id: str) -> Path:
         """The directory holding the layer's own files (without mounting), if there is one."""

@@ -9,10 +9,9 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 import attrs
 
@@ -35,11 +34,17 @@ from cs_core import (
     StagingDriver,
     WhiteoutFormat,
 )
-from cs_core.drivers.api import disk_usage, is_contiguous, remove_tree, write_in_place
+from cs_core.drivers.api import (
+    disk_usage,
+    is_contiguous,
+    ram_in_bytes,
+    remove_tree,
+    write_in_place,
+)
 from cs_overlay import features, fsinfo, idmapped, mounting, stack
 from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
-from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
+from cs_overlay.options import OverlayOptions, parse_options, parse_uint
 from cs_overlay.quota import Quota, QuotaControl
 from cs_overlay.staged import StagingArea
 
@@ -728,46 +733,8 @@ class OverlayDriver(GraphDriver, StagingDriver):
         self._mkdir(diff, perms, uid, gid)
 
 
-class _PipeReader(io.RawIOBase):
-    """The read end of a producer thread's pipe; re-raises the producer's error at EOF."""
-
-    def __init__(self, fd: int, thread: threading.Thread, errors: list[BaseException]) -> None:
-        self._file = os.fdopen(fd, "rb", buffering=0)
-        self._thread = thread
-        self._errors = errors
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        n = self._file.readinto(buf)
-        if not n:
-            self._thread.join()
-            if self._errors:
-                raise self._errors[0]
-        return n or 0
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()  # a producer still writing gets EPIPE and stops
-            self._thread.join()
-        super().close()
-
-
 def streaming(produce: Callable[[BinaryIO], None]) -> BinaryIO:
     """Run ``produce(out)`` in a thread and hand back the reading end, as Go's io.Pipe."""
-    rfd, wfd = os.pipe()
-    errors: list[BaseException] = []
+    from cs_core.drivers.api import PipeStream  # the naive differ: only commands that diff
 
-    def run() -> None:
-        try:
-            with os.fdopen(wfd, "wb", buffering=1 << 16) as out:
-                produce(out)
-        except BrokenPipeError:
-            pass
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="overlay-diff", daemon=True)
-    thread.start()
-    return io.BufferedReader(_PipeReader(rfd, thread, errors), 1 << 16)  # type: ignore[return-value]
+    return io.BufferedReader(PipeStream(produce), 1 << 16)  # type: ignore[return-value]

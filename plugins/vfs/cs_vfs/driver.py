@@ -22,7 +22,7 @@ from cs_core import (
     MountOpts,
     WhiteoutFormat,
 )
-from cs_core.drivers.api import makedirs, remove_tree, to_host
+from cs_core.drivers.api import makedirs, parse_bool, remove_tree, to_host
 from cs_vfs.copy import copy_tree
 from cs_vfs.errors import VfsConfigError, VfsError
 
@@ -35,14 +35,6 @@ def _go_os_error(exc: OSError) -> str:
     where = f"{op} {exc.filename}" if op else f"{exc.filename}"
     return f"{where}: {reason}" if exc.filename else reason
 
-
-def parse_bool(value: str) -> bool:
-    """Go's strconv.ParseBool, with its error text."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise VfsConfigError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 DEFAULT_PERMS = 0o555
 
