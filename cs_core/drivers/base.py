@@ -5,9 +5,9 @@ tar-split, digests). A driver subclasses :class:`GraphDriver`, implements the ab
 and registers the class through the ``cs_register_graph_drivers`` hook.
 
 Drivers that cannot diff natively inherit the naive implementations (``cs_core.drivers.naive``),
-which mount the layer and its parent and compare the trees. Drivers import only this module,
-``cs_core.drivers.naive``, ``cs_core.drivers.mountinfo``, ``cs_core.archive`` and
-``cs_core.errors`` / ``cs_core.model`` — never the store or the records.
+which mount the layer and its parent and compare the trees. Drivers import these names from
+``cs_core`` and their helpers from ``cs_core.drivers.api``, nothing else of the core
+(tests/test_plugin_face.py); docs/driver-guide.md walks through writing one.
 """
 
 from __future__ import annotations

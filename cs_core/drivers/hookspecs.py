@@ -9,7 +9,7 @@ holding hook implementations marked with :data:`hookimpl`::
     mydriver = "cs_mydriver.hooks"
 
     # cs_mydriver/hooks.py -- keep it thin: no mounts, subprocesses or heavy imports here
-    from cs_core.drivers.hookspecs import hookimpl
+    from cs_core import hookimpl
 
     @hookimpl
     def cs_register_graph_drivers(register):
@@ -47,7 +47,7 @@ def cs_register_graph_drivers(register: Callable[[type[GraphDriver]], None]) -> 
 
     :param register:
         Call it once per driver class, a subclass of
-        :class:`cs_core.drivers.base.GraphDriver` with a unique ``name``. Registering a name
+        :class:`cs_core.GraphDriver` with a unique ``name``. Registering a name
         (or alias) that another plugin already registered raises
         :class:`cs_core.errors.PluginError` naming both plugins.
 
