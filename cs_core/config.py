@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 import stat
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ import attrs
 
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
+from cs_core.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.model import IDMap
 from cs_core.rootless import rootless_uid, uses_per_user_storage
 
@@ -261,26 +261,6 @@ def resolve_driver(opts: StoreOptions) -> StoreOptions:
         opts.driver_options += cls.config_options(
             ConfigTable(cls.name, table, tables.options, tables.path))
     return opts
-
-
-_MAP_RE = re.compile(r"^\d+(:\d+:\d+)*$")
-
-
-def parse_id_map(text: str, name: str) -> list[IDMap]:
-    """Parse ``cid:hid:size[:cid:hid:size...]`` (Go ``idtools.ParseIDMap``)."""
-    if not text:
-        return []
-    maps: list[IDMap] = []
-    for part in text.split(","):
-        fields = part.split(":")
-        if len(fields) % 3 or not all(f.isdigit() for f in fields):
-            raise ConfigError(
-                f'initializing ID mappings: {name} setting is malformed expected '
-                f'["uint32:uint32:uint32"]: {part!r}'
-            )
-        for i in range(0, len(fields), 3):
-            maps.append(IDMap(int(fields[i]), int(fields[i + 1]), int(fields[i + 2])))
-    return maps
 
 
 def _rootless_options(path: str, resolve: bool) -> StoreOptions:
