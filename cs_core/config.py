@@ -11,18 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cs_core.errors import ConfigError
+from cs_core.drivers.base import ConfigTable
+from cs_core.errors import ConfigError, StorageError
+from cs_core.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.model import IDMap
 from cs_core.rootless import rootless_uid, uses_per_user_storage
+
+if TYPE_CHECKING:
+    from cs_core.drivers.base import GraphDriver
 
 ROOTFUL_GRAPH_ROOT = "/var/lib/containers/storage"
 ROOTFUL_RUN_ROOT = "/run/containers/storage"
@@ -30,6 +34,16 @@ SYSTEM_CONFIG = "/etc/containers/storage.conf"
 VENDOR_CONFIG = "/usr/share/containers/storage.conf"
 AUTO_NS_MIN_SIZE = 1024
 AUTO_NS_MAX_SIZE = 65536
+# Go's isRootlessDriver: the system file's drivers a rootless user inherits.
+_GO_ROOTLESS_DRIVERS = ("btrfs", "overlay", "overlay2", "vfs")
+
+
+@attrs.frozen
+class DriverTables:
+    """storage.conf's ``[storage.options]``, kept until the driver is known (``resolve_driver``)."""
+
+    options: Mapping[str, Any]
+    path: str
 
 
 @attrs.define
@@ -53,19 +67,25 @@ class StoreOptions:
     disable_volatile: bool = False
     config_file: str = ""
     warnings: list[str] = attrs.field(factory=list)
+    #: Until ``resolve_driver``: the driver's own table is not yet in ``driver_options``.
+    driver_tables: DriverTables | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
-    def load_default(cls, *, rootless: bool | None = None) -> StoreOptions:
-        """The options a tool gets with no flags: storage.conf plus environment."""
+    def load_default(cls, *, rootless: bool | None = None, resolve: bool = True) -> StoreOptions:
+        """The options a tool gets with no flags: storage.conf plus environment.
+
+        ``resolve=False`` leaves the driver as written and its table untranslated
+        (``resolve_driver``), for callers that want only the roots: no plugin is loaded.
+        """
         if rootless is None:
             rootless = is_rootless()
         path = default_config_file(rootless)
         if not rootless:
-            opts = load_config_file(path)
+            opts = load_config_file(path, resolve=resolve)
             opts.graph_root = opts.graph_root or ROOTFUL_GRAPH_ROOT
             opts.run_root = opts.run_root or ROOTFUL_RUN_ROOT
             return opts
-        return _rootless_options(path)
+        return _rootless_options(path, resolve)
 
 
 def is_rootless() -> bool:
@@ -101,7 +121,7 @@ def _expand(path: str, uid: int) -> str:
     return os.path.expandvars(path)
 
 
-def load_config_file(path: str) -> StoreOptions:
+def load_config_file(path: str, *, resolve: bool = True) -> StoreOptions:
     """Parse one storage.conf into options (missing file = built-in defaults)."""
     opts = StoreOptions(config_file=path)
     try:
@@ -114,7 +134,7 @@ def load_config_file(path: str) -> StoreOptions:
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror}") from exc
     apply_config(opts, data, path)
-    return opts
+    return resolve_driver(opts) if resolve else opts
 
 
 _KNOWN_STORAGE = {
@@ -131,21 +151,34 @@ _KNOWN_OPTIONS = {
 
 
 def apply_config(opts: StoreOptions, data: Mapping[str, Any], path: str) -> None:
-    storage = data.get("storage", {})
-    if not isinstance(storage, dict):
-        raise ConfigError(f"{path}: [storage] must be a table")
+    """Fill ``opts`` from a parsed storage.conf (then ``STORAGE_DRIVER``/``STORAGE_OPTS``)."""
+    storage = _table(data, "storage", path, "[storage]")
+    options = _table(storage, "options", path, "[storage.options]")
     unknown = [f"storage.{k}" for k in storage if k not in _KNOWN_STORAGE]
-    options = storage.get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"{path}: [storage.options] must be a table")
     unknown += [f"storage.options.{k}" for k in options if k not in _KNOWN_OPTIONS]
     if unknown:
         opts.warnings.append(f"Failed to decode the keys {unknown!r} from {path!r}")
+    written = _str(storage, "driver", path)
+    opts.driver_name = os.environ.get("STORAGE_DRIVER") or written
+    _apply_storage_table(opts, storage, path)
+    _apply_options_table(opts, options, path)
+    # Go uses the literal driver value of the file as the prefix (".key" when empty).
+    dopts = _common_driver_options(written, options, path)
+    opts.driver_tables = DriverTables(options, path)
+    if "STORAGE_OPTS" in os.environ:
+        dopts = os.environ["STORAGE_OPTS"].split(",")
+        opts.driver_tables = None
+    opts.driver_options = [o for o in dopts if o]
 
-    driver = _str(storage, "driver", path)
-    if env_driver := os.environ.get("STORAGE_DRIVER"):
-        driver = env_driver
-    opts.driver_name = "overlay" if driver == "overlay2" else driver
+
+def _table(data: Mapping[str, Any], key: str, path: str, what: str) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {what} must be a table")
+    return table
+
+
+def _apply_storage_table(opts: StoreOptions, storage: Mapping[str, Any], path: str) -> None:
     prio = storage.get("driver_priority", [])
     if not isinstance(prio, list) or not all(isinstance(p, str) for p in prio):
         raise ConfigError(f"{path}: driver_priority must be a list of strings")
@@ -166,24 +199,9 @@ def apply_config(opts: StoreOptions, data: Mapping[str, Any], path: str) -> None
             f"graphroot {opts.graph_root}"
         )
 
-    # Go uses the literal driver value of the file as the prefix (".key" when empty).
-    prefix = driver
-    dopts: list[str] = []
-    for store in options.get("additionalimagestores", []) or []:
-        dopts.append(f"{prefix}.imagestore={store}")
-    for store in options.get("additionallayerstores", []) or []:
-        dopts.append(f"{prefix}.additionallayerstore={store}")
-    for key in ("size", "mount_program", "skip_mount_home", "ignore_chown_errors"):
-        if value := _str(options, key, path):
-            dopts.append(f"{prefix}.{key}={value}")
-    force_mask = options.get("force_mask", 0)
-    if isinstance(force_mask, str):
-        force_mask = int(force_mask, 8) if force_mask else 0
-    if force_mask:
-        dopts.append(f"{prefix}.force_mask={force_mask:o}")
-    if mountopt := _str(options, "mountopt", path):
-        dopts.append(f"{prefix}.mountopt={mountopt}")
 
+def _apply_options_table(opts: StoreOptions, options: Mapping[str, Any], path: str) -> None:
+    """The ``[storage.options]`` keys that are not driver options."""
     opts.uid_map = parse_id_map(_str(options, "remap-uids", path), "remap-uids")
     opts.gid_map = parse_id_map(_str(options, "remap-gids", path), "remap-gids")
     opts.root_auto_userns_user = _str(options, "root-auto-userns-user", path)
@@ -194,85 +212,72 @@ def apply_config(opts: StoreOptions, data: Mapping[str, Any], path: str) -> None
             raise ConfigError(f"{path}: {key} must be an integer")
         if value > 0:
             setattr(opts, attr, value)
-    pull = options.get("pull_options", {})
-    if not isinstance(pull, dict):
-        raise ConfigError(f"{path}: pull_options must be a table")
+    pull = _table(options, "pull_options", path, "pull_options")
     opts.pull_options = {str(k): str(v) for k, v in pull.items()}
     opts.disable_volatile = bool(options.get("disable-volatile", False))
-    dopts += driver_table_options(opts.driver_name, options, path)
-    if "STORAGE_OPTS" in os.environ:
-        dopts = os.environ["STORAGE_OPTS"].split(",")
-    opts.driver_options = [o for o in dopts if o]
 
 
-def driver_table_options(driver: str, options: Mapping[str, Any], path: str) -> list[str]:
-    """Translate ``[storage.options.<driver>]`` into option strings (Go GetGraphDriverOptions)."""
-    table = options.get(driver if driver != "overlay2" else "overlay", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [storage.options.{driver}] must be a table")
-    out: list[str] = []
-
-    def emit(key: str, fallback: bool = True) -> None:
-        value = _str(table, key, path) or (_str(options, key, path) if fallback else "")
-        if value:
-            out.append(f"{driver}.{key}={value}")
-
-    if driver in ("overlay", "overlay2"):
-        for key in ("ignore_chown_errors", "mount_program", "mountopt", "size"):
-            emit(key)
-        emit("inodes", fallback=False)
-        emit("skip_mount_home")
-        emit("use_composefs", fallback=False)
-        mask = table.get("force_mask", "")
-        if mask:
-            out.append(f"{driver}.force_mask={mask}")
-    elif driver == "btrfs":
-        if value := _str(table, "min_space", path):
-            return [f"{driver}.min_space={value}"]
-        emit("size")
-    elif driver == "vfs":
-        emit("ignore_chown_errors")
-    elif driver == "zfs":
-        emit("fsname", fallback=False)
-        emit("mountopt")
-        emit("size")
-    elif driver == "aufs":
-        emit("mountopt")
-    return out
+def _common_driver_options(prefix: str, options: Mapping[str, Any], path: str) -> list[str]:
+    """``[storage.options]`` keys every driver gets, as ``<prefix>.<key>=<value>``."""
+    dopts = [f"{prefix}.imagestore={store}" for store in options.get("additionalimagestores") or []]
+    dopts += [f"{prefix}.additionallayerstore={store}"
+              for store in options.get("additionallayerstores") or []]
+    for key in ("size", "mount_program", "skip_mount_home", "ignore_chown_errors"):
+        if value := _str(options, key, path):
+            dopts.append(f"{prefix}.{key}={value}")
+    force_mask = options.get("force_mask", 0)
+    if isinstance(force_mask, str):
+        force_mask = int(force_mask, 8) if force_mask else 0
+    if force_mask:
+        dopts.append(f"{prefix}.force_mask={force_mask:o}")
+    if mountopt := _str(options, "mountopt", path):
+        dopts.append(f"{prefix}.mountopt={mountopt}")
+    return dopts
 
 
-_MAP_RE = re.compile(r"^\d+(:\d+:\d+)*$")
+def _driver_class(name: str) -> type[GraphDriver] | None:
+    """The installed driver called ``name`` (or with that alias), if one loads."""
+    if not name:
+        return None
+    from cs_core.drivers.plugins import default_registry
+
+    try:
+        return default_registry().driver_class(name)
+    except StorageError:
+        return None  # opening the store reports an unknown or broken driver
 
 
-def parse_id_map(text: str, name: str) -> list[IDMap]:
-    """Parse ``cid:hid:size[:cid:hid:size...]`` (Go ``idtools.ParseIDMap``)."""
-    if not text:
-        return []
-    maps: list[IDMap] = []
-    for part in text.split(","):
-        fields = part.split(":")
-        if len(fields) % 3 or not all(f.isdigit() for f in fields):
-            raise ConfigError(
-                f'initializing ID mappings: {name} setting is malformed expected '
-                f'["uint32:uint32:uint32"]: {part!r}'
-            )
-        for i in range(0, len(fields), 3):
-            maps.append(IDMap(int(fields[i]), int(fields[i + 1]), int(fields[i + 2])))
-    return maps
+def resolve_driver(opts: StoreOptions) -> StoreOptions:
+    """Let the configured driver's class name itself (Go's overlay2 → overlay) and translate
+    its ``[storage.options.<driver>]`` table (Go GetGraphDriverOptions). Loads that driver's
+    plugin, so it is done once the driver is wanted, not whenever defaults are computed."""
+    tables, opts.driver_tables = opts.driver_tables, None
+    cls = _driver_class(opts.driver_name)
+    if cls is None:
+        return opts
+    opts.driver_name = cls.name
+    if tables is not None:
+        table = _table(tables.options, cls.name, tables.path, f"[storage.options.{cls.name}]")
+        opts.driver_options += cls.config_options(
+            ConfigTable(cls.name, table, tables.options, tables.path))
+    return opts
 
 
-def _rootless_options(path: str) -> StoreOptions:
+def _rootless_options(path: str, resolve: bool) -> StoreOptions:
     uid = rootless_uid()
     if os.path.exists(path):
-        opts = load_config_file(path)
+        opts = load_config_file(path, resolve=resolve)
     else:
-        system = load_config_file(default_config_file(False))
+        system = load_config_file(default_config_file(False), resolve=False)
         opts = StoreOptions(config_file=path)
         opts.rootless_storage_path = system.rootless_storage_path
         opts.pull_options = system.pull_options
-        if system.driver_name in ("btrfs", "overlay", "vfs"):
+        # Go's isRootlessDriver and its overlay rule, on the names as written: working out
+        # the defaults loads no plugin (a process may compute them after dropping to a user
+        # who cannot read where the plugins are installed).
+        if system.driver_name in _GO_ROOTLESS_DRIVERS:
             opts.driver_name = system.driver_name
-        if opts.driver_name == "overlay":
+        if opts.driver_name in ("overlay", "overlay2"):
             opts.driver_options = [o for o in system.driver_options if "ignore_chown_errors" in o]
         if "STORAGE_OPTS" in os.environ:
             opts.driver_options += [o for o in os.environ["STORAGE_OPTS"].split(",") if o]
@@ -333,6 +338,17 @@ def _private_dir(path: str) -> bool:
         stat.S_IMODE(st.st_mode) == 0o700
 
 
+def from_flags(defaults: StoreOptions, graph_root: str | None, run_root: str | None,
+               driver: str | None, driver_options: Sequence[str]) -> StoreOptions:
+    """Go's rule for explicit roots, driver or driver options (its CLI and ``open_store``):
+    they replace storage.conf entirely, which only fills in a root that was not given."""
+    return StoreOptions(
+        graph_root=graph_root or defaults.graph_root, run_root=run_root or defaults.run_root,
+        driver_name=driver or "", driver_options=list(driver_options),
+        config_file=defaults.config_file,
+    )
+
+
 def resolve_cli_options(
     graph_root: str | None = None,
     run_root: str | None = None,
@@ -340,20 +356,14 @@ def resolve_cli_options(
     storage_opts: Sequence[str] = (),
     image_store: str | None = None,
     transient_store: bool = False,
+    defaults: StoreOptions | None = None,
 ) -> StoreOptions:
-    """The CLI's rule: storage.conf only when no root/driver flag was given (Go CLI quirk:
-    with any of them, only the flags plus a default for a missing root are used)."""
-    defaults = StoreOptions.load_default()
+    """The CLI's options from its flags and ``defaults`` (storage.conf, read if not given)."""
     if not (graph_root or run_root or driver or storage_opts):
-        opts = defaults
+        opts = defaults or StoreOptions.load_default()
     else:
-        opts = StoreOptions(
-            graph_root=graph_root or defaults.graph_root,
-            run_root=run_root or defaults.run_root,
-            driver_name=driver or "",
-            driver_options=list(storage_opts),
-            config_file=defaults.config_file,
-        )
+        opts = from_flags(defaults or StoreOptions.load_default(resolve=False),
+                          graph_root, run_root, driver, storage_opts)
     if image_store:
         opts.image_store = image_store
     if transient_store:

@@ -17,12 +17,11 @@ from itertools import pairwise
 from typing import Literal
 
 from cs_core.archive.idmap import to_container, to_host
-from cs_core.config import parse_id_map
-from cs_core.errors import InvalidMappings, UsageError
+from cs_core.errors import ConfigError, InvalidMappings, UsageError
 from cs_core.model import IDMap
 
-__all__ = ["is_contiguous", "maps_from_flags", "maps_from_subid", "read_subid_ranges",
-           "representable_on_host", "subid_file", "to_container", "to_host"]
+__all__ = ["is_contiguous", "maps_from_flags", "maps_from_subid", "parse_id_map",
+           "read_subid_ranges", "representable_on_host", "subid_file", "to_container", "to_host"]
 
 # Test knobs (like Go's _CONTAINERS_OVERLAY_DISABLE_IDMAP): tests point these at temporary
 # files so they never have to edit the real /etc/subuid and /etc/subgid.
@@ -37,6 +36,23 @@ def subid_file(kind: SubIDKind) -> str:
     if kind == "uid":
         return os.environ.get(SUBUID_FILE_ENV) or "/etc/subuid"
     return os.environ.get(SUBGID_FILE_ENV) or "/etc/subgid"
+
+
+def parse_id_map(text: str, name: str) -> list[IDMap]:
+    """Parse ``cid:hid:size[:cid:hid:size...]`` (Go ``idtools.ParseIDMap``)."""
+    if not text:
+        return []
+    maps: list[IDMap] = []
+    for part in text.split(","):
+        fields = part.split(":")
+        if len(fields) % 3 or not all(f.isdigit() for f in fields):
+            raise ConfigError(
+                f'initializing ID mappings: {name} setting is malformed expected '
+                f'["uint32:uint32:uint32"]: {part!r}'
+            )
+        for i in range(0, len(fields), 3):
+            maps.append(IDMap(int(fields[i]), int(fields[i + 1]), int(fields[i + 2])))
+    return maps
 
 
 def is_contiguous(maps: Sequence[IDMap]) -> bool:

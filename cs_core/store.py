@@ -139,8 +139,9 @@ def open_store(
             _check_roots(options)
         else:
             options = StoreOptions.load_default()
-    store = Store(options, registry or default_registry())
-    (registry or default_registry()).call("cs_store_opened", store=store)
+    registry = registry or default_registry()
+    store = Store(options, registry)
+    registry.hooks.store_opened(store)
     return store
 
 

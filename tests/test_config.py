@@ -160,3 +160,24 @@ def test_parse_id_map_errors() -> None:
     assert parse_id_map("0:1000:1:1:100000:65536", "x") == [IDMap(0, 1000, 1), IDMap(1, 100000, 65536)]
     with pytest.raises(ConfigError, match="malformed"):
         parse_id_map("0:1000", "uidmap")
+
+
+def test_a_cli_run_reads_storage_conf_once(tmp_path: Path) -> None:
+    """The flags' defaults and the store come from one reading of the file."""
+    conf = tmp_path / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/g"\nrunroot = "{tmp_path}/r"\n'
+                    '[storage.options.vfs]\nignore_chown_errors = "true"\n')
+    code = (
+        "import sys\n"
+        "opened = []\n"
+        f"sys.addaudithook(lambda event, args: opened.append(args[0]) if event == 'open' and "
+        f"str(args[0]) == {str(conf)!r} else None)\n"
+        "from cs_core.cli.main import run\n"
+        "code = run(['layers'])\n"
+        "print(code, len(opened))\n"
+    )
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split()[-2:] == ["0", "1"], done.stdout + done.stderr
+    assert (tmp_path / "g" / "vfs").is_dir()

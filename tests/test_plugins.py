@@ -190,3 +190,125 @@ def test_cs_tmp_store_fixture(cs_tmp_store: object, tmp_path: Path) -> None:
     assert (tmp_path / "graph" / "vfs" / "dir" / layer.id).is_dir()
     with pytest.raises(StorageError, match="layer not known"):
         cs_tmp_store.layer("nope")
+
+
+OBSERVER = '''
+from cs_core.drivers.hookspecs import hookimpl
+
+seen = []
+
+
+@hookimpl
+def cs_store_opened(store):
+    seen.append((store.driver_name, store.graph_root))
+'''
+
+
+@pytest.mark.parametrize("driver", ["vfs", ""])
+def test_observer_plugin_sees_every_store(make_plugin: MakePlugin, tmp_path: Path, driver: str) -> None:
+    """A plugin with no driver is told of each opened store, whether or not ``-s`` names a driver
+    (a named driver used to load only that driver's plugin, so the observer never ran)."""
+    from cs_core.drivers.entrypoints import entry_points
+    from cs_core.store import open_store
+
+    observer = make_plugin("audit", OBSERVER)
+    installed = [ep for ep in entry_points(ENTRY_POINT_GROUP) if ep.name == "vfs"]
+    registry = PluginRegistry([*installed, observer])
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                       driver_name=driver, registry=registry)
+    try:
+        module = sys.modules[observer.value]
+        assert module.seen == [("vfs", tmp_path / "g")]
+        assert registry.plugins["audit"].error is None
+    finally:
+        store.close()
+
+
+def test_a_broken_observer_does_not_stop_the_store(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    from cs_core.drivers.entrypoints import entry_points
+    from cs_core.store import open_store
+
+    broken = make_plugin("broken", "import no_such_module_for_cs_core_tests\n")
+    installed = [ep for ep in entry_points(ENTRY_POINT_GROUP) if ep.name == "vfs"]
+    registry = PluginRegistry([*installed, broken])
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                       driver_name="vfs", registry=registry)
+    store.close()
+    assert "no_such_module_for_cs_core_tests" in (registry.plugins["broken"].error or "")
+
+
+RANKED = '''
+from cs_core import GraphDriver, NotSupported, hookimpl
+
+
+class Driver(GraphDriver):
+    name = {name!r}
+    aliases = {aliases!r}
+    priority = {priority!r}
+    auto_select = {auto!r}
+    create = remove = get = put = exists = list_layers = None
+
+    @classmethod
+    def probe(cls, config):
+        if {fails!r}:
+            raise NotSupported("{name} cannot work here")
+
+
+@hookimpl
+def cs_register_graph_drivers(register):
+    register(Driver)
+'''
+
+
+def _ranked(make_plugin: MakePlugin, name: str, priority: int, *, auto: bool = True,
+            fails: bool = False, aliases: tuple[str, ...] = ()) -> metadata.EntryPoint:
+    return make_plugin(name, RANKED.format(name=name, priority=priority, auto=auto, fails=fails,
+                                           aliases=aliases))
+
+
+def _select(registry: PluginRegistry, root: Path, priority: tuple[str, ...] = ()) -> str:
+    from cs_core.drivers.base import DriverConfig
+    from cs_core.selection import select_driver
+
+    def config_for(name: str) -> DriverConfig:
+        return DriverConfig(home=root / name, run_home=root / "run" / name, graph_root=root,
+                            run_root=root / "run")
+
+    return select_driver(registry, "", root, config_for, priority).name
+
+
+def test_selection_follows_the_classes_priority(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    """The order is the drivers' own, not a list of names in the core."""
+    registry = PluginRegistry([_ranked(make_plugin, "alpha", 50), _ranked(make_plugin, "zeta", 5),
+                               _ranked(make_plugin, "broken", 1, fails=True)])
+    assert _select(registry, tmp_path) == "zeta"
+
+
+def test_a_driver_may_opt_out_of_automatic_selection(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    registry = PluginRegistry([_ranked(make_plugin, "anon", 1, auto=False),
+                               _ranked(make_plugin, "plain", 50)])
+    assert _select(registry, tmp_path) == "plain"
+    # storage.conf's driver_priority may still name it, by an alias too.
+    registry = PluginRegistry([_ranked(make_plugin, "shy2", 1, auto=False, aliases=("quiet",)),
+                               _ranked(make_plugin, "plain2", 50)])
+    assert _select(registry, tmp_path, ("quiet",)) == "shy2"
+
+
+def test_selection_with_a_broken_plugin_installed(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    broken = make_plugin("kaput", "import no_such_module_for_cs_core_tests\n")
+    registry = PluginRegistry([broken, _ranked(make_plugin, "fine", 50)])
+    assert _select(registry, tmp_path) == "fine"
+    registry = PluginRegistry([make_plugin("kaput2", "import no_such_module_for_cs_core_tests\n"),
+                               _ranked(make_plugin, "cannot", 50, fails=True)])
+    with pytest.raises(StorageError) as caught:
+        _select(registry, tmp_path)
+    message = str(caught.value)
+    assert "cannot cannot work here" in message and "kaput2: plugin failed to load" in message
+
+
+def test_prior_state_wins_without_loading_other_plugins(make_plugin: MakePlugin, tmp_path: Path) -> None:
+    best, used = _ranked(make_plugin, "best", 1), _ranked(make_plugin, "used", 50)
+    (tmp_path / "used").mkdir()
+    registry = PluginRegistry([best, used])
+    assert _select(registry, tmp_path) == "used"
+    assert not _imported(best)

@@ -78,6 +78,11 @@ def _xattrs(path: str, wanted: tuple[str, ...], follow: bool = False) -> dict[st
 _CAP = "security.capability"
 
 
+def compared_xattrs(path: str) -> dict[str, bytes]:
+    """The xattrs by which a file counts as changed: ``user.*`` and file capabilities."""
+    return _xattrs(path, (_CAP,))
+
+
 class _Info:
     __slots__ = ("cap", "children", "st", "xattrs")
 

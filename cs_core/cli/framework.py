@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from cs_core.errors import StorageError
 
 if TYPE_CHECKING:
+    from cs_core.config import StoreOptions
     from cs_core.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,8 +137,9 @@ class InitError(Exception):
 class Env:
     """Global flag values and the lazily opened store (the click context object)."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], conf: StoreOptions | None = None) -> None:
         self.values = values
+        self.conf = conf  # storage.conf as already read for the flags' defaults
         self.debug = bool(values.get("debug"))
         self._store: Store | None = None
 
@@ -151,7 +153,7 @@ class Env:
                 options = resolve_cli_options(
                     v.get("graph") or None, v.get("run") or None, v.get("storage_driver") or None,
                     list(v.get("storage_opt") or ()), v.get("image_store") or None,
-                    bool(v.get("transient_store")),
+                    bool(v.get("transient_store")), self.conf,
                 )
                 self._store = open_store(options)
             except (StorageError, OSError) as exc:

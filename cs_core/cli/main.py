@@ -34,6 +34,8 @@ from cs_core.errors import StorageError
 if TYPE_CHECKING:
     import click
 
+    from cs_core.config import StoreOptions
+
 # The Go CLI lists commands in registration order: its source files' alphabetical order.
 ORDER = [
     "check", "config", "container", "list-container-data", "get-container-data",
@@ -64,10 +66,8 @@ def load_plugin_commands() -> None:
     from cs_core.drivers.plugins import default_registry
 
     builtin = commands.all_builtins()
-    registry = default_registry()
-    registry.load_all()
     try:
-        registry.call("cs_register_commands", cli=cli)
+        default_registry().hooks.register_commands(cli)
     except Exception as exc:  # a broken plugin must not break the CLI
         err(f"warning: a plugin failed to add commands: {describe(exc)}\n")
     cli.commands.update(builtin)  # built-ins win over plugins that try to shadow them
@@ -101,15 +101,19 @@ def find_command(name: str) -> Command | click.Command | None:
 ROOT_FLAGS = ("graph", "run", "storage_driver", "storage_opt")
 
 
-def config_defaults() -> dict[str, Any] | None:
-    """storage.conf's roots, driver and options, which Go shows as the flags' defaults when
-    none of them was given before the command name."""
+def config_defaults() -> StoreOptions | None:
+    """storage.conf's options, whose roots, driver and driver options Go shows as the flags'
+    defaults when none of them was given before the command name. Read once per run: the
+    store is opened from these."""
     from cs_core.config import StoreOptions
 
     try:
-        opts = StoreOptions.load_default()
+        return StoreOptions.load_default()
     except Exception:
         return None  # Go ignores this error here; opening the store reports it
+
+
+def flag_defaults(opts: StoreOptions) -> dict[str, Any]:
     return {"graph": opts.graph_root, "run": opts.run_root, "storage_driver": opts.driver_name,
             "storage_opt": list(opts.driver_options)}
 
@@ -177,15 +181,16 @@ def run(argv: Sequence[str]) -> int:
         out(f"{name}: unrecognized command.\n")
         return 1
     values.pop("help", None)
-    defaults = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    conf = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    defaults = flag_defaults(conf) if conf else None
     if defaults:
         values.update(defaults)
     spec = cmd if isinstance(cmd, Command) else getattr(cmd, "spec", None)
     if isinstance(spec, Command):
-        return run_builtin(name, spec, args, values, defaults)
+        return run_builtin(name, spec, args, values, defaults, conf)
     if values.get("unshare") and rootless.needs_reexec():
         return reexec_in_user_namespace(values)
-    return run_click_command(name, cmd, args, values)  # type: ignore[arg-type]
+    return run_click_command(name, cmd, args, values, conf)  # type: ignore[arg-type]
 
 
 def parse_global_flags(argv: Sequence[str]) -> int | tuple[str, list[str], dict[str, Any]]:
@@ -218,7 +223,7 @@ def parse_global_flags(argv: Sequence[str]) -> int | tuple[str, list[str], dict[
 
 
 def run_builtin(name: str, cmd: Command, args: list[str], values: dict[str, Any],
-                defaults: dict[str, Any] | None) -> int:
+                defaults: dict[str, Any] | None, conf: StoreOptions | None) -> int:
     """A built-in command: its flags parsed as mflag does, its argument count checked."""
     own = command_flags(cmd)
     fs = FlagSet(name, [*global_flags(), *own], values)
@@ -244,7 +249,7 @@ def run_builtin(name: str, cmd: Command, args: list[str], values: dict[str, Any]
     if defaults and all(final[k] == defaults[k] for k in ROOT_FLAGS):
         # Nothing overrode storage.conf: let the resolver use all of it, not just four keys.
         final.update({k: type(defaults[k])() for k in ROOT_FLAGS})
-    env = Env(final)
+    env = Env(final, conf)
     kwargs = {f.dest: fs.values[f.dest] for f in own}
     return invoke(env, name, cmd.needs_store, lambda: cmd.callback(env, args=args, **kwargs))
 
@@ -260,11 +265,12 @@ def reexec_in_user_namespace(values: dict[str, Any]) -> int:
         return 1
 
 
-def run_click_command(name: str, cmd: click.Command, args: list[str], values: dict[str, Any]) -> int:
+def run_click_command(name: str, cmd: click.Command, args: list[str], values: dict[str, Any],
+                      conf: StoreOptions | None = None) -> int:
     """A plugin's plain click command: click parses its arguments."""
     import click
 
-    env = Env(values)
+    env = Env(values, conf)
 
     def call() -> Any:
         with click.Context(cmd, obj=env, info_name=name):

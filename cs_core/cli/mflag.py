@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 
     from cs_core.cli.framework import Option
 
+from cs_core.drivers.optvalues import go_bool
+
 PROG = "containers-storage"
 
 # Accepted but left out of help texts, so the option table stays as Go prints it.
 HIDDEN_NAMES = {"-driver"}
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
 class FlagError(Exception):
@@ -74,14 +74,6 @@ class Flag:
         if self.kind == "list":
             return "[" + " ".join(value) + "]"
         return str(value)
-
-
-def parse_bool(text: str) -> bool | None:
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return None
 
 
 class FlagSet:
@@ -147,7 +139,7 @@ class FlagSet:
             if value is None:
                 self.values[flag.dest] = True
             else:
-                parsed = parse_bool(value)
+                parsed = go_bool(value)
                 if parsed is None:
                     raise self._fail(
                         f'invalid boolean value "{value}" for  -{name}: '

@@ -5,9 +5,9 @@ tar-split, digests). A driver subclasses :class:`GraphDriver`, implements the ab
 and registers the class through the ``cs_register_graph_drivers`` hook.
 
 Drivers that cannot diff natively inherit the naive implementations (``cs_core.drivers.naive``),
-which mount the layer and its parent and compare the trees. Drivers import only this module,
-``cs_core.drivers.naive``, ``cs_core.drivers.mountinfo``, ``cs_core.archive`` and
-``cs_core.errors`` / ``cs_core.model`` — never the store or the records.
+which mount the layer and its parent and compare the trees. Drivers import these names from
+``cs_core`` and their helpers from ``cs_core.drivers.api``, nothing else of the core
+(tests/test_plugin_face.py); docs/driver-guide.md walks through writing one.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import BinaryIO, ClassVar
 import attrs
 
 from cs_core.archive.whiteouts import WhiteoutFormat
+from cs_core.errors import ConfigError
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 
@@ -88,6 +89,36 @@ class ApplyDiffOpts:
     progress: object | None = None
 
 
+@attrs.frozen
+class ConfigTable:
+    """A driver's ``[storage.options.<driver>]`` table, for ``GraphDriver.config_options``.
+
+    ``options`` is the enclosing ``[storage.options]``, some of whose keys Go takes when the
+    driver's table lacks them; ``path`` names the file in errors.
+    """
+
+    driver: str
+    table: Mapping[str, object]
+    options: Mapping[str, object]
+    path: str
+
+    def value(self, key: str, *, fallback: bool = True) -> str:
+        """The string at ``key`` (then ``[storage.options]``'s if ``fallback``), or ""."""
+        for source in (self.table, self.options) if fallback else (self.table,):
+            value = source.get(key, "")
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{self.path}: key {key!r} must be a string, not {type(value).__name__}")
+            if value:
+                return value
+        return ""
+
+    def emit(self, *keys: str, fallback: bool = True) -> list[str]:
+        """``<driver>.<key>=<value>`` for each of ``keys`` that has a value."""
+        return [f"{self.driver}.{key}={value}" for key in keys
+                if (value := self.value(key, fallback=fallback))]
+
+
 class FileGetter(abc.ABC):
     """Opens files of a layer by their path inside it (for tar-split replay)."""
 
@@ -113,16 +144,24 @@ class GraphDriver(abc.ABC):
         How applied tar streams record deletions on disk: ``WhiteoutFormat.DELETE`` (remove
         the path; vfs, btrfs) or ``WhiteoutFormat.OVERLAY`` (char device 0/0, opaque xattr).
     ``priority``
-        Position in automatic selection (lower first); Go's order is overlay, btrfs, vfs.
+        Position in automatic selection, lower first (overlay 10, btrfs 20, vfs 300, Go's
+        order). The default puts a driver that says nothing after those, as Go tries its
+        priority list before any other registered driver.
+    ``auto_select``
+        Whether automatic selection may pick the driver at all; False leaves it to ``-s``,
+        storage.conf's ``driver`` or ``driver_priority``, or a home already on disk.
+    ``rootless``
+        Whether an unprivileged user inherits the driver from the system storage.conf (Go
+        ``isRootlessDriver``), with the options named in ``rootless_options``.
     """
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
-    priority: ClassVar[int] = 100
-    #: Whether ``probe`` may pick this driver when the user named none. Go never picks vfs
-    #: from prior state unless a priority list is configured.
+    priority: ClassVar[int] = 500
     auto_select: ClassVar[bool] = True
+    rootless: ClassVar[bool] = False
+    rootless_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DriverConfig) -> None:
         self.config = config
@@ -138,6 +177,17 @@ class GraphDriver(abc.ABC):
         Called before construction during automatic driver selection and again at
         construction; must not change anything on disk.
         """
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        """Option strings from storage.conf's ``[storage.options.<name>]`` table, as Go's
+        ``GetGraphDriverOptions`` builds them for this driver. Default: none."""
+        return []
+
+    @classmethod
+    def own_option(cls, option: str) -> tuple[str, str] | None:
+        """``split_option`` for this driver's name and aliases."""
+        return split_option(option, cls.name, cls.aliases)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -205,9 +255,9 @@ class GraphDriver(abc.ABC):
 
     def read_write_disk_usage(self, id: str) -> int:
         """Bytes used by the writable part of layer ``id``."""
-        from cs_core.drivers import naive
+        from cs_core.walk import disk_usage
 
-        return naive.disk_usage(self.layer_dir(id))
+        return disk_usage(self.layer_dir(id))
 
     def layer_dir(self, id: str) -> Path:
         """The directory holding the layer's own files (without mounting), if there is one."""
@@ -302,11 +352,11 @@ class GraphDriver(abc.ABC):
         naive.update_layer_id_map(self, id, to_container, to_host, mount_label)
 
 
-def split_option(option: str, driver: str) -> tuple[str, str] | None:
+def split_option(option: str, driver: str, aliases: Sequence[str] = ()) -> tuple[str, str] | None:
     """Split ``<prefix>.key=value`` into ``(key, value)`` if it is meant for ``driver``.
 
-    Accepts ``<driver>.key``, ``.key`` and (for Go compatibility) bare ``key``; keys are
-    lower-cased. Returns None for options addressed to another driver.
+    Accepts ``<driver>.key`` (or an alias), ``.key`` and (for Go compatibility) bare ``key``;
+    keys are lower-cased. Returns None for options addressed to another driver.
     """
     key, sep, value = option.partition("=")
     if not sep:
@@ -314,6 +364,6 @@ def split_option(option: str, driver: str) -> tuple[str, str] | None:
     key = key.strip().lower()
     if "." in key:
         prefix, _, key = key.rpartition(".")
-        if prefix and prefix != driver and not (driver == "overlay" and prefix == "overlay2"):
+        if prefix and prefix != driver and prefix not in aliases:
             return None
     return key, value.strip()

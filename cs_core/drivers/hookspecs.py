@@ -9,7 +9,7 @@ holding hook implementations marked with :data:`hookimpl`::
     mydriver = "cs_mydriver.hooks"
 
     # cs_mydriver/hooks.py -- keep it thin: no mounts, subprocesses or heavy imports here
-    from cs_core.drivers.hookspecs import hookimpl
+    from cs_core import hookimpl
 
     @hookimpl
     def cs_register_graph_drivers(register):
@@ -24,7 +24,7 @@ arguments (pluggy matches them by name). A misspelled hook is reported by
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import click
 
     from cs_core.drivers.base import GraphDriver
+    from cs_core.store import Store
 
 PROJECT = "cs_core"
 #: Decorator for hook specifications (only used in this module).
@@ -46,7 +47,7 @@ def cs_register_graph_drivers(register: Callable[[type[GraphDriver]], None]) -> 
 
     :param register:
         Call it once per driver class, a subclass of
-        :class:`cs_core.drivers.base.GraphDriver` with a unique ``name``. Registering a name
+        :class:`cs_core.GraphDriver` with a unique ``name``. Registering a name
         (or alias) that another plugin already registered raises
         :class:`cs_core.errors.PluginError` naming both plugins.
 
@@ -75,13 +76,15 @@ def cs_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def cs_store_opened(store: Any) -> None:
+def cs_store_opened(store: Store) -> None:
     """Observe a store that has just been opened.
 
     :param store: the :class:`cs_core.store.Store`, fully initialised.
 
-    For plugins that keep per-store state (metrics, audit logs). Must not write to the
-    store. Exceptions propagate and fail the open.
+    Called on every plugin that is not blocked, whichever driver the store uses: a plugin
+    providing only this hook (no driver) is imported for it. For plugins that keep per-store
+    state (metrics, audit logs). Must not write to the store. Exceptions propagate and fail
+    the open.
 
     The return value is ignored.
     """

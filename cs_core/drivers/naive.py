@@ -36,11 +36,6 @@ _F_SETPIPE_SZ = 1031
 _OVERFLOW_ID = 65534
 
 
-def disk_usage(path: Path) -> int:
-    """Bytes in the files under ``path`` (hardlinks counted once), as Go's ``directory.Usage``."""
-    return walk.disk_usage(path)
-
-
 def _opaque_xattr(driver: GraphDriver) -> str:
     return str(getattr(driver, "opaque_xattr", "trusted.overlay.opaque"))
 

@@ -14,12 +14,11 @@ Environment switches:
 
 from __future__ import annotations
 
-import importlib
 import os
 import traceback
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -29,6 +28,11 @@ from cs_core.drivers.base import GraphDriver
 from cs_core.drivers.entrypoints import EntryPointLike
 from cs_core.drivers.entrypoints import entry_points as find_entry_points
 from cs_core.errors import PluginError, Unsupported
+
+if TYPE_CHECKING:
+    import click
+
+    from cs_core.store import Store
 
 ENTRY_POINT_GROUP = "cs_core"
 ENV_DISABLE = "CS_CORE_DISABLE_PLUGINS"
@@ -86,26 +90,57 @@ class PluginRegistry:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def load(self, name: str) -> PluginInfo:
-        """Import one plugin and let it register its drivers; errors are recorded, not raised."""
+    def _import(self, name: str) -> ModuleType | None:
+        """Import plugin ``name`` and register its hooks (not yet its drivers).
+
+        Importing is cheap (entry-point modules are thin), so observer hooks can be offered to
+        every plugin without importing every driver. Errors are recorded, not raised.
+        """
         info = self.plugins[name]
-        if info.loaded or info.error or info.blocked:
-            return info
+        module = self.pm.get_plugin(name)
+        if module is not None:
+            return module  # type: ignore[no-any-return]
+        if info.error or info.blocked or name not in self._entry_points:
+            return None
         try:
             module = self._entry_points[name].load()
             if not isinstance(module, ModuleType):
                 raise TypeError(f"entry point must name a module, not {module!r}")
-            self.register_plugin(module, name)
+            self.pm.register(module, name)
+            try:
+                self.pm.check_pending()
+            except BaseException:
+                self.pm.unregister(module, name)
+                raise
+        except Exception as exc:
+            info.error = _describe(exc)
+            return None
+        return module
+
+    def load(self, name: str) -> PluginInfo:
+        """Import one plugin and let it register its drivers; errors are recorded, not raised."""
+        info = self.plugins[name]
+        if info.loaded:
+            return info
+        module = self._import(name)
+        if module is None:
+            return info
+        try:
+            self._register_drivers(module, name, info)
             info.loaded = True
         except Exception as exc:
-            last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-            where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
-            info.error = f"{type(exc).__name__}: {exc}{where}"
+            self.pm.unregister(module, name)
+            info.error = _describe(exc)
         return info
 
     def load_all(self) -> None:
         for name in list(self.plugins):
             self.load(name)
+
+    def import_all(self) -> None:
+        """Import every allowed plugin's hooks, leaving driver registration for when needed."""
+        for name in list(self.plugins):
+            self._import(name)
 
     def register_plugin(self, module: ModuleType | Any, name: str) -> None:
         """Register an already-imported plugin object (also used by tests and embedders)."""
@@ -115,16 +150,24 @@ class PluginRegistry:
         self.pm.register(module, name)
         try:
             self.pm.check_pending()
-            others = [p for p in self.pm.get_plugins() if p is not module]
-            caller = self.pm.subset_hook_caller("cs_register_graph_drivers", others)
-
-            def register(cls: type[GraphDriver]) -> None:
-                self._add_driver(cls, name)
-                info.drivers.append(cls.name)
-
-            caller(register=register)
+            self._register_drivers(module, name, info)
         except BaseException:
             self.pm.unregister(module, name)
+            raise
+        info.loaded = True
+
+    def _register_drivers(self, module: object, name: str, info: PluginInfo) -> None:
+        """Call ``cs_register_graph_drivers`` of this one plugin; undo it all if it fails."""
+        others = [p for p in self.pm.get_plugins() if p is not module]
+        caller = self.pm.subset_hook_caller("cs_register_graph_drivers", others)
+
+        def register(cls: type[GraphDriver]) -> None:
+            self._add_driver(cls, name)
+            info.drivers.append(cls.name)
+
+        try:
+            caller(register=register)
+        except BaseException:
             for driver, owner in list(self._driver_owner.items()):
                 if owner == name:
                     del self._driver_owner[driver]
@@ -165,15 +208,44 @@ class PluginRegistry:
             raise Unsupported(f"graph driver {name!r} is disabled by {ENV_DISABLE}/{ENV_ONLY}")
         raise Unsupported(f"driver {name!r} not found (is its package installed?)")
 
+    def known_drivers(self) -> list[str]:
+        """Names and aliases of the drivers registered so far (loads nothing)."""
+        return list(self._drivers)
+
     def drivers(self) -> dict[str, type[GraphDriver]]:
         """Every loadable driver, by name (loads every plugin)."""
         self.load_all()
         return {k: v for k, v in self._drivers.items() if k == v.name}
 
-    def call(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call a hook on every loaded plugin."""
-        result: list[Any] = getattr(self.pm.hook, hook)(**kwargs)
-        return result
+    @property
+    def hooks(self) -> Hooks:
+        """The hooks, called by name-checked methods rather than strings."""
+        return Hooks(self)
+
+
+class Hooks:
+    """Typed calls of the hooks in :mod:`cs_core.drivers.hookspecs` (but driver registration,
+    which the registry does per plugin)."""
+
+    def __init__(self, registry: PluginRegistry) -> None:
+        self._registry = registry
+        self._hook = registry.pm.hook
+
+    def register_commands(self, cli: click.Group) -> None:
+        self._registry.import_all()
+        self._hook.cs_register_commands(cli=cli)
+
+    def store_opened(self, store: Store) -> None:
+        """Tell every plugin, whichever driver the store uses: observers provide none."""
+        self._registry.import_all()
+        self._hook.cs_store_opened(store=store)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file:line)`` of the innermost frame, for ``plugins`` and errors."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 _default: PluginRegistry | None = None
@@ -185,14 +257,3 @@ def default_registry() -> PluginRegistry:
     if _default is None:
         _default = PluginRegistry()
     return _default
-
-
-def reset_default_registry() -> None:
-    global _default
-    _default = None
-
-
-def import_string(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    mod = importlib.import_module(module)
-    return getattr(mod, attr) if attr else mod

@@ -31,6 +31,7 @@ from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphD
 from cs_core.drivers.plugins import PluginRegistry
 from cs_core.errors import StorageError
 from cs_core.model import Change
+from cs_core.testing.conformance_meta import MetadataChecks
 from cs_core.testing.tars import layer_tar
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _tree(root: Path) -> dict[str, tuple[str, bytes | str | None]]:
     return out
 
 
-class GraphDriverConformance:
+class GraphDriverConformance(MetadataChecks):
     """Subclass with ``driver_name`` set; every ``test_*`` method checks one promise."""
 
     driver_name: ClassVar[str] = ""

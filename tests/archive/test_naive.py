@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cs_core import walk
 from cs_core.archive.tarsplit import TarSplitWriter, reassemble
-from cs_core.drivers import naive
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.errors import UnsafeArchive
 from cs_core.model import Change, IDMap
@@ -176,7 +176,7 @@ def test_disk_usage(tmp_path: Path) -> None:
     os.link(tmp_path / "a", tmp_path / "b")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "c").write_bytes(b"y" * 10)
-    assert naive.disk_usage(tmp_path) == 1010
+    assert walk.disk_usage(tmp_path) == 1010
 
 
 def test_changes_kinds_are_go_numbers() -> None:

@@ -1,4 +1,5 @@
-"""Installs the third-party test packages with pip for this test session.
+"""Installs the third-party packages with pip for this test session: the driver guide's
+example (docs/examples/cs_tinydriver) and a deliberately broken plugin.
 
 They go into a session directory put on ``sys.path`` (and ``PYTHONPATH`` for child
 processes) rather than into the shared venv: other sessions running tests at the same time
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-PACKAGES = ("cs_tinydriver", "cs_brokenplugin")
+EXAMPLES = HERE.parents[1] / "docs" / "examples"
+SOURCES = {"cs_tinydriver": EXAMPLES / "cs_tinydriver", "cs_brokenplugin": HERE / "cs_brokenplugin"}
+PACKAGES = tuple(SOURCES)
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +33,7 @@ def thirdparty_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for package in PACKAGES:
         # Build from a copy: setuptools writes egg-info next to the sources it builds.
         source = work / "src" / package
-        shutil.copytree(HERE / package, source)
+        shutil.copytree(SOURCES[package], source)
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
              "--target", str(site), str(source)],

@@ -1,4 +1,5 @@
-"""A driver package from outside the cs_core tree, installed by pip, passes the suite."""
+"""The driver guide's example package (docs/examples/cs_tinydriver), installed by pip, passes
+the suite: in this process, and through its own tests as its author runs them."""
 
 from __future__ import annotations
 
@@ -59,3 +60,20 @@ def test_cli_uses_the_installed_driver(tmp_path: Path) -> None:
         assert tar.getnames() == ["hello"]
     assert layer in cli("layers").decode()
     assert "tiny: loaded (cs-tinydriver 0.1.0; cs_tinydriver.hooks)" in cli("plugins").decode()
+
+
+def test_its_own_tests_pass_as_the_guide_runs_them(thirdparty_site: Path, tmp_path: Path) -> None:
+    """docs/driver-guide.md's last step: ``pytest`` in the package directory."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    project = tmp_path / "cs_tinydriver"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "docs" / "examples" / "cs_tinydriver",
+                    project)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--basetemp={tmp_path / 'pt'}"], cwd=project, capture_output=True,
+                          text=True, env=dict(os.environ), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout

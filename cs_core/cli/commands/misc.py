@@ -152,7 +152,7 @@ def _go_store_options(opts: Any) -> dict[str, Any]:
 @command("config", "Print the effective storage configuration as JSON",
          options_help="[options [...]] [configFile]", max_args=1, needs_store=False)
 def config(env: Env, args: tuple[str, ...]) -> int:
-    from cs_core.config import StoreOptions, apply_config
+    from cs_core.config import StoreOptions, apply_config, resolve_driver
 
     opts = StoreOptions.load_default()
     if args:
@@ -164,6 +164,7 @@ def config(env: Env, args: tuple[str, ...]) -> int:
             except tomllib.TOMLDecodeError as exc:
                 raise CommandError(f"{args[0]}: {exc}") from exc
         apply_config(opts, data, args[0])
+        resolve_driver(opts)
     emit_json(_go_store_options(opts))
     return 0
 

@@ -17,20 +17,33 @@ from typing import BinaryIO, ClassVar
 from cs_btrfs import fs, ioctl, native, subvol
 from cs_btrfs.errors import BtrfsConfigError, BtrfsError, BtrfsNotSupported
 from cs_btrfs.options import BtrfsOptions, human_size, parse_options, parse_storage_opt
-from cs_core import atomic, walk
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.atomic import remove_tree
-from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.drivers.staging import (
-    CONTENT_DIR,
-    STAGING_DIR,
+from cs_core import (
+    NO_MAPS,
+    ApplyDiffOpts,
+    ApplyResult,
+    Change,
+    ConfigTable,
+    CreateOpts,
+    DriverConfig,
+    GraphDriver,
+    IDMap,
+    IDMapPair,
+    MountOpts,
     StagedTree,
     TreeStager,
+    WhiteoutFormat,
+)
+from cs_core.drivers.api import (
+    CONTENT_DIR,
+    STAGING_DIR,
+    disk_usage,
+    fsync_dir,
     new_staging_dir,
     prune_staging_dirs,
     remove_staging_dir,
+    remove_tree,
+    write_in_place,
 )
-from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,12 @@ class BtrfsDriver(GraphDriver, TreeStager):
     name: ClassVar[str] = "btrfs"
     whiteout_format: ClassVar[WhiteoutFormat] = WhiteoutFormat.DELETE
     priority: ClassVar[int] = 20
+    rootless: ClassVar[bool] = True
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        # Go: a min_space setting is the only option then (its size is dropped).
+        return table.emit("min_space", fallback=False) or table.emit("size")
     #: Use generation numbers for changes/diff when sound (see ``cs_btrfs.native``).
     native_changes: bool = True
 
@@ -208,7 +227,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
                 self._enable_quota()
                 self._limit(target, size)
                 self._mkdir(self.quotas)
-                atomic.write_in_place(self.quotas / id, str(size).encode(), 0o644)
+                write_in_place(self.quotas / id, str(size).encode(), 0o644)
             if uid or gid:
                 os.chown(target, uid, gid)
         except BaseException:
@@ -254,7 +273,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         if os.path.lexists(target):
             raise BtrfsError(f"failed to create btrfs subvolume {target}: file exists")
         os.rename(staged.content, target)
-        atomic.fsync_dir(self.subvolumes)  # before the record naming the layer
+        fsync_dir(self.subvolumes)  # before the record naming the layer
         remove_staging_dir(staged.layer_dir, staged.lock)
         self._finish_create(id, size, self.root_uid, self.root_gid)
 
@@ -337,7 +356,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         return os.path.isdir(path)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return walk.disk_usage(self.layer_dir(id))
+        return disk_usage(self.layer_dir(id))
 
     # -- content -----------------------------------------------------------------------------
 
@@ -347,8 +366,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         return self._apply_into(self.get(id, MountOpts()), stream, opts)
 
     def _apply_into(self, root: Path, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
-        from cs_core.archive.apply import ApplyOptions
-        from cs_core.drivers.naive import apply_logged
+        from cs_core.drivers.api import ApplyOptions, apply_logged
 
         options = ApplyOptions(
             whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
@@ -387,7 +405,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         since = self._native_since(id, parent, maps, parent_maps)
         if since is None:
             return super().diff_size(id, parent, maps, parent_maps)
-        from cs_core.drivers.naive import changes_size
+        from cs_core.drivers.api import changes_size
 
         assert parent is not None
         return changes_size(self.layer_dir(id), self._native_changes(id, parent, since))
@@ -398,7 +416,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         since = self._native_since(id, parent, maps, maps if parent_maps is None else parent_maps)
         if since is None:
             return super().diff(id, parent, uid_map, gid_map, parent_maps)
-        from cs_core.archive.changes import export_changes
+        from cs_core.drivers.api import export_changes
 
         assert parent is not None
         found = self._native_changes(id, parent, since)
@@ -407,7 +425,7 @@ class BtrfsDriver(GraphDriver, TreeStager):
         def produce(out: BinaryIO) -> None:
             export_changes(root, found, out, uid_map, gid_map)
 
-        from cs_core.drivers.naive import PipeStream
+        from cs_core.drivers.api import PipeStream
 
         return PipeStream(produce)  # type: ignore[return-value]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cs_core.errors import ConfigError, DriverError, ExactMessage, NotSupported
+from cs_core import ConfigError, DriverError, ExactMessage, NotSupported
 
 
 class BtrfsError(ExactMessage, DriverError):

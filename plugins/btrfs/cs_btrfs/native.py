@@ -17,20 +17,18 @@ Otherwise the driver falls back to the full comparison.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import struct
 from pathlib import Path
 
 from cs_btrfs import ioctl
-from cs_core.model import Change
+from cs_core import Change
 
 _INODE_TRANSID = struct.Struct("=QQ")  # btrfs_inode_item: generation, transid
 _INODE_CTIME = struct.Struct("=QI")  # btrfs_inode_item.ctime at offset 124: sec, nsec
 _INODE_REF = struct.Struct("=QH")  # index, name_len
 _INODE_EXTREF = struct.Struct("=QQH")  # parent, index, name_len
-_XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
 def _newer_inodes(fd: int, since: int, since_ns: int) -> dict[int, int]:
@@ -109,24 +107,6 @@ def _names_of(fd: int, ino: int, dir_paths: dict[int, str]) -> list[str]:
     return out
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        keys = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in _XATTR_ERRORS:
-            return {}
-        raise
-    out = {}
-    for key in keys:
-        if key.startswith("user.") or key == "security.capability":
-            try:
-                out[key] = os.getxattr(path, key, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno not in _XATTR_ERRORS:
-                    raise
-    return out
-
-
 def _same_time(a: int, b: int) -> bool:
     # Go compares times at the precision tar keeps: whole seconds when either side has no ns.
     return a == b or (a // 1_000_000_000 == b // 1_000_000_000
@@ -140,7 +120,9 @@ def _differs(new: str, old: str, n: os.stat_result, o: os.stat_result) -> bool:
     if not stat.S_ISDIR(o.st_mode) and (
             not _same_time(o.st_mtime_ns, n.st_mtime_ns) or o.st_size != n.st_size):
         return True
-    return _xattrs(new) != _xattrs(old)
+    from cs_core.drivers.api import compared_xattrs  # the tar engine's module: not at import
+
+    return compared_xattrs(new) != compared_xattrs(old)
 
 
 def _names(path: str) -> dict[str, int]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 import attrs
 
 from cs_btrfs.errors import BtrfsConfigError
+from cs_core.drivers.api import ram_in_bytes as ram_in_bytes  # re-exported: tests use it here
 
-_SIZE_RE = re.compile(r"^(\d+(\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
-_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 
@@ -23,18 +21,6 @@ class BtrfsOptions:
     @property
     def user_disk_quota(self) -> bool:
         return self.min_space > 0 or self.size > 0
-
-
-def ram_in_bytes(value: str) -> int:
-    """Go ``units.RAMInBytes``: ``10M``, ``1.5g``, ``512KiB`` (binary multiples)."""
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise BtrfsConfigError(f"invalid size: '{value}'")
-    try:
-        size = float(m.group(1))
-    except ValueError:
-        raise BtrfsConfigError(f"invalid size: '{value}'") from None
-    return int(size * _BINARY.get((m.group(3) or "").lower(), 1))
 
 
 def human_size(size: float) -> str:

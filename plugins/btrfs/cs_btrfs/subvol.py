@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator
 
 from cs_btrfs import ioctl
-from cs_core import walk
+from cs_core.drivers.api import walk
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def children_from_tree(fd: int) -> list[str]:
 
 def children_by_walk(path: str) -> Iterator[str]:
     """Relative paths of subvolumes inside ``path``, found by walking (Go's way)."""
-    for d in walk.walk(path):  # iterative and fd-relative: a deep layer cannot stop it
+    for d in walk(path):  # iterative and fd-relative: a deep layer cannot stop it
         for entry in d.entries:
             # readdir's d_ino of a subvolume entry is not its root inode: lstat, as Go does.
             if entry.is_dir(follow_symlinks=False) and \

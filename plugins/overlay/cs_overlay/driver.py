@@ -9,46 +9,52 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 import attrs
 
-from cs_core import atomic, walk
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.atomic import remove_tree
-from cs_core.drivers.base import (
+from cs_core import (
+    NO_MAPS,
     ApplyDiffOpts,
+    ApplyResult,
+    Change,
+    ConfigTable,
     CreateOpts,
+    Differ,
     DriverConfig,
     FileGetter,
     GraphDriver,
+    IDMap,
+    IDMapPair,
+    LayerUnknown,
     MountOpts,
-)
-from cs_core.drivers.staging import (
-    CONTENT_DIR,
-    Differ,
     StagedLayer,
     StagedTree,
     StagingDriver,
     TreeStager,
-    new_staging_dir,
-    remove_staging_dir,
+    WhiteoutFormat,
 )
-from cs_core.errors import LayerUnknown
-from cs_core.idmap import is_contiguous
-from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
+from cs_core.drivers.api import (
+    CONTENT_DIR,
+    disk_usage,
+    is_contiguous,
+    new_staging_dir,
+    ram_in_bytes,
+    remove_staging_dir,
+    remove_tree,
+    write_in_place,
+)
 from cs_overlay import features, fsinfo, idmapped, mounting, stack
 from cs_overlay.errors import OverlayConfigError, OverlayError, OverlayNotSupported
 from cs_overlay.layout import LINK_DIR, LOWER_FILE, Layout, diff_suffix
-from cs_overlay.options import OverlayOptions, parse_options, parse_uint, ram_in_bytes
+from cs_overlay.options import OverlayOptions, parse_options, parse_uint
 from cs_overlay.quota import Quota, QuotaControl
 from cs_overlay.staged import StagingArea
 
 if TYPE_CHECKING:
-    from cs_core.archive.apply import ApplyOptions
+    from cs_core.drivers.api import ApplyOptions
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +84,11 @@ class DiffDirGetter(FileGetter):
         return self._fds
 
     def open(self, path: str) -> BinaryIO:
-        from cs_core.archive.apply import clean_member_name  # lazily: CLI start-up
-        from cs_core.archive.saferoot import open_regular
-        from cs_core.errors import UnsafeArchive
+        from cs_core import UnsafeArchive
+        from cs_core.drivers.api import (
+            clean_member_name,  # lazily: CLI start-up
+            open_regular,
+        )
 
         rel = clean_member_name(path)
         if not rel:
@@ -106,6 +114,17 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
     aliases: ClassVar[tuple[str, ...]] = ("overlay2",)
     whiteout_format = WhiteoutFormat.OVERLAY
     priority = 10
+    rootless = True
+    rootless_options = ("ignore_chown_errors",)  # Go keeps only this one from the system file
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        out = table.emit("ignore_chown_errors", "mount_program", "mountopt", "size")
+        out += table.emit("inodes", fallback=False) + table.emit("skip_mount_home")
+        out += table.emit("use_composefs", fallback=False)
+        if mask := table.table.get("force_mask", ""):
+            out.append(f"{cls.name}.force_mask={mask}")  # Go passes it on unchecked
+        return out
 
     # -- construction ------------------------------------------------------------------------
 
@@ -150,7 +169,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         if not self.opts.mount_program and not flag.exists():
             # A store from before the flag file existed: look for signs of fuse-overlayfs once.
             detected = features.mount_program_indicators(self.home)
-            atomic.write_in_place(flag, b"true" if detected else b"false")
+            write_in_place(flag, b"true" if detected else b"false")
         if not self.opts.mount_program:
             # As Go: when native overlay is out of the question here, fuse-overlayfs on PATH
             # takes over silently.
@@ -167,7 +186,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
                 self.opts.mount_program = prog
         if self.opts.mount_program:
             self.whiteout_format = WhiteoutFormat.AUFS  # type: ignore[misc]  # FUSE keeps .wh. files
-            atomic.write_in_place(flag, b"true")
+            write_in_place(flag, b"true")
         else:
             if self.opts.force_mask is not None:
                 raise OverlayConfigError("'force_mask' is supported only with 'mount_program'")
@@ -352,7 +371,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
                 return
             lower = self.layout.lower_for_child(parent)
             if lower:
-                atomic.write_in_place(d / LOWER_FILE, lower.encode(), 0o666)
+                write_in_place(d / LOWER_FILE, lower.encode(), 0o666)
         except BaseException:
             self.remove(id)
             raise
@@ -591,7 +610,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
     # -- content -----------------------------------------------------------------------------
 
     def _tar_options(self, opts: ApplyDiffOpts) -> ApplyOptions:
-        from cs_core.archive.apply import ApplyOptions
+        from cs_core.drivers.api import ApplyOptions
 
         force_mask = self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask
         return ApplyOptions(
@@ -612,8 +631,8 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         return self._untar(self.dir(id) / "diff", stream, opts)
 
     def _untar(self, diff: Path, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
-        from cs_core.archive.apply import apply_tar
-        from cs_core.errors import ArchiveFormatError
+        from cs_core import ArchiveFormatError
+        from cs_core.drivers.api import apply_tar
 
         try:
             return apply_tar(diff, stream, self._tar_options(opts),
@@ -643,7 +662,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
 
     def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
                            opts: CreateOpts, writeable: bool) -> None:
-        from cs_core.durability import fsync_paths
+        from cs_core.drivers.api import fsync_paths
 
         (self.create_read_write if writeable else self.create)(id, parent, opts)
         try:
@@ -698,7 +717,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
              gid_map: Sequence[IDMap] = (), parent_maps: IDMapPair | None = None) -> BinaryIO:
         if not self._native_ok(id, parent):
             return super().diff(id, parent, uid_map, gid_map, parent_maps)
-        from cs_core.archive.changes import export_tree
+        from cs_core.drivers.api import export_tree
 
         root = self.dir(id) / "diff"
         lowers = self.layout.lower_diff_dirs(id)
@@ -714,7 +733,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
                 parent_maps: IDMapPair = NO_MAPS) -> list[Change]:
         if not self._native_ok(id, parent):
             return super().changes(id, parent, maps, parent_maps)
-        from cs_core.archive.changes import overlay_changes
+        from cs_core.drivers.api import overlay_changes
 
         return overlay_changes(self.dir(id) / "diff", self.layout.lower_diff_dirs(id),
                                self._opaque_xattr())
@@ -723,7 +742,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
                   parent_maps: IDMapPair = NO_MAPS) -> int:
         if not self.opts.mount_program and (self.use_naive_diff() or not self.is_parent(id, parent)):
             return super().diff_size(id, parent, maps, parent_maps)
-        return walk.disk_usage(self.dir(id) / "diff")
+        return disk_usage(self.dir(id) / "diff")
 
     def diff_getter(self, id: str) -> FileGetter:
         # Unlike Go, include diff1.. (left by update_layer_id_map) of the layer and its lowers:
@@ -738,7 +757,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         return DiffDirGetter(dirs)
 
     def read_write_disk_usage(self, id: str) -> int:
-        return walk.disk_usage(self.dir(id) / "diff")
+        return disk_usage(self.dir(id) / "diff")
 
     def update_layer_id_map(
         self, id: str, to_container: tuple[Sequence[IDMap], Sequence[IDMap]],
@@ -766,46 +785,8 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         self._mkdir(diff, perms, uid, gid)
 
 
-class _PipeReader(io.RawIOBase):
-    """The read end of a producer thread's pipe; re-raises the producer's error at EOF."""
-
-    def __init__(self, fd: int, thread: threading.Thread, errors: list[BaseException]) -> None:
-        self._file = os.fdopen(fd, "rb", buffering=0)
-        self._thread = thread
-        self._errors = errors
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        n = self._file.readinto(buf)
-        if not n:
-            self._thread.join()
-            if self._errors:
-                raise self._errors[0]
-        return n or 0
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()  # a producer still writing gets EPIPE and stops
-            self._thread.join()
-        super().close()
-
-
 def streaming(produce: Callable[[BinaryIO], None]) -> BinaryIO:
     """Run ``produce(out)`` in a thread and hand back the reading end, as Go's io.Pipe."""
-    rfd, wfd = os.pipe()
-    errors: list[BaseException] = []
+    from cs_core.drivers.api import PipeStream  # the naive differ: only commands that diff
 
-    def run() -> None:
-        try:
-            with os.fdopen(wfd, "wb", buffering=1 << 16) as out:
-                produce(out)
-        except BrokenPipeError:
-            pass
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="overlay-diff", daemon=True)
-    thread.start()
-    return io.BufferedReader(_PipeReader(rfd, thread, errors), 1 << 16)  # type: ignore[return-value]
+    return io.BufferedReader(PipeStream(produce), 1 << 16)  # type: ignore[return-value]

@@ -14,8 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cs_core import atomic, walk
-from cs_core.atomic import remove_tree
+from cs_core.drivers.api import remove_tree, walk, write_in_place
 from cs_overlay import fsinfo, syscalls
 from cs_overlay.mounting import parse_options
 
@@ -31,7 +30,7 @@ def cached(run_home: Path, feature: str) -> tuple[bool, str] | None:
 
 def record(run_home: Path, feature: str, value: bool, text: str = "") -> None:
     with contextlib.suppress(OSError):
-        atomic.write_in_place(run_home / f"{feature}-{'true' if value else 'false'}",
+        write_in_place(run_home / f"{feature}-{'true' if value else 'false'}",
                               text.encode(), 0o644)
 
 
@@ -177,7 +176,7 @@ def mount_program_indicators(home: Path) -> bool:
     AUFS-style ``.wh.`` files or fuse-overlayfs/containers xattrs on directories mean the layers
     were never meant for kernel overlay.
     """
-    for d in walk.walk(home):  # iterative, fd-relative: a deep layer cannot stop the open
+    for d in walk(home):  # iterative, fd-relative: a deep layer cannot stop the open
         if any(e.name.startswith(".wh.") for e in d.entries):
             return True
         if d.parent_fd < 0:

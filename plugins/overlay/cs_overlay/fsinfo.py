@@ -5,8 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-from cs_core import atomic
-from cs_core.rootless import is_rootless
+from cs_core.drivers.api import WRITE_FLAGS, is_rootless
+from cs_core.drivers.api import fs_magic as fs_magic  # re-exported for our callers
 
 AUFS = 0x61756673
 ECRYPTFS = 0xF15F
@@ -27,33 +27,12 @@ FS_NAMES = {
 INCOMPATIBLE = {AUFS, ZFS, OVERLAY, ECRYPTFS}
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = [
-        ("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_blocks", ctypes.c_ulong),
-        ("f_bfree", ctypes.c_ulong), ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
-        ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2), ("f_namelen", ctypes.c_long),
-        ("f_frsize", ctypes.c_long), ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4),
-    ]
-
-
 _libc = ctypes.CDLL(None, use_errno=True)  # the loaded libc; find_library would run ldconfig
-_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
-
-
-def fs_magic(path: str | os.PathLike[str]) -> int:
-    buf = _Statfs()
-    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(path))
-    return int(buf.f_type) & 0xFFFFFFFF
 
 
 def home_magic(home: str | os.PathLike[str]) -> int:
     """Magic of the filesystem holding ``home`` (Go stats its parent: home may not exist yet)."""
-    path = os.path.dirname(os.path.abspath(home))
-    while not os.path.exists(path) and path != "/":
-        path = os.path.dirname(path)
-    return fs_magic(path)
+    return fs_magic(os.path.dirname(os.path.abspath(home)))
 
 
 def fs_name(magic: int) -> str:
@@ -63,7 +42,7 @@ def fs_name(magic: int) -> str:
 def supports_d_type(path: str | os.PathLike[str]) -> bool:
     """Whether readdir reports entry types (overlay needs them to find whiteouts)."""
     probe = os.path.join(path, ".dtype-probe")
-    os.close(os.open(probe, atomic.WRITE_FLAGS, 0o600))
+    os.close(os.open(probe, WRITE_FLAGS, 0o600))
     try:
         with os.scandir(path) as it:
             for entry in it:

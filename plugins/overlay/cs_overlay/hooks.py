@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cs_core.drivers.hookspecs import hookimpl
+from cs_core import hookimpl
 
 
 @hookimpl

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cs_core.atomic import remove_tree
-from cs_core.model import IDMap
+from cs_core import IDMap
+from cs_core.drivers.api import remove_tree
 from cs_overlay import syscalls
 from cs_overlay.layout import LINK_DIR
 

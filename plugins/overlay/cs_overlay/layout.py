@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from cs_core import atomic
+from cs_core.drivers.api import write_in_place
 
 LINK_DIR = "l"
 LOWER_FILE = "lower"
@@ -120,7 +120,7 @@ class Layout:
         """A new short link for the layer at ``layer_dir``, in its home's ``l/``."""
         lid = generate_link_id()
         os.symlink(f"../{layer_dir.name}/diff", layer_dir.parent / LINK_DIR / lid)
-        atomic.write_in_place(layer_dir / "link", lid.encode(), 0o644)
+        write_in_place(layer_dir / "link", lid.encode(), 0o644)
         return lid
 
     def recreate_symlinks(self) -> None:
@@ -164,7 +164,7 @@ class Layout:
                     if not link_file.parent.is_dir():
                         os.unlink(link.path)  # dangling: its layer is gone
                     else:
-                        atomic.write_in_place(link_file, link.name.encode(), 0o644)
+                        write_in_place(link_file, link.name.encode(), 0o644)
                     progress = True
             if not progress:
                 break

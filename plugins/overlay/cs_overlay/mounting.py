@@ -17,7 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from cs_core.drivers import mountinfo
+from cs_core.drivers.api import is_mountpoint as is_mountpoint  # by mount ID, for our callers
 from cs_overlay import syscalls
 
 #: Go ``mount.ParseOptions``: option name -> (clear?, flag).
@@ -242,10 +242,6 @@ def mountinfo_targets() -> dict[str, str]:
             out[point] = fields[sep + 1].decode()
     return out
 
-
-def is_mountpoint(path: str, fstypes: tuple[str, ...] = ()) -> bool:
-    """Whether ``path`` is a mount point now (by mount ID: mountinfo also lists hidden mounts)."""
-    return mountinfo.is_mountpoint(path, fstypes)
 
 
 def make_private(path: str) -> None:

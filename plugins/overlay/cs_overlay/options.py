@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import attrs
 
+from cs_core.drivers.api import parse_bool
+from cs_core.drivers.api import ram_in_bytes as ram_in_bytes  # re-exported: tests use it here
 from cs_overlay.errors import OverlayConfigError as ConfigError
-
-_SIZE_RE = re.compile(r"^(\d+(\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
-_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
-def ram_in_bytes(value: str) -> int:
-    """Go ``units.RAMInBytes``: ``10M``, ``1.5g``, ``512KiB`` ... (binary multiples)."""
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise ConfigError(f"invalid size: '{value}'")
-    size = float(m.group(1))
-    unit = (m.group(3) or "").lower()
-    return int(size * _BINARY.get(unit, 1))
-
-
-def parse_bool(value: str) -> bool:
-    """Go ``strconv.ParseBool``."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 def parse_uint(value: str) -> int:

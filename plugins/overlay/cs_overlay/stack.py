@@ -15,8 +15,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from cs_core import walk
-from cs_core.atomic import remove_tree
+from cs_core.drivers.api import remove_tree, walk
 from cs_overlay.mounting import OverlayMount, fsmount_overlay
 
 #: The kernel's maximum number of lower layers in one overlay mount (OVL_MAX_STACK).
@@ -63,7 +62,7 @@ def _walk(root: str) -> Iterator[tuple[str, bool, bool]]:
 
     Iterative and fd-relative (cs_core.walk): no depth limit.
     """
-    for d in walk.walk(root):
+    for d in walk(root):
         for entry in d.entries:
             rel = d.join(entry.name)
             if entry.is_dir(follow_symlinks=False):

@@ -12,15 +12,15 @@ import os
 import threading
 from pathlib import Path
 
-from cs_core.atomic import remove_tree
-from cs_core.drivers.staging import (
+from cs_core import StagedLayer
+from cs_core.drivers.api import (
     CONTENT_DIR,
     STAGING_DIR,
-    StagedLayer,
     StagingLock,
     new_staging_dir,
     prune_staging_dirs,
     remove_staging_dir,
+    remove_tree,
 )
 from cs_overlay import syscalls
 from cs_overlay.errors import OverlayError

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from cs_core import walk
+from cs_core.drivers.api import Dir, open_beneath, walk
 
 FICLONE = 0x40049409
 _CHUNK = 1 << 30
@@ -76,7 +76,7 @@ class _Copier:
         # Directory modes and times are set on the way back up: a read-only directory must
         # still receive its entries, and creating them changes its mtime.
         self.target = target
-        for d in walk.walk(source, mirror=target, post=True):
+        for d in walk(source, mirror=target, post=True):
             if d.leaving:
                 st = os.fstat(d.fd)
                 os.fchmod(d.mirror_fd, stat.S_IMODE(st.st_mode))
@@ -87,7 +87,7 @@ class _Copier:
             _copy_xattrs(d.fd, d.mirror_fd)
             self.copy_entries(d)
 
-    def copy_entries(self, d: walk.Dir) -> None:
+    def copy_entries(self, d: Dir) -> None:
         """Copy one directory's non-directory entries and create its subdirectories."""
         src_dir, dst_dir = d.fd, d.mirror_fd
         for entry in d.entries:
@@ -118,7 +118,7 @@ class _Copier:
     def link(self, first: str, dst_dir: int, name: str) -> None:
         parent, _, base = first.rpartition("/")
         if parent:
-            pfd = walk.open_beneath(self.target, parent, os.O_PATH | os.O_DIRECTORY)
+            pfd = open_beneath(self.target, parent, os.O_PATH | os.O_DIRECTORY)
         else:
             pfd = os.open(self.target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

@@ -12,21 +12,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from cs_core import atomic
-from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
-from cs_core.drivers.staging import (
-    STAGING_DIR,
+from cs_core import (
+    ApplyDiffOpts,
+    ApplyResult,
+    ConfigTable,
+    CreateOpts,
+    DriverConfig,
+    GraphDriver,
+    IDMap,
+    MountOpts,
     StagedTree,
     TreeStager,
+    WhiteoutFormat,
+)
+from cs_core.drivers.api import (
+    STAGING_DIR,
+    makedirs,
     move_staged_tree,
+    parse_bool,
     prune_staging_dirs,
     remove_staging_dir,
+    remove_tree,
     stage_plain_tree,
+    syncfs,
+    to_host,
 )
-from cs_core.durability import syncfs
-from cs_core.idmap import to_host
-from cs_core.model import ApplyResult, IDMap
 from cs_vfs.copy import copy_tree
 from cs_vfs.errors import VfsConfigError, VfsError
 
@@ -40,14 +50,6 @@ def _go_os_error(exc: OSError) -> str:
     return f"{where}: {reason}" if exc.filename else reason
 
 
-def parse_bool(value: str) -> bool:
-    """Go's strconv.ParseBool, with its error text."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise VfsConfigError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
-
 DEFAULT_PERMS = 0o555
 
 
@@ -55,9 +57,11 @@ class VfsDriver(GraphDriver, TreeStager):
     name = "vfs"
     whiteout_format = WhiteoutFormat.DELETE
     priority = 300
-    # Go never picks vfs on its own from an existing store; cs_core's selection does
-    # (see cs_core/selection.py), but vfs stays last in the automatic priority order.
-    auto_select = True
+    rootless = True
+
+    @classmethod
+    def config_options(cls, table: ConfigTable) -> list[str]:
+        return table.emit("ignore_chown_errors")
 
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
@@ -67,7 +71,7 @@ class VfsDriver(GraphDriver, TreeStager):
         self.ignore_chown_errors = False
         for option in config.options:
             self._parse_option(option)
-        atomic.makedirs(self.home, 0o700)
+        makedirs(self.home, 0o700)
         # Trees of imports that died before becoming layers (their locks are free).
         prune_staging_dirs(self.home / STAGING_DIR)
 
@@ -128,7 +132,7 @@ class VfsDriver(GraphDriver, TreeStager):
             raise VfsError("--storage-opt is not supported for vfs")
         home = self.image_home if read_only and self.image_home else self.home
         target = home / "dir" / os.path.basename(id)
-        atomic.makedirs(target.parent)
+        makedirs(target.parent)
         if os.path.lexists(target):
             # Checked first: the cleanup below must never delete an existing layer.
             raise VfsError(f"mkdir {target}: file exists")
@@ -140,7 +144,7 @@ class VfsDriver(GraphDriver, TreeStager):
                 os.chmod(target, DEFAULT_PERMS)  # not subject to the umask, as Go's chmod
                 self._chown_root(target, opts)
         except BaseException as exc:
-            atomic.remove_tree(target)
+            remove_tree(target)
             if isinstance(exc, OSError):
                 raise VfsError(_go_os_error(exc)) from exc
             raise
@@ -177,16 +181,16 @@ class VfsDriver(GraphDriver, TreeStager):
 
     def apply_staged_diff(self, staged: StagedTree, stream: BinaryIO,
                           opts: ApplyDiffOpts) -> ApplyResult:
-        from cs_core.drivers import naive
+        from cs_core.drivers.api import naive_apply_into
 
-        return naive.apply_into(self, staged.content, stream, self._apply_opts(opts))
+        return naive_apply_into(self, staged.content, stream, self._apply_opts(opts))
 
     def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
                            opts: CreateOpts, writeable: bool) -> None:
         # A read-only layer of a split store lives in the image store, as _create puts it.
         home = self.image_home if not writeable and self.image_home else self.home
         target = home / "dir" / os.path.basename(id)
-        atomic.makedirs(target.parent)
+        makedirs(target.parent)
         try:
             move_staged_tree(staged, target)
         except FileExistsError:
@@ -212,7 +216,7 @@ class VfsDriver(GraphDriver, TreeStager):
     def remove(self, id: str) -> None:
         # Only from the homes we write: a layer of an additional store stays there.
         for home in [self.home, *self._image_homes()]:
-            atomic.remove_tree(home / "dir" / os.path.basename(id))
+            remove_tree(home / "dir" / os.path.basename(id))
 
     def get(self, id: str, opts: MountOpts) -> Path:
         if opts.options and tuple(opts.options) != ("ro",):
@@ -242,9 +246,9 @@ class VfsDriver(GraphDriver, TreeStager):
     def apply_diff(
         self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts
     ) -> ApplyResult:
-        from cs_core.drivers import naive  # the tar engine: only commands that write layers
+        from cs_core.drivers.api import naive_apply_diff  # the tar engine: only commands that write layers
 
-        return naive.apply_diff(self, id, parent, stream, self._apply_opts(opts))
+        return naive_apply_diff(self, id, parent, stream, self._apply_opts(opts))
 
     def _apply_opts(self, opts: ApplyDiffOpts) -> ApplyDiffOpts:
         if self.ignore_chown_errors and not opts.ignore_chown_errors:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cs_core.errors import ConfigError, DriverError, ExactMessage
+from cs_core import ConfigError, DriverError, ExactMessage
 
 
 class VfsError(ExactMessage, DriverError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cs_core.drivers.hookspecs import hookimpl
+from cs_core import hookimpl
 
 
 @hookimpl

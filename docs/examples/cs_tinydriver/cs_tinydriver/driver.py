@@ -11,18 +11,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cs_core.drivers.base import CreateOpts, DriverConfig, GraphDriver, MountOpts, split_option
-from cs_core.errors import DriverError
+from cs_core import CreateOpts, DriverConfig, DriverError, GraphDriver, MountOpts
 
 
 class TinyDriver(GraphDriver):
     name = "tiny"
-    priority = 1000  # never preferred over the real drivers
+    priority = 1000  # tried last when no driver is named (overlay is 10, vfs 300)
 
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
         for option in config.options:
-            parsed = split_option(option, self.name)
+            parsed = self.own_option(option)  # None: meant for another driver
             if parsed is not None:
                 raise DriverError(f"tiny driver does not support {parsed[0]} options")
         self.home.mkdir(parents=True, exist_ok=True)
