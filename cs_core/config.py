@@ -21,6 +21,7 @@ import attrs
 
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
+from cs_core.goformat import go_quote, go_quote_list
 from cs_core.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.model import IDMap
 from cs_core.rootless import rootless_uid, uses_per_user_storage
@@ -157,7 +158,7 @@ def apply_config(opts: StoreOptions, data: Mapping[str, Any], path: str) -> None
     unknown = [f"storage.{k}" for k in storage if k not in _KNOWN_STORAGE]
     unknown += [f"storage.options.{k}" for k in options if k not in _KNOWN_OPTIONS]
     if unknown:
-        opts.warnings.append(f"Failed to decode the keys {unknown!r} from {path!r}")
+        opts.warnings.append(f"Failed to decode the keys {go_quote_list(unknown)} from {go_quote(path)}")
     written = _str(storage, "driver", path)
     opts.driver_name = os.environ.get("STORAGE_DRIVER") or written
     _apply_storage_table(opts, storage, path)
@@ -255,6 +256,9 @@ def resolve_driver(opts: StoreOptions) -> StoreOptions:
     cls = _driver_class(opts.driver_name)
     if cls is None:
         return opts
+    if cls.name != opts.driver_name:
+        opts.warnings.append(
+            f"Switching default driver from {opts.driver_name} to the equivalent {cls.name} driver")
     opts.driver_name = cls.name
     if tables is not None:
         table = _table(tables.options, cls.name, tables.path, f"[storage.options.{cls.name}]")

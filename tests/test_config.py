@@ -181,3 +181,37 @@ def test_a_cli_run_reads_storage_conf_once(tmp_path: Path) -> None:
                           timeout=60)
     assert done.stdout.split()[-2:] == ["0", "1"], done.stdout + done.stderr
     assert (tmp_path / "g" / "vfs").is_dir()
+
+
+@pytest.mark.parametrize("driver", ["overlay2", "vfs"])
+def test_storage_conf_warnings_are_logged_as_go_logs_them(tmp_path: Path, driver: str) -> None:
+    """Keys Go does not know, and the overlay2 alias, are warned about on stderr (logrus's
+    text format) when storage.conf gives the flags' defaults; not when flags replace it."""
+    import re
+
+    from cs_core.testing.gocli import go_cli_path
+    from cs_core.testing.loopfs import unmount_under
+
+    conf = tmp_path / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "{driver}"\ngraphroot = "{tmp_path}/g"\n'
+                    f'runroot = "{tmp_path}/r"\nbogus = 1\n[storage.options]\nnothere = "x"\n')
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+    ours = [sys.executable, "-m", "cs_core"]
+
+    def stderr(argv: list[str], *flags: str) -> list[str]:
+        done = subprocess.run([*argv, *flags, "layers"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [re.sub(r'^time="[^"]+" ', "", line) for line in done.stderr.splitlines()]
+
+    try:
+        go = stderr([go_cli_path()])
+        mine = stderr(ours)
+        flagged = stderr(ours, "-g", str(tmp_path / "g"), "-R", str(tmp_path / "r"))
+    finally:
+        unmount_under(tmp_path)  # the overlay driver mounts its home privately
+    assert go[0] == ('level=warning msg="Failed to decode the keys [\\"storage.bogus\\" '
+                     f'\\"storage.options.nothere\\"] from \\"{conf}\\""')
+    assert len(go) == (2 if driver == "overlay2" else 1)
+    assert mine == go
+    assert flagged == []

@@ -30,6 +30,7 @@ from cs_core.cli.framework import (
 )
 from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
 from cs_core.errors import StorageError
+from cs_core.goformat import go_quote
 
 if TYPE_CHECKING:
     import click
@@ -156,8 +157,13 @@ class _LogfmtFormatter(logging.Formatter):
     """logrus's text format when stderr is no terminal, as the Go CLI logs."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace('"', '\\"')
-        return f'time="{_rfc3339(record.created)}" level={record.levelname.lower()} msg="{message}"'
+        return self.line(record.levelname.lower(), record.getMessage(), record.created)
+
+    @staticmethod
+    def line(level: str, message: str, when: float | None = None) -> str:
+        # logrus quotes a message with spaces as Go's %q does.
+        stamp = _rfc3339(time.time() if when is None else when)
+        return f'time="{stamp}" level={level} msg={go_quote(message)}'
 
 
 def setup_logging(debug: bool) -> None:
@@ -182,6 +188,10 @@ def run(argv: Sequence[str]) -> int:
         return 1
     values.pop("help", None)
     conf = config_defaults() if not any(values[k] for k in ROOT_FLAGS) else None
+    for warning in conf.warnings if conf else ():
+        # Go logs these while reading storage.conf for the flags' defaults, before the
+        # command sets the log level to errors only.
+        err(_LogfmtFormatter.line("warning", warning) + "\n")
     defaults = flag_defaults(conf) if conf else None
     if defaults:
         values.update(defaults)

@@ -21,36 +21,13 @@ from cs_core.cli.framework import (
     out,
 )
 from cs_core.cli.progress import make_progress, progress_reader
+from cs_core.goformat import go_quote
 
 if TYPE_CHECKING:
     from cs_core.archive.compression import Compression
     from cs_core.store import Store
 
 _PAIR = "[options [...]] layerNameOrID [referenceLayerNameOrID]"
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q``: double quotes, backslash escapes for quotes and non-printables."""
-    parts = ['"']
-    for ch in text:
-        if ch in '"\\':
-            parts.append("\\" + ch)
-        elif ch == "\n":
-            parts.append("\\n")
-        elif ch == "\t":
-            parts.append("\\t")
-        elif ch == "\r":
-            parts.append("\\r")
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # an undecodable byte kept by surrogateescape
-            parts.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif ch.isprintable():
-            parts.append(ch)
-        elif ord(ch) < 0x10000:
-            parts.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
-        else:
-            parts.append(f"\\U{ord(ch):08x}")
-    parts.append('"')
-    return "".join(parts)
 
 
 def _pair(args: tuple[str, ...]) -> tuple[str | None, str]:

@@ -1,0 +1,34 @@
+"""Go's ``fmt`` verbs that the CLI's and the library's messages must reproduce byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q``: double quotes, backslash escapes for quotes and non-printables."""
+    parts = ['"']
+    for ch in text:
+        if ch in '"\\':
+            parts.append("\\" + ch)
+        elif ch == "\n":
+            parts.append("\\n")
+        elif ch == "\t":
+            parts.append("\\t")
+        elif ch == "\r":
+            parts.append("\\r")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # an undecodable byte kept by surrogateescape
+            parts.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch.isprintable():
+            parts.append(ch)
+        elif ord(ch) < 0x10000:
+            parts.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
+        else:
+            parts.append(f"\\U{ord(ch):08x}")
+    parts.append('"')
+    return "".join(parts)
+
+
+def go_quote_list(items: Iterable[str]) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
+    return "[" + " ".join(go_quote(item) for item in items) + "]"
