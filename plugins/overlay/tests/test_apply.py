@@ -128,3 +128,49 @@ def test_diff_against_other_than_parent_falls_back_to_naive(driver: OverlayDrive
     assert {c.kind_name for c in driver.changes(child, None)} == {"Add"}
     merged = driver.home / child / "merged"
     assert not driver.is_mounted(child, str(merged))  # the naive diff unmounted what it mounted
+
+
+# A three-layer chain for diffs against an ancestor that is not the parent: the grandparent has
+# many files nobody touches, so a diff that reads the wrong tree lists them.
+GRAND = [("etc/", None), ("etc/os", b"base"), ("gone", b"g"), ("dir/", None), ("dir/old", b"o"),
+         ("keep", b"k"), ("many/", None), *((f"many/f{i:02}", b"m") for i in range(20))]
+MIDDLE = [("etc/", None), ("etc/os", b"middle"), (".wh.gone", b""), (".wh.dir", b"")]
+TOP_LAYER = [("dir/", None), ("dir/new", b"n"), ("x", b"xx")]
+
+
+def apply_three(d: OverlayDriver) -> tuple[str, str, str]:
+    ids = layer_id(1), layer_id(2), layer_id(3)
+    parent = None
+    for id, content in zip(ids, (GRAND, MIDDLE, TOP_LAYER), strict=True):
+        d.create(id, parent, CreateOpts())
+        d.apply_diff(id, parent, make_tar(content), ApplyDiffOpts())
+        parent = id
+    return ids
+
+
+def test_changes_and_diff_against_a_non_parent_ancestor(driver: OverlayDriver) -> None:
+    base, _, top = apply_three(driver)
+    # The naive comparison of the two merged trees (Go's ChangesDirs): only what the middle and
+    # the top layer changed; "keep" and "many/" are the same in both trees.
+    # A directory with a change below it is modified too, as in Go.
+    want = [("Modify", "/dir"), ("Add", "/dir/new"), ("Delete", "/dir/old"), ("Modify", "/etc"),
+            ("Modify", "/etc/os"), ("Delete", "/gone"), ("Add", "/x")]
+    assert [(c.kind_name, c.path) for c in driver.changes(top, base)] == want
+    with driver.diff(top, base) as stream:
+        got = {name: data for name, _t, _m, _s, data in entries(stream.read())}
+    assert sorted(got) == [".wh.gone", "dir", "dir/.wh.old", "dir/new", "etc", "etc/os", "x"]
+    assert got["etc/os"] == b"middle" and got["x"] == b"xx"
+    assert driver.diff_size(top, base) == len(b"middle") + len(b"n") + len(b"xx")
+    for id in (top, base):
+        assert not driver.is_mounted(id, str(driver.home / id / "merged"))
+
+
+def test_native_changes_under_a_whiteout_of_an_ancestor_directory(driver: OverlayDriver) -> None:
+    _, middle, top = apply_three(driver)
+    # The top re-creates "dir", which the middle deleted: all of it is new, however many
+    # entries ask the lowers about the same whited-out ancestor.
+    assert [(c.kind_name, c.path) for c in driver.changes(top, middle)] == [
+        ("Add", "/dir"), ("Add", "/dir/new"), ("Add", "/x")]
+    with driver.diff(top, middle) as stream:
+        assert [e[0] for e in entries(stream.read())] == ["dir", "dir/new", "x"]
+    assert driver.diff_size(top, middle) == len(b"n") + len(b"xx")
