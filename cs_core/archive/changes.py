@@ -8,6 +8,7 @@ Change paths are absolute inside the layer (``/etc/passwd``), as Go prints them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -23,6 +24,7 @@ from cs_core.archive.tarwriter import TarEntryOut, encode_header, entry_from_sta
 from cs_core.archive.whiteouts import WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, WhiteoutFormat
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import NO_MAPS, Change, IDMap, IDMapPair
+from cs_core.walk import walk
 
 _COPY = 1 << 20
 _RACE_RETRIES = 8
@@ -289,68 +291,161 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _stat_in_layer(layer: str, rel: str) -> os.stat_result | None:
-    """What ``os.stat(layer/rel)`` gives (Go follows links here), but with every symlink
-    resolved inside the lower layer: a hostile layer's link cannot make us stat host paths."""
+class _Lower:
+    """A lower layer's entries as ``os.stat`` of ``layer/rel`` gives them (Go follows links
+    here), but with every symlink resolved inside the layer (``openat2(RESOLVE_IN_ROOT)``): a
+    hostile layer's link cannot make us stat host paths.
+
+    Opened once per comparison: a name is one ``fstatat`` in its parent's cached ``O_PATH`` fd
+    (only a symlink takes the slower ``openat2``), and whether an ancestor is a whiteout is
+    remembered, since every entry of an upper directory asks about the same ancestors.
+    """
+
+    _CACHE = 256
+
+    def __init__(self, layer: str) -> None:
+        try:
+            self.root: int | None = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            self.root = None
+        self._parents: dict[str, int | None] = {}
+        self._whiteout_dirs: dict[str, bool] = {}
+
+    def close(self) -> None:
+        self._drop_parents()
+        if self.root is not None:
+            os.close(self.root)
+            self.root = None
+
+    def _drop_parents(self) -> None:
+        for fd in self._parents.values():
+            if fd is not None:
+                os.close(fd)
+        self._parents.clear()
+
+    def _resolve(self, rel: str, flags: int = os.O_PATH) -> int | None:
+        assert self.root is not None
+        try:
+            return openat2(self.root, rel or ".", flags)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            raise
+
+    def _parent(self, parent: str) -> int | None:
+        if not parent:
+            return self.root
+        if parent not in self._parents:
+            if len(self._parents) >= self._CACHE:
+                self._drop_parents()
+            self._parents[parent] = self._resolve(parent)
+        return self._parents[parent]
+
+    def stat(self, rel: str) -> os.stat_result | None:
+        if self.root is None:
+            return None
+        parent, _, name = rel.rpartition("/")
+        pfd = self._parent(parent)
+        if pfd is None:
+            return None
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISLNK(st.st_mode):
+            return st
+        fd = self._resolve(rel)
+        if fd is None:
+            return None
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def whiteout(self, rel: str) -> bool:
+        st = self.stat(rel)
+        return st is not None and _is_whiteout(st)
+
+    def whiteout_above(self, rel: str) -> bool:
+        """Whether a directory above ``rel`` is a whiteout in this layer."""
+        parts = rel.split("/")[:-1]
+        while parts:
+            anc = "/".join(parts)
+            known = self._whiteout_dirs.get(anc)
+            if known is None:
+                known = self._whiteout_dirs[anc] = self.whiteout(anc)
+            if known:
+                return True
+            parts.pop()
+        return False
+
+    def hides_opaque(self, rel: str) -> bool | None:
+        """For an opaque directory ``rel`` of the layer above: True if this layer has something
+        there (the directory replaced it), False if it is hidden already; None: look lower."""
+        lst = self.stat(rel)
+        if lst is not None:
+            return not _is_whiteout(lst)
+        if self.whiteout_above(rel):
+            return False
+        return None
+
+
+@contextlib.contextmanager
+def _lowers(layers: Sequence[str]) -> Iterator[list[_Lower]]:
+    opened = [_Lower(layer) for layer in layers]
     try:
-        root = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
+        yield opened
+    finally:
+        for layer in opened:
+            layer.close()
+
+
+def _opaque_xattr_at(dir_fd: int, name: str, key: str) -> bytes | None:
+    """An xattr of directory ``name`` of ``dir_fd``, opened without following a symlink: a
+    live container swapping the directory for a link learns nothing of the host."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
         return None
     try:
-        fd = openat2(root, rel or ".", os.O_PATH)
-    except OSError as err:
-        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        return os.getxattr(fd, key)
+    except OSError as exc:
+        if exc.errno in _XATTR_ERRORS:
             return None
         raise
     finally:
-        os.close(root)
-    try:
-        return os.fstat(fd)
-    finally:
         os.close(fd)
 
 
-def _lower_has_whiteout(layer: str, rel: str) -> bool:
-    st = _stat_in_layer(layer, rel)
-    return st is not None and _is_whiteout(st)
-
-
-def _upper_xattr(upper: str, rel: str, key: str) -> bytes | None:
-    """An xattr of ``upper/rel`` read through an fd opened beneath ``upper`` with no symlink
-    followed: a live container swapping a directory for a link learns nothing of the host."""
-    root = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fd = openat2(root, rel, os.O_PATH | os.O_NOFOLLOW, RESOLVE_STRICT)
-    except OSError:
-        return None
-    finally:
-        os.close(root)
-    try:
-        return _getxattr(f"/proc/self/fd/{fd}", key, follow=True)
-    finally:
-        os.close(fd)
-
-
-def _opaque_deleted(
-    lowers: Sequence[str], upper: str, rel: str, st: os.stat_result, opaque_xattr: str
-) -> bool:
-    if (
-        not stat.S_ISDIR(st.st_mode)
-        or _upper_xattr(upper, rel, opaque_xattr) != b"y"
-        or not lowers
-    ):
+def _opaque_deleted(lowers: Sequence[_Lower], dir_fd: int, name: str, rel: str, st: os.stat_result,
+                    opaque_xattr: str) -> bool:
+    if not lowers or not stat.S_ISDIR(st.st_mode) or _opaque_xattr_at(dir_fd, name, opaque_xattr) != b"y":
         return False
     for layer in lowers:
-        lst = _stat_in_layer(layer, rel)
-        if lst is not None:
-            return not _is_whiteout(lst)
-        parts = rel.split("/")[:-1]
-        while parts:
-            pst = _stat_in_layer(layer, "/".join(parts))
-            if pst is not None and _is_whiteout(pst):
-                return False
-            parts.pop()
+        hidden = layer.hides_opaque(rel)
+        if hidden is not None:
+            return hidden
     return False
+
+
+def _lower_kind(lowers: Sequence[_Lower], rel: str, st: os.stat_result) -> int | None:
+    """Go's lookup of an upper entry in the lowers: Modify when a lower has it (None when it is
+    an unchanged directory), Add when none has it or a whiteout hides it first."""
+    for layer in lowers:
+        lst = layer.stat(rel)
+        if (lst is not None and _is_whiteout(lst)) or layer.whiteout_above(rel):
+            return Change.ADD
+        if lst is not None:
+            if (
+                stat.S_ISDIR(lst.st_mode)
+                and stat.S_ISDIR(st.st_mode)
+                and lst.st_size == st.st_size
+                and lst.st_mode == st.st_mode
+                and _same_time(st.st_mtime_ns, lst.st_mtime_ns)
+            ):
+                return None
+            return Change.MODIFY
+    return Change.ADD
 
 
 def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
@@ -375,53 +470,49 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
             stack.append((crel, iter(sorted(os.listdir(os.path.join(root, crel))))))
 
 
+def _upper_entries(upper: str) -> Iterator[tuple[int, str, str, os.stat_result]]:
+    """(parent fd, name, path, lstat) of every entry below ``upper``, each directory before
+    what it holds; through directory fds, never following a symlink (cs_core.walk)."""
+    for d in walk(upper):
+        for entry in d.entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield d.fd, entry.name, d.join(entry.name), st
+
+
 @_shallow
 def overlay_changes(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> list[Change]:
     """Go ``OverlayChanges``: char device 0/0 = deleted; opaque dir over a lower = deleted (and re-added)."""
-    up = os.fspath(upper)
-    low = [os.fspath(x) for x in lowers]
     out: list[Change] = []
     changed_dirs: set[str] = set()
-    for rel, st in _walk(up):
-        path = "/" + rel
-        if _is_whiteout(st) or _opaque_deleted(low, up, rel, st, opaque_xattr):
-            kind = Change.DELETE
-        else:
-            kind = Change.ADD
-            skip = False
-            for layer in low:
-                if _lower_has_whiteout(layer, rel) or any(
-                    _lower_has_whiteout(layer, "/".join(rel.split("/")[:i]))
-                    for i in range(rel.count("/"), 0, -1)
-                ):
-                    break
-                lst = _stat_in_layer(layer, rel)
-                if lst is not None:
-                    if (
-                        stat.S_ISDIR(lst.st_mode)
-                        and stat.S_ISDIR(st.st_mode)
-                        and lst.st_size == st.st_size
-                        and lst.st_mode == st.st_mode
-                        and _same_time(st.st_mtime_ns, lst.st_mtime_ns)
-                    ):
-                        skip = True
-                    kind = Change.MODIFY
-                    break
-            if skip:
-                continue
-        if stat.S_ISDIR(st.st_mode):
-            changed_dirs.add(path)
-        if kind in (Change.ADD, Change.DELETE):
-            tail: list[Change] = []
-            parent = os.path.dirname(path)
-            while parent != "/":
-                if parent not in changed_dirs:
-                    tail.insert(0, Change(parent, Change.MODIFY))
-                    changed_dirs.add(parent)
-                parent = os.path.dirname(parent)
-            out.extend(tail)
-        out.append(Change(path, kind))
+    with _lowers([os.fspath(x) for x in lowers]) as low:
+        for dir_fd, name, rel, st in _upper_entries(os.fspath(upper)):
+            path = "/" + rel
+            if _is_whiteout(st) or _opaque_deleted(low, dir_fd, name, rel, st, opaque_xattr):
+                kind = Change.DELETE
+            else:
+                found = _lower_kind(low, rel, st)
+                if found is None:
+                    continue  # a directory the same as below
+                kind = found
+            if stat.S_ISDIR(st.st_mode):
+                changed_dirs.add(path)
+            if kind in (Change.ADD, Change.DELETE):
+                _modify_parents(path, changed_dirs, out)
+            out.append(Change(path, kind))
     return sorted(out, key=lambda c: c.path)
+
+
+def _modify_parents(path: str, changed_dirs: set[str], out: list[Change]) -> None:
+    """Go reports each parent of an added or deleted entry as modified, once."""
+    parent = os.path.dirname(path)
+    while parent != "/":
+        if parent not in changed_dirs:
+            out.append(Change(parent, Change.MODIFY))
+            changed_dirs.add(parent)
+        parent = os.path.dirname(parent)
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -590,7 +681,7 @@ def export_changes(
 
 
 def _overlay_converter(
-    lowers: Sequence[str], opaque_xattr: str
+    lowers: Sequence[_Lower], opaque_xattr: str
 ) -> Callable[[TarEntryOut, str, os.stat_result], TarEntryOut | None]:
     def convert(e: TarEntryOut, inode: str, st: os.stat_result) -> TarEntryOut | None:
         if stat.S_ISCHR(st.st_mode) and e.devmajor == 0 and e.devminor == 0:
@@ -601,19 +692,13 @@ def _overlay_converter(
             e.xattrs.pop(opaque_xattr, None)
             rel = e.name.rstrip("/")
             for layer in lowers:
-                lst = _stat_in_layer(layer, rel)
-                if lst is not None:
-                    if _is_whiteout(lst):
+                hidden = layer.hides_opaque(rel)
+                if hidden is not None:
+                    if not hidden:
                         return None
                     return TarEntryOut(
                         f"{rel}/{WHITEOUT_OPAQUE_DIR}", tr.REG, mode=e.mode & 0o777, uid=e.uid, gid=e.gid
                     )
-                parts = rel.split("/")[:-1]
-                while parts:
-                    pst = _stat_in_layer(layer, "/".join(parts))
-                    if pst is not None and _is_whiteout(pst):
-                        return None
-                    parts.pop()
         return None
 
     return convert
@@ -635,14 +720,14 @@ def export_tree(
     With OVERLAY, char devices 0/0 become ``.wh.<name>`` and opaque directories that exist in a
     lower layer get a ``.wh..wh..opq`` entry: overlay's native diff.
     """
-    convert = None
-    if whiteout_format == WhiteoutFormat.OVERLAY:
-        convert = _overlay_converter([os.fspath(x) for x in lowers], opaque_xattr)
-    base = os.fspath(root)
-    app = _Appender(base, out, uid_map, gid_map, convert)
-    try:
-        for rel, _st in _walk(base):
-            app.add(rel)
-    finally:
-        app.close()
+    overlay = whiteout_format == WhiteoutFormat.OVERLAY
+    with _lowers([os.fspath(x) for x in lowers] if overlay else []) as low:
+        convert = _overlay_converter(low, opaque_xattr) if overlay else None
+        base = os.fspath(root)
+        app = _Appender(base, out, uid_map, gid_map, convert)
+        try:
+            for rel, _st in _walk(base):
+                app.add(rel)
+        finally:
+            app.close()
     write_end(out)
