@@ -36,10 +36,6 @@ def group_name(gid: int) -> str:
         return ""
 
 
-def _octal(value: int, width: int) -> bytes:
-    return format(value, "o").zfill(width - 1).encode() + b"\x00"
-
-
 def _pax_record(key: str, value: bytes) -> bytes:
     body = b" " + key.encode("utf-8", "surrogateescape") + b"=" + value + b"\n"
     n = len(body) + 1
@@ -83,30 +79,26 @@ class TarEntryOut:
         self.gname = gname
 
 
+_FIELD = {8: b"%07o\x00", 12: b"%011o\x00"}
+
+
+def _fit(v: int, width: int) -> bytes:
+    """An octal field; a value it cannot hold is written as 0 (a PAX record carries it)."""
+    return _FIELD[width] % (v if 0 <= v <= _OCTAL_MAX[width] else 0)
+
+
 def _block(name: bytes, prefix: bytes, e: TarEntryOut, typeflag: int, size: int, linkname: bytes,
            uname: bytes, gname: bytes) -> bytes:
-    def fit(v: int, width: int) -> bytes:
-        return _octal(v if 0 <= v <= _OCTAL_MAX[width] else 0, width)
-
-    blk = bytearray(BLOCK)
-    blk[0:len(name[:100])] = name[:100]
-    blk[100:108] = fit(e.mode, 8)
-    blk[108:116] = fit(e.uid, 8)
-    blk[116:124] = fit(e.gid, 8)
-    blk[124:136] = fit(size, 12)
-    blk[136:148] = fit(e.mtime, 12)
-    blk[148:156] = b" " * 8
-    blk[156] = typeflag
-    blk[157:157 + len(linkname[:100])] = linkname[:100]
-    blk[257:265] = b"ustar\x0000"
-    blk[265:265 + len(uname[:32])] = uname[:32]
-    blk[297:297 + len(gname[:32])] = gname[:32]
-    blk[329:337] = fit(e.devmajor, 8)
-    blk[337:345] = fit(e.devminor, 8)
-    blk[345:345 + len(prefix[:155])] = prefix[:155]
-    blk[148:155] = _octal(sum(blk), 7)
-    blk[155] = 0x20
-    return bytes(blk)
+    # Joined from its fields in one go: this runs once per exported entry, and byte-by-byte
+    # assignment into a bytearray was a third of a layer diff's time.
+    head = b"".join((
+        name[:100].ljust(100, b"\x00"), _fit(e.mode, 8), _fit(e.uid, 8), _fit(e.gid, 8),
+        _fit(size, 12), _fit(e.mtime, 12), b"        ", bytes((typeflag,)),
+        linkname[:100].ljust(100, b"\x00"), b"ustar\x0000", uname[:32].ljust(32, b"\x00"),
+        gname[:32].ljust(32, b"\x00"), _fit(e.devmajor, 8), _fit(e.devminor, 8),
+        prefix[:155].ljust(155, b"\x00"), bytes(12),
+    ))
+    return b"%s%06o\x00 %s" % (head[:148], sum(head), head[156:])
 
 
 def encode_header(e: TarEntryOut) -> bytes:
