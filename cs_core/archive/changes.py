@@ -45,9 +45,9 @@ def _shallow(fn: _F) -> _F:
 _XATTR_ERRORS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
-def _getxattr(path: str, key: str, follow: bool = False) -> bytes | None:
-    """``follow`` only for a /proc/self/fd path: that magic link leads to the very inode its
-    fd holds (a symlink's own xattrs for an ``O_PATH`` fd of one), never further."""
+def _getxattr(path: str | int, key: str, follow: bool = False) -> bytes | None:
+    """``follow`` only for a /proc/self/fd path (or a readable fd): that magic link leads to the
+    very inode its fd holds (a symlink's own xattrs for an ``O_PATH`` fd of one), never further."""
     try:
         return os.getxattr(path, key, follow_symlinks=follow)
     except OSError as exc:
@@ -56,7 +56,7 @@ def _getxattr(path: str, key: str, follow: bool = False) -> bytes | None:
         raise
 
 
-def _xattrs(path: str, wanted: tuple[str, ...], follow: bool = False) -> dict[str, bytes]:
+def _xattrs(path: str | int, wanted: tuple[str, ...], follow: bool = False) -> dict[str, bytes]:
     """The ``user.*`` xattrs and those named in ``wanted`` that ``path`` has.
 
     One ``listxattr`` says which exist, so the usual file with none costs one call, not one
@@ -448,26 +448,34 @@ def _lower_kind(lowers: Sequence[_Lower], rel: str, st: os.stat_result) -> int |
     return Change.ADD
 
 
-def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Lexical pre-order walk (Go ``filepath.Walk``), paths relative to ``root``; never follows links.
+def _listing(root: str, rel: str) -> Iterator[tuple[str, bool]]:
+    """A directory's (name, is a directory) in lexical order, from the entries' types (no stat
+    per entry); empty when it went away meanwhile."""
+    try:
+        with os.scandir(os.path.join(root, rel)) as it:
+            found = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    except (FileNotFoundError, NotADirectoryError):
+        return iter(())
+    return iter(sorted(found))
+
+
+def _walk(root: str, rel: str = "") -> Iterator[str]:
+    """Lexical pre-order walk (Go ``filepath.Walk``), paths relative to ``root``; never follows
+    a link it lists. Only names: each consumer stats an entry itself, through its parent's fd.
 
     Iterative (a stack of directory listings): a layer may nest thousands deep.
     """
-    stack = [(rel, iter(sorted(os.listdir(os.path.join(root, rel)))))]
+    stack = [(rel, _listing(root, rel))]
     while stack:
         base, names = stack[-1]
-        name = next(names, None)
-        if name is None:
+        name, is_dir = next(names, ("", False))
+        if not name:
             stack.pop()
             continue
         crel = f"{base}/{name}" if base else name
-        try:
-            st = os.lstat(os.path.join(root, crel))
-        except FileNotFoundError:
-            continue
-        yield crel, st
-        if stat.S_ISDIR(st.st_mode):
-            stack.append((crel, iter(sorted(os.listdir(os.path.join(root, crel))))))
+        yield crel
+        if is_dir:
+            stack.append((crel, _listing(root, crel)))
 
 
 def _upper_entries(upper: str) -> Iterator[tuple[int, str, str, os.stat_result]]:
@@ -610,7 +618,9 @@ class _Appender:
         if stat.S_ISSOCK(st.st_mode):
             return
         e = entry_from_stat(name, st, link)
-        found = _xattrs(inode, _EXPORTED_SECURITY, follow=True)
+        # A regular file's fd is open for reading: its xattrs are read through it, saving a
+        # walk of /proc per file (an O_PATH fd of anything else only works through /proc).
+        found = _xattrs(fd if stat.S_ISREG(st.st_mode) else inode, _EXPORTED_SECURITY, follow=True)
         # Go's order: the security.* ones first, then user.* in listxattr order.
         e.xattrs.update((key, found.pop(key)) for key in _EXPORTED_SECURITY if key in found)
         e.xattrs.update(found)
@@ -726,7 +736,7 @@ def export_tree(
         base = os.fspath(root)
         app = _Appender(base, out, uid_map, gid_map, convert)
         try:
-            for rel, _st in _walk(base):
+            for rel in _walk(base):
                 app.add(rel)
         finally:
             app.close()
