@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import enum
+import functools
 import hashlib
 import io
 import lzma
@@ -22,28 +23,40 @@ from typing import Any, BinaryIO, cast
 
 from cs_core.errors import ArchiveFormatError, UnsafeArchive, Unsupported
 
+
 # The compiled codecs are optional at run time: the single-file zipapp cannot carry compiled
 # modules, so it falls back to the standard library's gzip and refuses zstd with a clear error.
-try:
-    import zstandard
-except ImportError:  # pragma: no cover - exercised by the zipapp
-    zstandard = None  # type: ignore[assignment]
-try:
-    from isal import igzip_threaded
-    from isal.igzip import IGzipFile as _GzipFile
-    from isal.isal_zlib import IsalError
-except ImportError:  # pragma: no cover - exercised by the zipapp
-    import gzip as _stdgzip
+# They are imported on first use: an uncompressed diff or import never pays for loading them.
+@functools.cache
+def _zstandard() -> Any:
+    """The zstandard module, or None."""
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - exercised by the zipapp
+        return None
+    return zstandard
 
-    igzip_threaded = None  # type: ignore[assignment]
-    _GzipFile = _stdgzip.GzipFile  # type: ignore[misc,assignment]
-    IsalError = zlib.error  # type: ignore[assignment,misc]
 
-#: What the decoders raise on junk or truncated input.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, cast(type[BaseException], IsalError),
-    *((zstandard.ZstdError,) if zstandard is not None else ()),
-)
+@functools.cache
+def _gzip_codec() -> tuple[Any, Any, type[BaseException]]:
+    """(isal's threaded opener or None, the GzipFile class, the inflate error)."""
+    try:
+        from isal import igzip_threaded
+        from isal.igzip import IGzipFile
+        from isal.isal_zlib import IsalError
+    except ImportError:  # pragma: no cover - exercised by the zipapp
+        import gzip
+
+        return None, gzip.GzipFile, zlib.error
+    return igzip_threaded, IGzipFile, cast(type[BaseException], IsalError)
+
+
+@functools.cache
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What the decoders raise on junk or truncated input."""
+    zstandard = _zstandard()
+    return (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, _gzip_codec()[2],
+            *((zstandard.ZstdError,) if zstandard is not None else ()))
 
 
 def _decode_error(kind: Compression, exc: BaseException) -> ArchiveFormatError:
@@ -53,10 +66,12 @@ def _decode_error(kind: Compression, exc: BaseException) -> ArchiveFormatError:
     return ArchiveFormatError(text if text.startswith(kind.label) else f"{kind.label}: {text}")
 
 
-def _require_zstandard() -> None:
+def _require_zstandard() -> Any:
+    zstandard = _zstandard()
     if zstandard is None:
         raise Unsupported("zstd compression needs the zstandard package, which is not installed: "
                           "pip install zstandard")
+    return zstandard
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
 
@@ -139,7 +154,7 @@ class _GuardedReader(io.RawIOBase):
             return _readinto(self._inner, memoryview(b).cast("B"))
         except UnsafeArchive:
             raise
-        except _DECODE_ERRORS as exc:
+        except _decode_errors() as exc:
             raise _decode_error(self._kind, exc) from None
 
     def close(self) -> None:
@@ -218,12 +233,12 @@ class _Prefetcher(io.RawIOBase):
 def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
     if kind == Compression.GZIP:
         # A decoding thread overlaps inflate with extraction on a second core.
-        if igzip_threaded is None:
-            return _GzipFile(fileobj=raw, mode="rb")
-        return igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-untyped-call]
+        threaded, gzip_file, _ = _gzip_codec()
+        if threaded is None:
+            return gzip_file(fileobj=raw, mode="rb")
+        return threaded.open(raw, "rb", threads=1)
     if kind == Compression.ZSTD:
-        _require_zstandard()
-        return zstandard.ZstdDecompressor().stream_reader(
+        return _require_zstandard().ZstdDecompressor().stream_reader(
             raw, read_across_frames=True, closefd=False  # type: ignore[arg-type]
         )
     if kind == Compression.BZIP2:
@@ -249,7 +264,7 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
         return kind, _Prefetcher(raw)  # type: ignore[return-value]
     try:
         decoder = _open_decoder(kind, raw)
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         raise _decode_error(kind, exc) from None
     guarded = _GuardedReader(decoder, kind)
     if kind == Compression.GZIP:
@@ -337,8 +352,7 @@ class _PlainWriter(io.RawIOBase):
 class _ZstdWriter(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        _require_zstandard()
-        self._writer = zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False)
+        self._writer = _require_zstandard().ZstdCompressor(level=3).stream_writer(out, closefd=False)
 
     def writable(self) -> bool:
         return True
@@ -357,7 +371,7 @@ class _ZstdWriter(io.RawIOBase):
 class _GzipWriter(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._writer = _GzipFile(  # type: ignore[no-untyped-call]
+        self._writer = _gzip_codec()[1](
             fileobj=out, mode="wb", compresslevel=2, mtime=0
         )
 

@@ -93,6 +93,14 @@ def test_mount_and_unmount_import_no_heavy_module(small_store: Path) -> None:
     assert [m for m in HEAVY if m in mounted | unmounted] == []
 
 
+def test_an_uncompressed_diff_loads_no_compression_codec(small_store: Path) -> None:
+    """isal and zstandard are imported by the first stream that needs them, not by the
+    compression module itself: a plain diff, import or export never pays for them."""
+    loaded = _modules_after(small_store, "diff", "-u", "-f", str(small_store / "d.tar"), "b" * 64)
+    assert "cs_core.archive.compression" in loaded
+    assert [m for m in ("isal", "zstandard") if m in loaded] == []
+
+
 def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path) -> None:
     """The fallback converter imports cattrs only when a record needs it, and its errors are
     still the one-line corrupt-file message (the error tuple is built after the failure)."""
