@@ -6,8 +6,9 @@ any container's maps already use, plus the caller's additional mappings, are tak
 first free ``size`` IDs are paired with container IDs 0..size-1. Without a requested size the
 image decides: the highest ID its layers' files use or its /etc/passwd and /etc/group name.
 
-The caller (``Store.create_container``) holds ``userns.lock`` from here until the container
-record is saved, so two creates never pick the same free range.
+The store's side (cs_core.store.auto_userns) measures the image and holds ``userns.lock``
+from the choice until the container record is saved, so two creates never pick the same
+free range.
 """
 
 from __future__ import annotations
@@ -18,20 +19,15 @@ import os
 import pwd
 import stat
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 
 from cs_core.archive.saferoot import openat2
-from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE
-from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
+from cs_core.errors import InvalidMappings
 from cs_core.idmap import maps_from_subid
 from cs_core.idset import IDSet
-from cs_core.model import IDMap, Image
-from cs_core.rootless import is_rootless, rootless_uid
-
-if TYPE_CHECKING:
-    from cs_core.store import Store
+from cs_core.model import IDMap
+from cs_core.rootless import rootless_uid
 
 log = logging.getLogger(__name__)
 
@@ -146,43 +142,6 @@ def size_from_user_files(root: str, passwd_file: str = "", group_file: str = "")
     return size
 
 
-def size_from_image(store: Store, image: Image, passwd_file: str = "",
-                    group_file: str = "") -> int:
-    """IDs the image needs: its layers' file owners, and the users and groups it defines."""
-    from cs_core.store import LayerOptions
-
-    size = 0
-    name = image.top_layer
-    while name:
-        try:
-            layer = store.layer(name)
-        except LayerUnknown:
-            raise LayerUnknown(f'cannot find layer "{name}"') from None
-        size = max([size, *(uid + 1 for uid in layer.uidset), *(gid + 1 for gid in layer.gidset)])
-        name = layer.parent
-    if not image.top_layer:
-        return size
-    # The files are read through a throw-away layer on top of the image, as Go does, so no
-    # image layer is ever mounted writable. It keeps its parent's maps: it is never chowned.
-    from cs_core.records.base import generate_id
-
-    temp_id = generate_id()
-    intent = store.layer_intents.begin([temp_id])  # a kill leaves it for the next open
-    try:
-        temp = store.put_layer(temp_id, image.top_layer, (), "", False, LayerOptions())
-        try:
-            mountpoint = store.mount(temp.id)
-            try:
-                size = max(size, size_from_user_files(mountpoint, passwd_file, group_file))
-            finally:
-                store.unmount(temp.id, force=True)
-        finally:
-            store.delete_layer(temp.id)
-    finally:
-        intent.end()
-    return size
-
-
 # -- the allocation ------------------------------------------------------------------------
 
 def allocate(size: int, available_uids: IDSet, available_gids: IDSet,
@@ -201,31 +160,3 @@ def allocate(size: int, available_uids: IDSet, available_gids: IDSet,
         hosts = available.subtract(taken).find_available(container_ids.size)
         maps.append([*hosts.zip(container_ids), *additional])
     return maps[0], maps[1]
-
-
-def auto_userns_maps(store: Store, options: AutoUserNsOptions,
-                     image: Image | None) -> tuple[list[IDMap], list[IDMap]]:
-    """UID and GID maps for a new container with an automatic user namespace.
-
-    The caller holds ``userns.lock``; see the module docstring.
-    """
-    available_uids, available_gids = available_ids(store.options.root_auto_userns_user,
-                                                   rootless=is_rootless())
-    used_uids: list[IDMap] = []
-    used_gids: list[IDMap] = []
-    for container in store.containers():
-        used_uids += container.uid_map
-        used_gids += container.gid_map
-    size = options.size
-    if size <= 0:
-        # Unset (0) limits mean the defaults, as in Go's GetStore.
-        size = max(store.options.auto_ns_min_size or AUTO_NS_MIN_SIZE, options.initial_size, 1)
-        if image is not None:
-            size = max(size, size_from_image(store, image, options.passwd_file, options.group_file))
-        limit = store.options.auto_ns_max_size or AUTO_NS_MAX_SIZE
-        if size > limit:
-            raise UserNamespaceTooBig(
-                f"the container needs a user namespace with size {size} that is bigger than "
-                f"the maximum value allowed with userns=auto {limit}")
-    return allocate(size, available_uids, available_gids, used_uids, used_gids,
-                    options.additional_uid_mappings, options.additional_gid_mappings)

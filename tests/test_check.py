@@ -19,9 +19,9 @@ from typing import Any
 import attrs
 import pytest
 
-from cs_core.check import CheckOptions, CheckReport, RepairOptions
 from cs_core.drivers.base import MountOpts
 from cs_core.store import ImageOptions, Store
+from cs_core.store.check import CheckOptions, CheckReport, RepairOptions
 from cs_core.testing.tars import layer_tar
 
 EVERYTHING = CheckOptions.everything()

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from cs_core.check import CheckOptions
 from cs_core.store import open_store
+from cs_core.store.check import CheckOptions
 from cs_core.testing import gocli
 
 REPO = Path(__file__).resolve().parents[1]

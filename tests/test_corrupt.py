@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.check import CheckOptions
 from cs_core.errors import CorruptRecordFile
 from cs_core.store import Store, open_store
+from cs_core.store.check import CheckOptions
 
 
 def layer_tar() -> bytes:
@@ -162,7 +162,7 @@ def test_truncated_tar_split_is_reported_and_repaired(populated: Store) -> None:
     assert all(str(e).startswith(f"layer {layer.id}: ") for e in report.layers[layer.id])
     # The image built on it and the container built on that image inherit the damage.
     assert report.images and report.containers
-    from cs_core.check import RepairOptions
+    from cs_core.store.check import RepairOptions
 
     # As in Go, a damaged layer that still has a (healthy) child is not removed: repair says
     # so, and removing the child lets the next repair finish.

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.check import CheckOptions
 from cs_core.errors import UnsafeArchive
 from cs_core.store import Store
+from cs_core.store.check import CheckOptions
 from cs_core.testing.tars import MTIME, layer_tar
 
 ORIGINAL = b"original layer content\n" * 40

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from cs_core.check import CheckOptions
 from cs_core.errors import StorageError
 from cs_core.store import ImageOptions, Store, open_store
+from cs_core.store.check import CheckOptions
 
 MB = 1 << 20
 

@@ -10,12 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cs_core.intents import LayerIntents
+from cs_core.store.intents import LayerIntents
 
 STALE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from cs_core.intents import LayerIntents
+    from cs_core.store.intents import LayerIntents
     print(json.dumps(list(LayerIntents(Path(sys.argv[1])).stale())))
 """)
 
@@ -43,7 +43,7 @@ def test_the_intent_of_a_dead_process_is_handed_over_once(tmp_path: Path) -> Non
     code = textwrap.dedent("""
         import os, sys
         from pathlib import Path
-        from cs_core.intents import LayerIntents
+        from cs_core.store.intents import LayerIntents
         LayerIntents(Path(sys.argv[1])).begin(["layer-a"])
         os._exit(0)  # dies holding the intent
     """)

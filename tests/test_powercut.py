@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cs_core.check import CheckOptions
 from cs_core.store import open_store
+from cs_core.store.check import CheckOptions
 
 REPO = Path(__file__).resolve().parents[1]
 MTIME = 1_700_000_000

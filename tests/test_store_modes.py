@@ -170,7 +170,7 @@ def test_transient_store_keeps_plain_layers_in_layers_json(
 
 def test_transient_store_over_a_transient_read_only_store_checks_clean(
         open_opts: Callable[..., Store], tmp_path: Path) -> None:
-    from cs_core.check import CheckOptions
+    from cs_core.store.check import CheckOptions
 
     ro = open_opts(tmp_path / "ro", tmp_path / "ro-run", transient_store=True)
     ro_layer = ro.create_layer()

@@ -429,7 +429,7 @@ class GraphDriverConformance(MetadataChecks):
         (records and diff included); any other driver refuses with Go's ErrNotSupported."""
         from cs_core.drivers.staging import StagingDriver, TarDiffer
         from cs_core.errors import NotSupported
-        from cs_core.staged_layers import ApplyStagedLayerOptions
+        from cs_core.store.staged import ApplyStagedLayerOptions
 
         base = store.put_layer(diff=io.BytesIO(make_tar([("keep", b"k", 0o644),
                                                          ("gone", b"g", 0o644)])))

@@ -26,8 +26,8 @@ HEAVY = [
     "click", "cattrs", "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile",
     "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
-    "cs_core.unshare", "cs_core.check", "cs_core.dedup", "cs_core.archive.tarreader",
-    "cs_core.staged_layers", "cs_overlay.driver", "cs_btrfs.driver",
+    "cs_core.unshare", "cs_core.store.check", "cs_core.dedup", "cs_core.archive.tarreader",
+    "cs_core.store.staged", "cs_overlay.driver", "cs_btrfs.driver",
 ]
 # Other plugins' entry-point modules (cs_overlay.hooks: thin by contract, ~0.3 ms each) are
 # imported on every store open, so that observer plugins see it (cs_store_opened); their

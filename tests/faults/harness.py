@@ -27,8 +27,8 @@ from typing import Any
 
 import attrs
 
-from cs_core.check import CheckOptions
 from cs_core.store import Store, open_store
+from cs_core.store.check import CheckOptions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ import sys
 from typing import Any
 
 from cs_core.drivers.staging import TarDiffer
-from cs_core.staged_layers import ApplyStagedLayerOptions
 from cs_core.store import ImageOptions, LayerOptions, Store, open_store
+from cs_core.store.staged import ApplyStagedLayerOptions
 
 
 def _data(op: dict[str, Any], key: str = "data") -> bytes:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option, out
 
 if TYPE_CHECKING:
-    from cs_core.check import CheckReport
+    from cs_core.store.check import CheckReport
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -46,7 +46,7 @@ def _print_report(report: CheckReport) -> None:
 @json_option
 def check(env: Env, args: tuple[str, ...], quick: bool, repair: bool, force: bool, max_age: str,
           json_output: bool) -> int:
-    from cs_core.check import CheckOptions, RepairOptions
+    from cs_core.store.check import CheckOptions, RepairOptions
 
     age = parse_duration(max_age)
     if age is None:

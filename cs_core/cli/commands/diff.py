@@ -133,7 +133,7 @@ def applydiff_using_staging_dir(env: Env, args: tuple[str, ...]) -> int:
 
     from cs_core.archive.changes import export_tree
     from cs_core.drivers.staging import TarDiffer
-    from cs_core.staged_layers import ApplyStagedLayerOptions
+    from cs_core.store.staged import ApplyStagedLayerOptions
 
     layer, source = args
     store = env.store()

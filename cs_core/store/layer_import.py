@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import attrs
 
@@ -33,106 +32,73 @@ from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager
 from cs_core.durability import flushing, syncfs
 from cs_core.errors import LayerUnknown
-from cs_core.model import ApplyResult, Layer
-from cs_core.progress import CountingReader, Progress
+from cs_core.model import Layer
 from cs_core.records.base import dedupe
-
-if TYPE_CHECKING:
-    from cs_core.archive.tarsplit import TarSplitWriter
-    from cs_core.store import LayerOptions, Store
-
-#: Extracts a plain tar stream, recording its tar-split through the writer.
-Extract = Callable[[BinaryIO, "TarSplitWriter"], ApplyResult]
+from cs_core.store import layers
+from cs_core.store.context import StoreContext
+from cs_core.store.extract import Measured, extract_stream
+from cs_core.store.options import LayerOptions
 
 
-@attrs.define
-class Measured:
-    """What reading a layer's stream told us, for its record."""
-
-    compressed_digest: str
-    compressed_size: int
-    uncompressed_digest: str
-    uncompressed_size: int
-    compression: int
-    result: ApplyResult
-
-    def record(self, layer: Layer, options: LayerOptions) -> None:
-        # A caller that knows the digests (a pull) wins, as in Go.
-        layer.compressed_digest = (options.original_digest
-                                   if options.original_digest.startswith("sha256:")
-                                   else self.compressed_digest)
-        layer.compressed_size = self.compressed_size
-        layer.uncompressed_digest = (options.uncompressed_digest
-                                     if options.uncompressed_digest.startswith("sha256:")
-                                     else self.uncompressed_digest)
-        layer.uncompressed_size = self.uncompressed_size
-        layer.compression = self.compression
-        layer.uidset = sorted(set(self.result.uids))
-        layer.gidset = sorted(set(self.result.gids))
+def put_layer(ctx: StoreContext, id: str | None, parent: str | None, names: Sequence[str],
+              mount_label: str, writeable: bool, options: LayerOptions | None,
+              diff: BinaryIO | None) -> Layer:
+    """Go ``PutLayer``: the extraction outside every lock when the driver can stage it,
+    else under the layer lock (:func:`cs_core.store.layers.put_layer`)."""
+    options = options or LayerOptions()
+    if diff is not None:
+        done = put_layer_unlocked(ctx, id, parent, list(names), mount_label, writeable,
+                                  options, diff)
+        if done is not None:
+            return done
+    return layers.put_layer(ctx, id, parent, names, mount_label, writeable, options, diff)
 
 
-def extract_stream(stream: BinaryIO, tar_split_out: IO[bytes], extract: Extract,
-                   progress: Progress | None = None) -> Measured:
-    """Decompress ``stream``, hash it both ways, and let ``extract`` apply it while its
-    tar-split goes (gzip-compressed) to ``tar_split_out``; ``progress`` gets running totals
-    of the bytes read from ``stream`` (:mod:`cs_core.progress`)."""
-    from cs_core.archive.compression import DigestReader, decompress_stream
-    from cs_core.archive.tarsplit import TarSplitWriter
-
-    counted = CountingReader(stream, progress)
-    raw = DigestReader(counted)
-    compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
-    plain = DigestReader(plain_stream)
-    with gzip.GzipFile(fileobj=tar_split_out, mode="wb", compresslevel=1, mtime=0) as gz:
-        result = extract(plain, TarSplitWriter(gz))  # type: ignore[arg-type]
-    counted.finish()
-    return Measured(raw.digest, raw.size, plain.digest, plain.size, int(compression), result)
-
-
-def put_layer_unlocked(store: Store, id: str | None, parent: str | None, names: list[str],
+def put_layer_unlocked(ctx: StoreContext, id: str | None, parent: str | None, names: list[str],
                        mount_label: str, writeable: bool, options: LayerOptions,
                        diff: BinaryIO) -> Layer | None:
     """``PutLayer`` with the extraction outside every lock; None when this driver or these
     options need the locked path (templates, storage options, a tree to re-own)."""
-    driver = store.driver
+    driver = ctx.driver
     if not isinstance(driver, TreeStager) or options.template_layer or options.storage_opt:
         return None
     if os.geteuid() != 0:
         # Unprivileged, creating the layer's root may fail: the locked path reports that
         # failure with Go's text (``chown <layer dir>: operation not permitted``).
         return None
-    parent_id, opts = _checked_plan(store, id, parent, names, mount_label, options)
+    parent_id, opts = _checked_plan(ctx, id, parent, names, mount_label, options)
     if opts is None:
         return None
     staged = driver.stage_tree(parent_id, opts)
     try:
-        measured = _fill_staged(store, driver, staged, opts, options, diff)
+        measured = _fill_staged(ctx, driver, staged, opts, options, diff)
 
         def commit(layer: Layer, create_opts: CreateOpts) -> None:
             if (layer.parent or None) != parent_id:
                 # The parent's name moved to another layer while we extracted onto the old one.
                 raise LayerUnknown(f"parent {parent} changed while the layer was imported")
-            _move_tar_split(staged, store.layer_store.tar_split_path(layer.id))
+            _move_tar_split(staged, ctx.layer_store.tar_split_path(layer.id))
             driver.commit_staged_tree(layer.id, parent_id, staged, create_opts, writeable)
             measured.record(layer, options)
 
-        return store._put_layer(id, parent, names, mount_label, writeable, options, None, commit)
+        return layers.create(ctx, id, parent, names, mount_label, writeable, options, None,
+                             commit)
     finally:
         driver.discard_staged_tree(staged)  # nothing left to do once committed
 
 
-def _checked_plan(store: Store, id: str | None, parent: str | None, names: list[str],
+def _checked_plan(ctx: StoreContext, id: str | None, parent: str | None, names: list[str],
                   mount_label: str, options: LayerOptions) -> tuple[str | None, CreateOpts | None]:
     """Run ``PutLayer``'s checks before the stream is read (its errors come first, as in Go);
     returns the parent's ID and the driver options, or no options for the locked path."""
-    ls = store.layer_store
-    with ls.reading(), store._ro_layers_reading(), store.container_store.reading():
-        parent_layer = store._new_layer_parent(parent)
+    ls = ctx.layer_store
+    with ls.reading(), ctx.ro_layers_reading(), ctx.container_store.reading():
+        parent_layer = layers.parent_for(ctx, parent)
         if id:
             ls.new_id(id)
         ls.check_names_free(dedupe(names))
-        uid_map, gid_map = store._layer_maps(options, parent_layer)
-        if store.can_use_shifting(uid_map, gid_map):
+        uid_map, gid_map = layers.layer_maps(ctx, options, parent_layer)
+        if ctx.can_use_shifting(uid_map, gid_map):
             uid_map, gid_map = [], []
         parent_maps = (parent_layer.uid_map, parent_layer.gid_map) if parent_layer else ([], [])
         if parent_maps != (uid_map, gid_map) and (uid_map or gid_map or parent_layer):
@@ -141,12 +107,12 @@ def _checked_plan(store: Store, id: str | None, parent: str | None, names: list[
                 CreateOpts(mount_label=mount_label, uid_map=tuple(uid_map), gid_map=tuple(gid_map)))
 
 
-def _fill_staged(store: Store, driver: TreeStager, staged: StagedTree, opts: CreateOpts,
+def _fill_staged(ctx: StoreContext, driver: TreeStager, staged: StagedTree, opts: CreateOpts,
                  options: LayerOptions, diff: BinaryIO) -> Measured:
     """Extract ``diff`` into the staged tree and flush it (no lock held)."""
     apply_opts = ApplyDiffOpts(uid_map=opts.uid_map, gid_map=opts.gid_map,
                                mount_label=opts.mount_label)
-    home = store.driver.home
+    home = ctx.driver.home
     ts_path = staged.layer_dir / TAR_SPLIT_FILE
     with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
             flushing(home):

@@ -1,6 +1,6 @@
 """The Pythonic side of a Store handle: closing it, and diffs as file objects.
 
-Kept out of the store module so that the façade stays a list of Go's methods.
+Kept out of the façade so that it stays a list of Go's methods.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 from cs_core.errors import StoreClosed
+from cs_core.store import content, layers
 
 if TYPE_CHECKING:
     from cs_core.drivers.base import GraphDriver
     from cs_core.records.containers import ContainerStore
     from cs_core.records.images import ImageStore
     from cs_core.records.layers import LayerStore
-    from cs_core.store import Store
+    from cs_core.store.context import StoreContext
 
 
 class _Closed:
@@ -32,7 +33,7 @@ class _Closed:
 _CLOSED: Any = _Closed()
 
 
-def close_store(store: Store) -> None:
+def close_store(store: StoreContext) -> None:
     """Release the driver's resources unless a layer is still mounted (Go ``Shutdown(false)``,
     which instead fails then), drop the records held in memory, and make later use of the
     handle raise :class:`StoreClosed`. Closing twice is harmless."""
@@ -42,7 +43,7 @@ def close_store(store: Store) -> None:
     with store.graph_lock.write_locked(), ls.writing():
         if not any(layer.mount_count > 0 for layer in ls.records):
             # Recorded as a write, so other handles re-create their driver before next use.
-            store._graph_token = store.graph_lock.record_write()
+            store.note_driver_shut_down()
             store.driver.cleanup()
     store.layer_store = cast("LayerStore", _CLOSED)
     store.image_store = cast("ImageStore", _CLOSED)
@@ -100,11 +101,12 @@ class PipeReader(io.RawIOBase):
         super().close()
 
 
-def diff_reader(store: Store, from_: str | None, to: str,
+def diff_reader(store: StoreContext, from_: str | None, to: str,
                 compression: Any = None) -> BinaryIO:
     """``store.diff`` as a readable file (see :meth:`cs_core.store.Store.diff_reader`)."""
-    store.layer(to)  # an unknown layer fails here, not at the first read
-    reader = PipeReader(lambda out: store.diff(from_, to, out, compression), name="cs-core-diff")
+    layers.layer(store, to)  # an unknown layer fails here, not at the first read
+    reader = PipeReader(lambda out: content.diff(store, from_, to, out, compression, None),
+                        name="cs-core-diff")
     return cast(BinaryIO, io.BufferedReader(reader, 1 << 20))
 
 

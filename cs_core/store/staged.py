@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from typing import TYPE_CHECKING
 
 import attrs
 
@@ -18,9 +17,9 @@ from cs_core.drivers.base import ApplyDiffOpts
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import NotSupported
 from cs_core.model import Layer
-
-if TYPE_CHECKING:
-    from cs_core.store import LayerOptions, Store
+from cs_core.store import bigdata, layers
+from cs_core.store.context import StoreContext
+from cs_core.store.options import LayerOptions
 
 
 @attrs.define
@@ -36,44 +35,42 @@ class ApplyStagedLayerOptions:
     layer_options: LayerOptions | None = None
 
 
-def staging_driver(store: Store) -> StagingDriver:
-    driver = store.driver
+def staging_driver(ctx: StoreContext) -> StagingDriver:
+    driver = ctx.driver
     if not isinstance(driver, StagingDriver):
         raise NotSupported()
     return driver
 
 
-def prepare(store: Store, differ: Differ, options: ApplyDiffOpts | None) -> StagedLayer:
+def prepare(ctx: StoreContext, differ: Differ, options: ApplyDiffOpts | None) -> StagedLayer:
     # No store lock while the differ runs (as Go): it may take long and may call the store.
-    return staging_driver(store).prepare_staged(differ, options or ApplyDiffOpts())
+    return staging_driver(ctx).prepare_staged(differ, options or ApplyDiffOpts())
 
 
-def apply(store: Store, args: ApplyStagedLayerOptions) -> Layer:
-    from cs_core.store import LayerOptions
-
-    driver = staging_driver(store)
+def apply(ctx: StoreContext, args: ApplyStagedLayerOptions) -> Layer:
+    driver = staging_driver(ctx)
     staged = args.diff_output
-    ls = store.layer_store
+    ls = ctx.layer_store
     with ls.writing():
         layer = ls.lookup(args.id) if args.id else None
         if layer is not None:
             existing = layer
-            store._fill_existing_layer(existing, lambda: _fill(store, driver, existing, staged))
+            layers.fill_existing(ctx, existing, lambda: _fill(ctx, driver, existing, staged))
             return attrs.evolve(existing)
-    return store._put_layer(
-        args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
-        args.layer_options or LayerOptions(), lambda new: _fill(store, driver, new, staged),
+    return layers.create(
+        ctx, args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
+        args.layer_options or LayerOptions(), lambda new: _fill(ctx, driver, new, staged),
     )
 
 
-def cleanup(store: Store, staged: StagedLayer) -> None:
-    staging_driver(store).cleanup_staged(staged)
+def cleanup(ctx: StoreContext, staged: StagedLayer) -> None:
+    staging_driver(ctx).cleanup_staged(staged)
 
 
-def _fill(store: Store, driver: StagingDriver, layer: Layer, staged: StagedLayer) -> None:
+def _fill(ctx: StoreContext, driver: StagingDriver, layer: Layer, staged: StagedLayer) -> None:
     """Move the staged content into ``layer`` and record what the differ measured (caller
     holds the layer store for writing and saves)."""
-    ls = store.layer_store
+    ls = ctx.layer_store
     ts_path = ls.tar_split_path(layer.id)
     # The tar-split first: it lives in the staging directory, which the move removes.
     if staged.tar_split is not None:
@@ -94,6 +91,4 @@ def _fill(store: Store, driver: StagingDriver, layer: Layer, staged: StagedLayer
     if staged.metadata:
         layer.metadata = staged.metadata
     for key, value in staged.big_data.items():
-        ls.write_big_data(layer.id, key, value)
-        if key not in layer.big_data_names:
-            layer.big_data_names.append(key)
+        bigdata.put(ls, layer, key, value)
