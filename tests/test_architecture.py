@@ -1,0 +1,227 @@
+"""The shape of the code, checked on the source (ast): which way imports point, what plugins
+may import from the core, and how big files and functions may grow.
+
+Rooms, lowest first; a module may import its own room and the rooms below it, never above.
+Every import counts, lazy (inside a function) and typing-only ones too: an arrow that points
+up is a dependency a reader has to keep in mind whether or not it runs at import time.
+The allow-lists name today's exceptions; each is owned by someone shrinking it, and an entry
+that no longer matches fails the test so that the lists only get shorter.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "cs_core"
+
+ROOMS: list[tuple[str, set[str]]] = [
+    ("foundation", {"cs_core", "cs_core.errors", "cs_core.model", "cs_core.walk",
+                    "cs_core.atomic", "cs_core.durability", "cs_core.lockfile", "cs_core.codec",
+                    "cs_core.rootless", "cs_core.rootdirs", "cs_core.config", "cs_core.dedup",
+                    "cs_core.idset"}),
+    ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.idmap", "cs_core.unshare",
+                 "cs_core.userns"}),
+    ("drivers and records", {"cs_core.drivers", "cs_core.selection", "cs_core.records"}),
+    ("store", {"cs_core.store"}),
+    ("store clients", {"cs_core.images", "cs_core.testing"}),
+    ("cli", {"cs_core.cli", "cs_core.__main__"}),
+]
+
+# Inside the store, the modules every operation builds on import no operation module.
+STORE_BASE = {"cs_core.store.context", "cs_core.store.options", "cs_core.store.bigdata",
+              "cs_core.store.intents", "cs_core.store.templates"}
+
+# Core modules a plugin may import: the driver contract and what it speaks in.
+PUBLIC = {"cs_core", "cs_core.errors", "cs_core.model", "cs_core.drivers.base",
+          "cs_core.drivers.hookspecs", "cs_core.drivers.staging"}
+PUBLIC_PACKAGES = ("cs_core.testing",)
+
+# Plugin imports of private core modules today (issue 14 item 4 shrinks this):
+# (plugin package, core module).
+PRIVATE_IMPORTS_ALLOWED = {
+    ("cs_btrfs", "cs_core.archive.apply"), ("cs_btrfs", "cs_core.archive.changes"),
+    ("cs_btrfs", "cs_core.archive.whiteouts"), ("cs_btrfs", "cs_core.atomic"),
+    ("cs_btrfs", "cs_core.drivers.mountinfo"), ("cs_btrfs", "cs_core.drivers.naive"),
+    ("cs_btrfs", "cs_core.walk"),
+    ("cs_overlay", "cs_core.archive.apply"), ("cs_overlay", "cs_core.archive.changes"),
+    ("cs_overlay", "cs_core.archive.saferoot"), ("cs_overlay", "cs_core.archive.whiteouts"),
+    ("cs_overlay", "cs_core.atomic"), ("cs_overlay", "cs_core.drivers.mountinfo"),
+    ("cs_overlay", "cs_core.idmap"), ("cs_overlay", "cs_core.rootless"),
+    ("cs_overlay", "cs_core.walk"),
+    ("cs_vfs", "cs_core.archive.whiteouts"), ("cs_vfs", "cs_core.atomic"),
+    ("cs_vfs", "cs_core.drivers.naive"), ("cs_vfs", "cs_core.idmap"), ("cs_vfs", "cs_core.walk"),
+}
+
+# Import cycles today (the drivers' owner breaks this one).
+CYCLES_ALLOWED = [{"cs_core.drivers.base", "cs_core.drivers.naive"}]
+
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 60
+# Today's offenders outside the store (each owned by another change that shrinks it).
+LONG_FILES_ALLOWED = {"cs_core/archive/changes.py"}
+LONG_FUNCTIONS_ALLOWED = {
+    "cs_core/codec.py::_make_converter", "cs_core/config.py::apply_config",
+    "cs_core/cli/main.py::run", "cs_core/cli/commands/data.py::_data_commands",
+    "cs_core/archive/apply.py::write_data", "cs_core/archive/tarreader.py::next",
+}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules(package_dir: Path) -> dict[str, Path]:
+    return {_module_name(p, package_dir.parent): p for p in sorted(package_dir.rglob("*.py"))
+            if ".venv" not in p.parts}
+
+
+CORE_MODULES = _modules(CORE)
+
+
+def _imports(path: Path, module: str) -> Iterator[str]:
+    """Core modules ``path`` imports, submodules resolved (``from cs_core.store import layers``
+    is an import of cs_core.store.layers, not of the façade)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.split(".")[0] == "cs_core")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            if base.split(".")[0] != "cs_core":
+                continue
+            subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in CORE_MODULES]
+            yield from subs
+            if len(subs) < len(node.names):
+                yield base
+
+
+def _room(module: str) -> int:
+    best = -1, -1  # (length of the matching prefix, room)
+    for i, (_, members) in enumerate(ROOMS):
+        for prefix in members:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = len(prefix), i
+    assert best[1] >= 0, f"{module} is in no room: add it to ROOMS"
+    return best[1]
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: set(_imports(p, m)) for m, p in CORE_MODULES.items()}
+
+
+def test_every_core_module_is_in_a_room() -> None:
+    for module in CORE_MODULES:
+        _room(module)
+
+
+def test_no_core_import_points_to_a_higher_room() -> None:
+    upward = [f"{m} ({ROOMS[_room(m)][0]}) imports {t} ({ROOMS[_room(t)][0]})"
+              for m, targets in _graph().items() for t in sorted(targets)
+              if _room(t) > _room(m)]
+    assert upward == []
+
+
+def test_nothing_behind_the_store_facade_imports_it() -> None:
+    graph = _graph()
+    back = [f"{m} imports the façade" for m, targets in graph.items()
+            if m.startswith("cs_core.store.") and "cs_core.store" in targets]
+    up = [f"{m} imports {t}" for m in STORE_BASE for t in sorted(graph[m])
+          if t.startswith("cs_core.store") and t not in STORE_BASE]
+    assert back + up == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (iterative Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, targets = work[-1]
+            target = next(targets, None)
+            if target is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(component)
+            elif target not in index:
+                index[target] = low[target] = len(index)
+                stack.append(target)
+                on_stack.add(target)
+                work.append((target, iter(sorted(graph.get(target, ())))))
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+    return found
+
+
+def test_no_import_cycles_but_the_known_ones() -> None:
+    graph = _graph()
+    # A package's __init__ re-exporting its submodules is not a cycle a reader follows.
+    for module, targets in graph.items():
+        targets.discard(module.rpartition(".")[0])
+    cycles = _cycles(graph)
+    assert [c for c in cycles if c not in CYCLES_ALLOWED] == []
+    assert [c for c in CYCLES_ALLOWED if c not in cycles] == [], "a cycle is gone: drop it"
+
+
+def _plugin_imports() -> set[tuple[str, str]]:
+    found = set()
+    for package_dir in sorted((REPO / "plugins").glob("*/cs_*")):
+        for module, path in _modules(package_dir).items():
+            found.update((package_dir.name, target) for target in _imports(path, module))
+    return found
+
+
+def test_plugins_import_only_public_core_modules() -> None:
+    private = {(plugin, target) for plugin, target in _plugin_imports()
+               if target not in PUBLIC and not target.startswith(PUBLIC_PACKAGES)}
+    assert sorted(private - PRIVATE_IMPORTS_ALLOWED) == []
+    assert sorted(PRIVATE_IMPORTS_ALLOWED - private) == [], "no longer imported: drop it"
+
+
+def _long_functions(path: Path) -> Iterator[tuple[str, int]]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                yield node.name, length
+
+
+def test_no_core_file_is_over_600_lines() -> None:
+    long = {str(p.relative_to(REPO)) for p in CORE_MODULES.values()
+            if len(p.read_text().splitlines()) > MAX_FILE_LINES}
+    assert sorted(long - LONG_FILES_ALLOWED) == []
+    assert sorted(LONG_FILES_ALLOWED - long) == [], "short enough now: drop it"
+
+
+def test_no_core_function_is_over_60_lines() -> None:
+    long = {f"{p.relative_to(REPO)}::{name}" for p in CORE_MODULES.values()
+            for name, _ in _long_functions(p)}
+    assert sorted(long - LONG_FUNCTIONS_ALLOWED) == []
+    assert sorted(LONG_FUNCTIONS_ALLOWED - long) == [], "short enough now: drop it"
