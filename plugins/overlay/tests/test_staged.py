@@ -16,8 +16,8 @@ import pytest
 from cs_overlay.testing import unmount_all_under
 
 from cs_core.drivers.staging import LOCK_FILE, TarDiffer
-from cs_core.staged_layers import ApplyStagedLayerOptions
 from cs_core.store import Store, open_store
+from cs_core.store.staged import ApplyStagedLayerOptions
 from cs_core.testing import go_cli_path, require_privileged
 from cs_core.testing.gocli import GoCLI
 from cs_core.testing.tars import layer_tar
