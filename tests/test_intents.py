@@ -1,4 +1,4 @@
-"""Intent notes (cs_core.intents) are held by their process until it ends, and only then
+"""Intent notes (cs_core.store.intents) are held by their process until it ends, and only then
 handed to the next store open."""
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def reconcile(model: Model, seen: Model, killed: dict[str, Any] | None) -> Model
         apply_acked(after, killed, lambda: None)  # type: ignore[arg-type, return-value]
         candidates.append(after)
         # Half-done container creates and container/image deletes leave no stranded layer:
-        # the next open finishes them (cs_core.intents), so only before/after are valid.
+        # the next open finishes them (cs_core.store.intents), so only before/after are valid.
     problems: list[str] = []
     for candidate in candidates:
         diff = _differences(candidate, seen)
