@@ -20,7 +20,7 @@ Record = Layer | Image | Container
 
 
 def put(store: RecordStore[Any], record: Record, key: str, data: bytes,
-        digest: str = "") -> bool:
+        digest: str | None = None) -> bool:
     """Store ``data`` as item ``key`` of ``record``; returns whether the name is new.
 
     ``digest`` is the item's digest when the caller computed it (an image manifest's).
@@ -31,7 +31,7 @@ def put(store: RecordStore[Any], record: Record, key: str, data: bytes,
         durable = not (isinstance(record, Container) and record.volatile)
         store.stage_big_data(record.id, key, data, durable=durable)
         record.big_data_sizes[key] = len(data)
-        record.big_data_digests[key] = digest or sha256_digest(data)
+        record.big_data_digests[key] = sha256_digest(data) if digest is None else digest
     new = key not in record.big_data_names
     if new:
         record.big_data_names.append(key)

@@ -88,7 +88,7 @@ def pull_up(ctx: StoreContext, image: Image, source: ImageStore, *,
     )
     for key in image.big_data_names:
         data = source.read_big_data(image.id, key)
-        bigdata.put(ist, copy, key, data, image.big_data_digests.get(key, ""))
+        bigdata.put(ist, copy, key, data, image.big_data_digests.get(key) or None)
     recompute_digests(copy)
     return copy
 
