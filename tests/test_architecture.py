@@ -17,22 +17,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "cs_core"
 
+# The package root stands for itself alone (it re-exports the store's entry points lazily),
+# not for every module under it: each of those must be listed.
+ROOT = "cs_core"
 ROOMS: list[tuple[str, set[str]]] = [
-    ("foundation", {"cs_core", "cs_core.errors", "cs_core.model", "cs_core.walk",
+    ("foundation", {"cs_core.errors", "cs_core.model", "cs_core.walk", "cs_core.progress",
                     "cs_core.atomic", "cs_core.durability", "cs_core.lockfile", "cs_core.codec",
                     "cs_core.rootless", "cs_core.rootdirs", "cs_core.config", "cs_core.dedup",
                     "cs_core.idset"}),
     ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.idmap", "cs_core.unshare",
                  "cs_core.userns"}),
-    ("drivers and records", {"cs_core.drivers", "cs_core.selection", "cs_core.records"}),
+    ("drivers and records", {"cs_core.drivers", "cs_core.selection", "cs_core.records",
+                             "cs_core.driver_hints"}),
     ("store", {"cs_core.store"}),
-    ("store clients", {"cs_core.images", "cs_core.testing"}),
+    ("store clients", {ROOT, "cs_core.images", "cs_core.testing"}),
     ("cli", {"cs_core.cli", "cs_core.__main__"}),
 ]
 
 # Inside the store, the modules every operation builds on import no operation module.
 STORE_BASE = {"cs_core.store.context", "cs_core.store.options", "cs_core.store.bigdata",
-              "cs_core.store.intents", "cs_core.store.templates"}
+              "cs_core.store.intents", "cs_core.store.templates", "cs_core.store.extract"}
 
 # Core modules a plugin may import: the driver contract and what it speaks in.
 PUBLIC = {"cs_core", "cs_core.errors", "cs_core.model", "cs_core.drivers.base",
@@ -48,25 +52,24 @@ PRIVATE_IMPORTS_ALLOWED = {
     ("cs_btrfs", "cs_core.walk"),
     ("cs_overlay", "cs_core.archive.apply"), ("cs_overlay", "cs_core.archive.changes"),
     ("cs_overlay", "cs_core.archive.saferoot"), ("cs_overlay", "cs_core.archive.whiteouts"),
-    ("cs_overlay", "cs_core.atomic"), ("cs_overlay", "cs_core.drivers.mountinfo"),
+    ("cs_overlay", "cs_core.atomic"), ("cs_overlay", "cs_core.durability"),
+    ("cs_overlay", "cs_core.drivers.mountinfo"),
     ("cs_overlay", "cs_core.idmap"), ("cs_overlay", "cs_core.rootless"),
     ("cs_overlay", "cs_core.walk"),
     ("cs_vfs", "cs_core.archive.whiteouts"), ("cs_vfs", "cs_core.atomic"),
+    ("cs_vfs", "cs_core.durability"),
     ("cs_vfs", "cs_core.drivers.naive"), ("cs_vfs", "cs_core.idmap"), ("cs_vfs", "cs_core.walk"),
 }
 
-# Import cycles today (the drivers' owner breaks this one).
-CYCLES_ALLOWED = [{"cs_core.drivers.base", "cs_core.drivers.naive"}]
+# Import cycles today (the drivers' owner breaks the first, the CLI's the second).
+CYCLES_ALLOWED = [{"cs_core.drivers.base", "cs_core.drivers.naive"},
+                  {"cs_core.cli.app", "cs_core.cli.clickview", "cs_core.cli.framework"}]
 
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 60
 # Today's offenders outside the store (each owned by another change that shrinks it).
 LONG_FILES_ALLOWED = {"cs_core/archive/changes.py"}
-LONG_FUNCTIONS_ALLOWED = {
-    "cs_core/codec.py::_make_converter", "cs_core/config.py::apply_config",
-    "cs_core/cli/main.py::run", "cs_core/cli/commands/data.py::_data_commands",
-    "cs_core/archive/apply.py::write_data", "cs_core/archive/tarreader.py::next",
-}
+LONG_FUNCTIONS_ALLOWED = {"cs_core/config.py::apply_config"}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -108,7 +111,8 @@ def _room(module: str) -> int:
     best = -1, -1  # (length of the matching prefix, room)
     for i, (_, members) in enumerate(ROOMS):
         for prefix in members:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+            within = module == prefix or (prefix != ROOT and module.startswith(prefix + "."))
+            if within and len(prefix) > best[0]:
                 best = len(prefix), i
     assert best[1] >= 0, f"{module} is in no room: add it to ROOMS"
     return best[1]

@@ -74,7 +74,7 @@ def _killed_import(graph: Path, run: Path, driver: str) -> list[str]:
         proc.stdin.write(data[: 1 << 20])
         proc.stdin.flush()
         deadline = time.monotonic() + 60
-        # An import extracts into a staged tree with no lock held (cs_core.layer_import); the
+        # An import extracts into a staged tree with no lock held (cs_core.store.layer_import); the
         # locked path writes its tar-split beside the records: either means it is mid-stream.
         while not (any("tar-split" in p.name for p in _temporaries(layers_dir))
                    or _staged_tar_splits(graph, driver)):
