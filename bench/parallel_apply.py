@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cs_core.archive.apply import ApplyOptions, apply_tar
 from cs_core.archive.compression import DigestReader, decompress_stream
 from cs_core.archive.tarsplit import TarSplitWriter
-from cs_core.durability import syncfs
+from cs_core.atomic import syncfs
 from cs_core.testing.loopfs import loop_filesystem
 
 

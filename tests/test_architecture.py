@@ -25,7 +25,7 @@ ROOT = "cs_core"
 ROOMS: list[tuple[str, set[str]]] = [
     ("foundation", {"cs_core.errors", "cs_core.model", "cs_core.walk", "cs_core.progress",
                     "cs_core.lazy",
-                    "cs_core.atomic", "cs_core.durability", "cs_core.lockfile", "cs_core.codec",
+                    "cs_core.atomic", "cs_core.lockfile", "cs_core.codec",
                     "cs_core.rootless", "cs_core.rootdirs", "cs_core.dedup",
                     "cs_core.idset"}),
     ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.idmap", "cs_core.unshare",

@@ -41,7 +41,7 @@ from cs_core.archive.whiteouts import (
     WHITEOUT_PREFIX,
     WhiteoutFormat,
 )
-from cs_core.durability import WRITEBACK_MIN, start_writeback
+from cs_core.atomic import WRITEBACK_MIN, start_writeback
 from cs_core.errors import InvalidMappings, UnsafeArchive
 from cs_core.model import ApplyResult, IDMap
 

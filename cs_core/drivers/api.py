@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cs_core.archive.changes import compared_xattrs, export_changes, export_tree, overlay_changes
     from cs_core.archive.idmap import to_container, to_host
     from cs_core.archive.saferoot import open_regular
-    from cs_core.atomic import WRITE_FLAGS, fsync_dir, makedirs, write_in_place
+    from cs_core.atomic import WRITE_FLAGS, fsync_dir, fsync_paths, makedirs, syncfs, write_in_place
     from cs_core.drivers.fsmagic import fs_magic
     from cs_core.drivers.mountinfo import is_mountpoint, mount_of
     from cs_core.drivers.naive import PipeStream, apply_logged, changes_size
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
         remove_staging_dir,
         stage_plain_tree,
     )
-    from cs_core.durability import fsync_paths, syncfs
     from cs_core.idmap import is_contiguous
     from cs_core.rootless import is_rootless
     from cs_core.walk import Dir, disk_usage, open_beneath, remove_tree, walk
@@ -46,14 +45,14 @@ _EXPORTS = {
     "cs_core.archive.changes": ("compared_xattrs", "export_changes", "export_tree", "overlay_changes"),
     "cs_core.archive.idmap": ("to_container", "to_host"),
     "cs_core.archive.saferoot": ("open_regular",),
-    "cs_core.atomic": ("WRITE_FLAGS", "fsync_dir", "makedirs", "write_in_place"),
+    "cs_core.atomic": ("WRITE_FLAGS", "fsync_dir", "fsync_paths", "makedirs", "syncfs",
+                       "write_in_place"),
     "cs_core.drivers.fsmagic": ("fs_magic",),
     "cs_core.drivers.mountinfo": ("is_mountpoint", "mount_of"),
     "cs_core.drivers.naive": ("PipeStream", "apply_logged", "changes_size"),
     "cs_core.drivers.staging": ("CONTENT_DIR", "STAGING_DIR", "StagingLock", "move_staged_tree",
                                 "new_staging_dir", "prune_staging_dirs", "remove_staging_dir",
                                 "stage_plain_tree"),
-    "cs_core.durability": ("fsync_paths", "syncfs"),
     "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
     "cs_core.idmap": ("is_contiguous",),
     "cs_core.rootless": ("is_rootless",),

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cs_core import atomic, codec, lockfile
+from cs_core.atomic import syncfs_each
 from cs_core.drivers.base import CreateOpts, GraphDriver
-from cs_core.durability import syncfs_each
 from cs_core.errors import LayerUnknown, StorageError
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore

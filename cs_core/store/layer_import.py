@@ -28,9 +28,9 @@ from typing import BinaryIO
 import attrs
 
 from cs_core import atomic
+from cs_core.atomic import flushing, syncfs
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager
-from cs_core.durability import flushing, syncfs
 from cs_core.errors import LayerUnknown
 from cs_core.model import Layer
 from cs_core.records.base import dedupe

@@ -10,8 +10,8 @@ from typing import BinaryIO
 
 import attrs
 
+from cs_core.atomic import flushing, syncfs
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
-from cs_core.durability import flushing, syncfs
 from cs_core.errors import (
     LayerHasChildren,
     LayerUnknown,
