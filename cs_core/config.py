@@ -22,9 +22,9 @@ import attrs
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
-from cs_core.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.model import IDMap
-from cs_core.rootless import rootless_uid, uses_per_user_storage
+from cs_core.userns.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
+from cs_core.userns.rootless import rootless_uid, uses_per_user_storage
 
 if TYPE_CHECKING:
     from cs_core.drivers.base import GraphDriver
@@ -90,7 +90,7 @@ class StoreOptions:
 
 
 def is_rootless() -> bool:
-    """Whether per-user storage applies: the one rule in cs_core.rootless."""
+    """Whether per-user storage applies: the one rule in cs_core.userns.rootless."""
     return uses_per_user_storage()
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import stat
 
-from cs_core import atomic, rootless
+from cs_core import atomic
 from cs_core.errors import ConfigError, ExactMessage
+from cs_core.userns import rootless
 
 _MAX_LINKS = 40  # the kernel's MAXSYMLINKS
 

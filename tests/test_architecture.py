@@ -24,12 +24,10 @@ CORE = REPO / "cs_core"
 ROOT = "cs_core"
 ROOMS: list[tuple[str, set[str]]] = [
     ("foundation", {"cs_core.errors", "cs_core.model", "cs_core.walk", "cs_core.progress",
-                    "cs_core.lazy",
-                    "cs_core.atomic", "cs_core.lockfile", "cs_core.codec",
-                    "cs_core.rootless", "cs_core.rootdirs", "cs_core.dedup",
-                    "cs_core.idset"}),
-    ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.idmap", "cs_core.unshare",
-                 "cs_core.userns"}),
+                    "cs_core.lazy", "cs_core.atomic", "cs_core.lockfile", "cs_core.codec",
+                    "cs_core.rootdirs", "cs_core.dedup", "cs_core.userns.rootless",
+                    "cs_core.userns.idset"}),
+    ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.userns"}),
     # config asks each driver class to read its storage.conf table (cs_core.drivers.base).
     ("drivers and records", {"cs_core.drivers", "cs_core.selection", "cs_core.records",
                              "cs_core.driver_hints", "cs_core.config"}),

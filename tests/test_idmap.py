@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cs_core.idmap import is_contiguous
 from cs_core.model import IDMap
+from cs_core.userns.idmap import is_contiguous
 
 
 def test_empty_and_single_ranges_are_contiguous() -> None:

@@ -1,4 +1,4 @@
-"""One rootless rule (cs_core.rootless, Go ``unshare.IsRootless``) for paths, auto user
+"""One rootless rule (cs_core.userns.rootless, Go ``unshare.IsRootless``) for paths, auto user
 namespaces, --unshare and overlay, checked in real namespaces and capability sets."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import sys
 
 import pytest
 
-from cs_core.rootless import is_rootless, rootless_uid, uses_per_user_storage
 from cs_core.testing import require_privileged, requires_command
+from cs_core.userns.rootless import is_rootless, rootless_uid, uses_per_user_storage
 
 # Every module that decides something by rootlessness, asked in the same process.
 PROBE = """
 import json
-from cs_core import config, rootless
+from cs_core import config
+from cs_core.userns import rootless
 from cs_core.cli import app
 from cs_overlay import fsinfo
 print(json.dumps({"rootless": rootless.is_rootless(), "per_user": config.is_rootless(),

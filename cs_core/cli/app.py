@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cs_core.cli.framework import Option
-from cs_core.rootless import is_rootless
+from cs_core.userns.rootless import is_rootless
 
 if TYPE_CHECKING:
     import click

@@ -14,7 +14,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from cs_core import rootless
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION
 from cs_core.cli.framework import (
@@ -31,6 +30,7 @@ from cs_core.cli.framework import (
 from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
 from cs_core.errors import StorageError
 from cs_core.goformat import go_quote
+from cs_core.userns import rootless
 
 if TYPE_CHECKING:
     import click
@@ -265,7 +265,7 @@ def run_builtin(name: str, cmd: Command, args: list[str], values: dict[str, Any]
 
 
 def reexec_in_user_namespace(values: dict[str, Any]) -> int:
-    from cs_core import unshare
+    from cs_core.userns import unshare
 
     setup_logging(bool(values.get("debug")))
     try:

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
         remove_staging_dir,
         stage_plain_tree,
     )
-    from cs_core.idmap import is_contiguous
-    from cs_core.rootless import is_rootless
+    from cs_core.userns.idmap import is_contiguous
+    from cs_core.userns.rootless import is_rootless
     from cs_core.walk import Dir, disk_usage, open_beneath, remove_tree, walk
 
 _EXPORTS = {
@@ -54,8 +54,8 @@ _EXPORTS = {
                                 "new_staging_dir", "prune_staging_dirs", "remove_staging_dir",
                                 "stage_plain_tree"),
     "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
-    "cs_core.idmap": ("is_contiguous",),
-    "cs_core.rootless": ("is_rootless",),
+    "cs_core.userns.idmap": ("is_contiguous",),
+    "cs_core.userns.rootless": ("is_rootless",),
     "cs_core.walk": ("Dir", "disk_usage", "open_beneath", "remove_tree", "walk"),
 }
 # Literal, for type checkers and linters (tests/test_plugin_face.py checks it against _EXPORTS).

@@ -1,5 +1,5 @@
 """The store's side of automatic user namespaces: how many IDs an image needs, and the maps
-a new container gets (the ID arithmetic is cs_core.userns)."""
+a new container gets (the ID arithmetic is cs_core.userns.auto)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE
 from cs_core.errors import LayerUnknown, UserNamespaceTooBig
 from cs_core.model import IDMap, Image
 from cs_core.records.base import generate_id
-from cs_core.rootless import is_rootless
 from cs_core.store import layers, mounts
 from cs_core.store.context import StoreContext
 from cs_core.store.options import LayerOptions
-from cs_core.userns import AutoUserNsOptions, allocate, available_ids, size_from_user_files
+from cs_core.userns.auto import AutoUserNsOptions, allocate, available_ids, size_from_user_files
+from cs_core.userns.rootless import is_rootless
 
 
 def size_from_image(ctx: StoreContext, image: Image, passwd_file: str = "",

@@ -19,13 +19,13 @@ from cs_core.config import StoreOptions
 from cs_core.drivers.base import DriverConfig, GraphDriver
 from cs_core.drivers.plugins import PluginRegistry
 from cs_core.errors import IncompleteOptions, StorageError
-from cs_core.idmap import is_contiguous
 from cs_core.model import IDMap, Image, Layer
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore
 from cs_core.records.layers import LayerStore
 from cs_core.selection import select_driver
 from cs_core.store.intents import LayerIntents
+from cs_core.userns.idmap import is_contiguous
 
 
 def check_roots(options: StoreOptions) -> None:

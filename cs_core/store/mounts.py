@@ -10,11 +10,11 @@ import attrs
 
 from cs_core.drivers.base import MountOpts
 from cs_core.errors import LayerNotMounted, LayerUnknown, ShiftingNotEnabled, StorageError, StoreIsReadOnly
-from cs_core.idmap import representable_on_host
 from cs_core.model import Container, Layer
 from cs_core.records.layers import LayerStore
 from cs_core.store import images
 from cs_core.store.context import StoreContext
+from cs_core.userns.idmap import representable_on_host
 
 
 def mount(ctx: StoreContext, ref: str, mount_label: str, options: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ import attrs
 
 from cs_core.model import IDMap
 from cs_core.progress import Progress
-from cs_core.userns import AutoUserNsOptions
+from cs_core.userns.auto import AutoUserNsOptions
 
 VERSION = "1.60.0-dev"  # the Go library version whose behaviour we match
 

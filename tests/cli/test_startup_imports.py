@@ -26,7 +26,7 @@ HEAVY = [
     "click", "cattrs", "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile",
     "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
-    "cs_core.unshare", "cs_core.store.check", "cs_core.dedup", "cs_core.archive.tarreader",
+    "cs_core.userns.unshare", "cs_core.store.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.store.staged", "cs_overlay.driver", "cs_btrfs.driver",
 ]
 # Other plugins' entry-point modules (cs_overlay.hooks: thin by contract, ~0.3 ms each) are

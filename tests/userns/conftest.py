@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.idmap import SUBGID_FILE_ENV, SUBUID_FILE_ENV
+from cs_core.userns.idmap import SUBGID_FILE_ENV, SUBUID_FILE_ENV
 
 SubIDs = Callable[[str], None]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.idset import IDSet
 from cs_core.model import IDMap
 from cs_core.store import open_store
 from cs_core.testing.gocli import GoCLI
+from cs_core.userns.idset import IDSet
 
 from .conftest import SubIDs
 from .test_store_auto_userns import make_image

@@ -1,13 +1,14 @@
-"""The interval arithmetic behind auto user namespaces (cs_core.idset, cs_core.userns.allocate)."""
+"""The interval arithmetic behind auto user namespaces (cs_core.userns.idset,
+cs_core.userns.auto.allocate)."""
 
 from __future__ import annotations
 
 import pytest
 
 from cs_core.errors import NoAvailableIDs
-from cs_core.idset import IDSet
 from cs_core.model import IDMap
-from cs_core.userns import allocate
+from cs_core.userns.auto import allocate
+from cs_core.userns.idset import IDSet
 
 
 def test_intervals_are_sorted_merged_and_empty_ones_dropped() -> None:

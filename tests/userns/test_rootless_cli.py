@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.idset import IDSet
 from cs_core.model import IDMap
 from cs_core.testing.fakeuser import SUB_COUNT, SUB_START, UID, FakeUser, fake_user
 from cs_core.testing.tars import layer_tar
+from cs_core.userns.idset import IDSet
 
 # The namespace --unshare makes: the user as 0, its subordinate range from 1 (what
 # tests/cli/test_unshare.py reads from /proc/self/uid_map in there).

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cs_core.idset import IDSet
-from cs_core.userns import available_ids, size_from_user_files
+from cs_core.userns.auto import available_ids, size_from_user_files
+from cs_core.userns.idset import IDSet
 
 from .conftest import SubIDs
 

@@ -15,7 +15,7 @@ from cs_core.errors import NoAvailableIDs, UserNamespaceTooBig
 from cs_core.model import IDMap, Image
 from cs_core.store import ContainerOptions, Store, open_store
 from cs_core.testing.tars import layer_tar
-from cs_core.userns import AutoUserNsOptions
+from cs_core.userns.auto import AutoUserNsOptions
 
 from .conftest import SubIDs
 

@@ -78,7 +78,7 @@ class Owners:
         self.dst = (dst_uids, dst_gids)
 
     def __call__(self, uid: int, gid: int) -> tuple[int, int]:
-        from cs_core.idmap import to_container, to_host
+        from cs_core.userns.idmap import to_container, to_host
 
         # --chown names IDs as the target layer sees them: like a source's own owners,
         # they still go through the layer's maps (Go's untar maps ChownOpts too).

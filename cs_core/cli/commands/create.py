@@ -28,7 +28,7 @@ def map_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def id_maps(hostuidmap: bool, hostgidmap: bool, uidmap: str, gidmap: str, subuidmap: str,
             subgidmap: str) -> tuple[list[IDMap], list[IDMap]]:
-    from cs_core.idmap import maps_from_flags
+    from cs_core.userns.idmap import maps_from_flags
 
     if hostuidmap and (uidmap or subuidmap):
         raise UsageError("host uid map specified along with UID mapping")

@@ -175,7 +175,7 @@ def unshare(env: Env, args: tuple[str, ...]) -> int:
     import os
     import subprocess
 
-    from cs_core import unshare as unshare_ns
+    from cs_core.userns import unshare as unshare_ns
 
     if unshare_ns.needs_reexec():
         # Even with --unshare=false, as Go: this command is about the namespace.

@@ -81,7 +81,7 @@ def _dtype_known(path: str | os.PathLike[str], name: str) -> bool:
 
 
 def rootless() -> bool:
-    """Go ``unshare.IsRootless`` (one rule for all of cs_core: cs_core.rootless).
+    """Go ``unshare.IsRootless`` (one rule for all of cs_core: cs_core.userns.rootless).
 
     There, trusted.* xattrs are off limits, so overlay needs ``userxattr`` and user.overlay.*.
     """

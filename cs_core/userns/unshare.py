@@ -26,10 +26,10 @@ import sys
 from collections.abc import Sequence
 
 from cs_core.errors import StorageError
-from cs_core.idmap import SubIDKind, read_subid_ranges, subid_file
 from cs_core.model import IDMap
-from cs_core.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV
-from cs_core.rootless import needs_reexec as needs_reexec  # re-exported: callers know it here
+from cs_core.userns.idmap import SubIDKind, read_subid_ranges, subid_file
+from cs_core.userns.rootless import ROOTLESS_GID_ENV, ROOTLESS_UID_ENV, USERNS_ENV
+from cs_core.userns.rootless import needs_reexec as needs_reexec  # re-exported: callers know it here
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import attrs
 
 from cs_core.archive.saferoot import openat2
 from cs_core.errors import InvalidMappings
-from cs_core.idmap import maps_from_subid
-from cs_core.idset import IDSet
 from cs_core.model import IDMap
-from cs_core.rootless import rootless_uid
+from cs_core.userns.idmap import maps_from_subid
+from cs_core.userns.idset import IDSet
+from cs_core.userns.rootless import rootless_uid
 
 log = logging.getLogger(__name__)
 

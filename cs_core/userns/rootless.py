@@ -41,7 +41,7 @@ def needs_reexec() -> bool:
     """Whether ``--unshare`` means re-running: a non-root user, not yet inside a namespace.
 
     As root it does nothing: root can already own files as anyone. (Here rather than in
-    ``cs_core.unshare`` so the CLI can ask without importing ctypes and the ID-map code.)
+    ``cs_core.userns.unshare`` so the CLI can ask without importing ctypes and the ID-map code.)
     """
     return os.geteuid() != 0 and not in_configured_namespace()
 
