@@ -1,6 +1,6 @@
 """The global flags every command also accepts (as in Go), and the top-level click group.
 
-The flags are plain declarations (``framework.Option``); ``cli``, the click group plugins add
+The flags are plain declarations (``command.Option``); ``cli``, the click group plugins add
 commands to, is built on first access so that running a built-in command never imports click.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cs_core.cli.framework import Option
+from cs_core.cli.command import Option
 from cs_core.userns.rootless import is_rootless
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """The click view of the CLI: the top-level group, and click commands built from the plain
-declarations in ``framework``.
+declarations in ``command``.
 
 Only what needs click imports this module: plugins adding commands (``cs_register_commands``
 gets the group), generated docs and the full command list. Running a built-in command never
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cs_core.cli.framework import UNLIMITED, Command, Option
+from cs_core.cli.command import UNLIMITED, Command, Option
 
 
 class GoCommand(click.Command):

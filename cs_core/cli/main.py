@@ -1,6 +1,6 @@
 """Entry point: Go-style argument parsing and dispatch to the declared commands.
 
-Built-in commands run without importing click (``framework.Command`` is plain data); click is
+Built-in commands run without importing click (``command.Command`` is plain data); click is
 loaded only for plugin commands and the full command list (``cs_core.cli.clickview``).
 """
 
@@ -16,18 +16,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION
-from cs_core.cli.framework import (
-    UNLIMITED,
-    Command,
-    Env,
-    InitError,
-    ReaderGone,
-    describe,
-    err,
-    go_list,
-    out,
-)
+from cs_core.cli.command import UNLIMITED, Command, Env, InitError
 from cs_core.cli.mflag import PROG, Flag, FlagError, FlagSet, HelpRequested
+from cs_core.cli.output import ReaderGone, describe, err, go_list, out
 from cs_core.errors import StorageError
 from cs_core.goformat import go_quote
 from cs_core.userns import rootless

@@ -2,7 +2,7 @@
 
 click's own parser differs in ways scripts notice (``--debug=false``, clustered short flags,
 where errors go, exit codes), so the CLI parses argv here, driven by the commands' option
-declarations (``framework.Option``, or a ``click.Option``: both have the attributes read here).
+declarations (``command.Option``, or a ``click.Option``: both have the attributes read here).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import click
 
-    from cs_core.cli.framework import Option
+    from cs_core.cli.command import Option
 
 from cs_core.drivers.optvalues import go_bool
 

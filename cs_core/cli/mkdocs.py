@@ -14,7 +14,7 @@ import click
 
 from cs_core.cli.app import GLOBAL_OPTIONS
 from cs_core.cli.clickview import GoCommand
-from cs_core.cli.framework import UNLIMITED, Option
+from cs_core.cli.command import UNLIMITED, Option
 from cs_core.cli.main import ordered_commands
 
 PROG = "containers-storage"

@@ -135,7 +135,7 @@ STEPS: list[str] = [
     f"delete {L4}", "delete nope", "delete --json nope", "layers",
     "delete-image img2b", "delete-image img1", "images", "layers", "containers",
     "delete-image", "delete-layer", "delete",
-    # misc
+    # system
     "status", "status --json", "version", "shutdown", "shutdown -f", "shutdown --json",
     "wipe", "wipe --json", "layers", "images", "containers",
     # parsing and usage

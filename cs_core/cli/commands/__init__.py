@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import REGISTRY, Command
+from cs_core.cli.command import REGISTRY, Command
 
 if TYPE_CHECKING:
     from cs_core.cli.clickview import GoCommand
@@ -32,7 +32,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "diff": ("changes", "diffsize", "diff", "applydiff", "applydiff-using-staging-dir"),
     "images": ("images", "images-by-digest", "image"),
     "layers": ("layers", "layer", "storage-layers", "layer-parent-owners"),
-    "misc": ("status", "version", "wipe", "shutdown", "gc", "plugins", "config", "unshare"),
+    "system": ("status", "version", "wipe", "shutdown", "gc", "plugins", "config", "unshare"),
     "mount": ("mount", "unmount", "mounted"),
     "names": ("exists", "metadata", "set-metadata", "get-names", "add-names", "set-names",
               "remove-names"),

@@ -6,7 +6,8 @@ import datetime as _dt
 import re
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option, out
+from cs_core.cli.command import Env, command, json_option, option
+from cs_core.cli.output import describe, emit_json, err, out
 
 if TYPE_CHECKING:
     from cs_core.store.check import CheckReport

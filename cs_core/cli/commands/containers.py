@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from cs_core.cli.framework import (
-    Env,
-    command,
-    describe,
-    emit_json,
-    err,
-    go_list,
-    json_option,
-    lookup_each,
-    out,
-    unstructure,
-)
+from cs_core.cli.command import Env, command, json_option, lookup_each
+from cs_core.cli.output import describe, emit_json, err, go_list, out, unstructure
 from cs_core.errors import StorageError
 
 

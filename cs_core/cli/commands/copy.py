@@ -7,7 +7,8 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import CommandError, Env, command, describe, err, json_option, option
+from cs_core.cli.command import CommandError, Env, command, json_option, option
+from cs_core.cli.output import describe, err
 from cs_core.copytree import copy_into
 from cs_core.errors import StorageError
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cs_core.cli.framework import CommandError, Env, command, emit_json, json_option, option, out, unstructure
+from cs_core.cli.command import CommandError, Env, command, json_option, option
+from cs_core.cli.output import emit_json, out, unstructure
 from cs_core.cli.progress import progress_reader
 from cs_core.errors import UsageError
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cs_core.cli.command import Env, command, json_option, option
 from cs_core.cli.commands.images import digest_error
-from cs_core.cli.framework import (
-    Env,
-    binary_stdout,
-    command,
-    emit_json,
-    err,
-    json_option,
-    option,
-    out,
-    read_input,
-)
+from cs_core.cli.output import binary_stdout, emit_json, err, out, read_input
 from cs_core.records.base import sha256_digest
 
 KINDS = {"layer": "a layer", "image": "an image", "container": "an container"}

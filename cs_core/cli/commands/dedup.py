@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cs_core.cli.framework import Env, command, emit_json, err, json_option, option, out
+from cs_core.cli.command import Env, command, json_option, option
+from cs_core.cli.output import emit_json, err, out
 
 _METHODS = ("crc", "size", "sha256")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cs_core.cli.framework import Env, command, describe, emit_json, err, json_option, option
+from cs_core.cli.command import Env, command, json_option, option
+from cs_core.cli.output import describe, emit_json, err
 from cs_core.errors import StorageError
 
 

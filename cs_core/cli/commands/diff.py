@@ -10,16 +10,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import (
-    CommandError,
-    Env,
-    binary_stdout,
-    command,
-    emit_json,
-    json_option,
-    option,
-    out,
-)
+from cs_core.cli.command import CommandError, Env, command, json_option, option
+from cs_core.cli.output import binary_stdout, emit_json, out
 from cs_core.cli.progress import make_progress, progress_reader
 from cs_core.goformat import go_quote
 

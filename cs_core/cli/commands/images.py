@@ -5,18 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import (
-    Env,
-    command,
-    describe,
-    emit_json,
-    err,
-    json_option,
-    lookup_each,
-    option,
-    out,
-    unstructure,
-)
+from cs_core.cli.command import Env, command, json_option, lookup_each, option
+from cs_core.cli.output import describe, emit_json, err, out, unstructure
 from cs_core.errors import StorageError
 
 if TYPE_CHECKING:

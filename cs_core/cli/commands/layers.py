@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cs_core.cli.framework import (
-    Env,
-    command,
-    emit_json,
-    err,
-    go_list,
-    json_option,
-    lookup_each,
-    option,
-    out,
-    unstructure,
-)
+from cs_core.cli.command import Env, command, json_option, lookup_each, option
+from cs_core.cli.output import emit_json, err, go_list, out, unstructure
 from cs_core.cli.tree import TreeNode, render_tree
 from cs_core.errors import StorageError
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from cs_core.cli.command import Env, command, json_option, option
 from cs_core.cli.commands.create import read_metadata
-from cs_core.cli.framework import Env, command, emit_json, err, json_option, option, out
+from cs_core.cli.output import emit_json, err, out
 from cs_core.errors import StorageError
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from cs_core.cli.framework import Env, command, emit_json, option, out
+from cs_core.cli.command import Env, command, option
+from cs_core.cli.output import emit_json, out
 from cs_core.cli.progress import ProgressLine, make_progress
 from cs_core.images.progress import BlobProgress, ProgressCallback
 

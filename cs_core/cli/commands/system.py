@@ -1,22 +1,13 @@
-"""status, version, wipe, shutdown, gc, plugins."""
+"""The store as a whole and the tool itself: status, version, wipe, shutdown, gc, plugins,
+config, unshare."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from cs_core.cli.framework import (
-    CommandError,
-    Env,
-    command,
-    describe,
-    emit_json,
-    err,
-    go_list,
-    json_option,
-    option,
-    out,
-)
+from cs_core.cli.command import CommandError, Env, command, json_option, option
+from cs_core.cli.output import describe, emit_json, err, go_list, out
 from cs_core.errors import StorageError
 
 
