@@ -9,7 +9,6 @@ that take Go's order (graph lock → layer stores → image stores → container
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -220,8 +219,3 @@ class StoreContext:
     def containers_dir(self, base: Path, *parts: str) -> Path:
         """``<base>/<driver>-containers/<parts...>`` (``base`` a graph or run root)."""
         return base.joinpath(f"{self.driver_name}-containers", *parts)
-
-
-def go_quote(text: str) -> str:
-    """Quote as Go's %q does for the printable text IDs and keys are made of."""
-    return json.dumps(text, ensure_ascii=False)

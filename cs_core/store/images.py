@@ -18,11 +18,12 @@ from cs_core.errors import (
     LayerUnknown,
     NotAnImage,
 )
+from cs_core.goformat import go_quote
 from cs_core.model import Image
 from cs_core.records.base import dedupe
 from cs_core.records.images import ImageStore, recompute_digests
 from cs_core.store import bigdata, content, layers
-from cs_core.store.context import StoreContext, go_quote
+from cs_core.store.context import StoreContext
 from cs_core.store.options import ImageOptions
 
 

@@ -20,12 +20,13 @@ from cs_core.errors import (
     NotALayer,
     ParentIsContainer,
 )
+from cs_core.goformat import go_quote
 from cs_core.model import IDMap, Layer, utcnow
 from cs_core.progress import Progress
 from cs_core.records.base import dedupe
 from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY, INCOMPLETE
 from cs_core.store import bigdata
-from cs_core.store.context import StoreContext, go_quote
+from cs_core.store.context import StoreContext
 from cs_core.store.options import LayerOptions
 from cs_core.store.templates import copy_template_record, copy_template_tar_split
 

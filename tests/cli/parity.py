@@ -86,6 +86,7 @@ STEPS: list[str] = [
     "set-image-data -f {F}/data.bin img1 Other-Key", "listimagedata img1",
     "list-image-data --json img1", "get-image-data img1 manifest",
     "getimagedata img1 Other-Key", "get-image-data img1 nokey",
+    "get-image-data img1 no\x01key",  # Go's %q of a control character
     "get-image-data -f {OUT}/img.out img1 manifest", "get-image-data-size img1 manifest",
     "getimagedatasize img1 nokey", "get-image-data-digest img1 manifest",
     "getimagedatadigest img1 Other-Key", "get-image-data-digest img1 nokey",
@@ -103,7 +104,7 @@ STEPS: list[str] = [
     "list-layer-data base", "set-layer-data -f {F}/data.bin base blob",
     "setlayerdata -f {F}/metadata.txt base other", "listlayerdata base",
     "list-layer-data --json base", "get-layer-data base blob", "getlayerdata base nokey",
-    "get-layer-data nope blob",
+    "get-layer-data nope blob", "get-layer-data base no\x01key",
     # directories
     "get-container-dir ctr1", "getcontainerdir ctr1", "get-container-run-dir ctr1",
     "getcontainerrundir ctr1", "get-container-dir nope", "get-container-run-dir nope",
