@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
@@ -39,7 +38,7 @@ AUTO_NS_MAX_SIZE = 65536
 _GO_ROOTLESS_DRIVERS = ("btrfs", "overlay", "overlay2", "vfs")
 
 
-@attrs.frozen
+@recordclass.frozen
 class DriverTables:
     """storage.conf's ``[storage.options]``, kept until the driver is known (``resolve_driver``)."""
 
@@ -47,29 +46,29 @@ class DriverTables:
     path: str
 
 
-@attrs.define
+@recordclass.define
 class StoreOptions:
     """Everything needed to open a store (Go ``types.StoreOptions``)."""
 
     graph_root: str = ""
     run_root: str = ""
     driver_name: str = ""
-    driver_options: list[str] = attrs.field(factory=list)
-    driver_priority: list[str] = attrs.field(factory=list)
+    driver_options: list[str] = recordclass.field(factory=list)
+    driver_priority: list[str] = recordclass.field(factory=list)
     image_store: str = ""
     rootless_storage_path: str = ""
     transient_store: bool = False
-    uid_map: list[IDMap] = attrs.field(factory=list)
-    gid_map: list[IDMap] = attrs.field(factory=list)
+    uid_map: list[IDMap] = recordclass.field(factory=list)
+    gid_map: list[IDMap] = recordclass.field(factory=list)
     root_auto_userns_user: str = ""
     auto_ns_min_size: int = AUTO_NS_MIN_SIZE
     auto_ns_max_size: int = AUTO_NS_MAX_SIZE
-    pull_options: dict[str, str] = attrs.field(factory=dict)
+    pull_options: dict[str, str] = recordclass.field(factory=dict)
     disable_volatile: bool = False
     config_file: str = ""
-    warnings: list[str] = attrs.field(factory=list)
+    warnings: list[str] = recordclass.field(factory=list)
     #: Until ``resolve_driver``: the driver's own table is not yet in ``driver_options``.
-    driver_tables: DriverTables | None = attrs.field(default=None, eq=False, repr=False)
+    driver_tables: DriverTables | None = recordclass.field(default=None, eq=False, repr=False)
 
     @classmethod
     def load_default(cls, *, rootless: bool | None = None, resolve: bool = True) -> StoreOptions:

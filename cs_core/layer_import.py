@@ -26,9 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-import attrs
-
-from cs_core import atomic
+from cs_core import atomic, recordclass
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager
 from cs_core.durability import flushing, syncfs
@@ -45,7 +43,7 @@ if TYPE_CHECKING:
 Extract = Callable[[BinaryIO, "TarSplitWriter"], ApplyResult]
 
 
-@attrs.define
+@recordclass.define
 class Measured:
     """What reading a layer's stream told us, for its record."""
 
@@ -151,7 +149,7 @@ def _fill_staged(store: Store, driver: TreeStager, staged: StagedTree, opts: Cre
     with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
             flushing(home):
         measured = extract_stream(diff, ts_file, lambda plain, writer: driver.apply_staged_diff(
-            staged, plain, attrs.evolve(apply_opts, tar_split=writer)), options.progress)
+            staged, plain, recordclass.evolve(apply_opts, tar_split=writer)), options.progress)
     # On disk before the lock is taken and any record names it (and paid outside the lock).
     syncfs(home)
     return measured

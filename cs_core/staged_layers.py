@@ -12,8 +12,7 @@ import contextlib
 import shutil
 from typing import TYPE_CHECKING
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.drivers.base import ApplyDiffOpts
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import NotSupported
@@ -23,14 +22,14 @@ if TYPE_CHECKING:
     from cs_core.store import LayerOptions, Store
 
 
-@attrs.define
+@recordclass.define
 class ApplyStagedLayerOptions:
     """Go ``ApplyStagedLayerOptions``: which layer gets ``diff_output`` (created if missing)."""
 
     diff_output: StagedLayer
     id: str = ""
     parent_layer: str = ""
-    names: list[str] = attrs.field(factory=list)
+    names: list[str] = recordclass.field(factory=list)
     mount_label: str = ""
     writeable: bool = False
     layer_options: LayerOptions | None = None
@@ -59,7 +58,7 @@ def apply(store: Store, args: ApplyStagedLayerOptions) -> Layer:
         if layer is not None:
             existing = layer
             store._fill_existing_layer(existing, lambda: _fill(store, driver, existing, staged))
-            return attrs.evolve(existing)
+            return recordclass.evolve(existing)
     return store._put_layer(
         args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
         args.layer_options or LayerOptions(), lambda new: _fill(store, driver, new, staged),

@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import attrs
-
 from cs_core import atomic, lockfile, rootdirs, walk
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.plugins import PluginRegistry, default_registry

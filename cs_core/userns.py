@@ -20,8 +20,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.archive.saferoot import openat2
 from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE
 from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
@@ -42,7 +41,7 @@ NOBODY_ID = 65534
 NOBODY_NAMES = frozenset({"nobody", "nogroup"})
 
 
-@attrs.define
+@recordclass.define
 class AutoUserNsOptions:
     """Go ``types.AutoUserNsOptions``."""
 
@@ -50,8 +49,8 @@ class AutoUserNsOptions:
     initial_size: int = 0  # at least this many IDs when deciding
     passwd_file: str = ""  # read instead of the image's /etc/passwd (a host path)
     group_file: str = ""  # read instead of the image's /etc/group (a host path)
-    additional_uid_mappings: list[IDMap] = attrs.field(factory=list)
-    additional_gid_mappings: list[IDMap] = attrs.field(factory=list)
+    additional_uid_mappings: list[IDMap] = recordclass.field(factory=list)
+    additional_gid_mappings: list[IDMap] = recordclass.field(factory=list)
 
 
 # -- the IDs on offer ----------------------------------------------------------------------

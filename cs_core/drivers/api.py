@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from cs_core.durability import fsync_paths, syncfs
     from cs_core.idmap import is_contiguous
+    from cs_core.recordclass import evolve
     from cs_core.rootless import is_rootless
     from cs_core.walk import Dir, disk_usage, open_beneath, remove_tree, walk
 
@@ -56,6 +57,7 @@ _EXPORTS = {
     "cs_core.durability": ("fsync_paths", "syncfs"),
     "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
     "cs_core.idmap": ("is_contiguous",),
+    "cs_core.recordclass": ("evolve",),
     "cs_core.rootless": ("is_rootless",),
     "cs_core.walk": ("Dir", "disk_usage", "open_beneath", "remove_tree", "walk"),
 }
@@ -74,6 +76,7 @@ __all__ = [
     "clean_member_name",
     "compared_xattrs",
     "disk_usage",
+    "evolve",
     "export_changes",
     "export_tree",
     "fs_magic",

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import pluggy
 
+from cs_core import recordclass
 from cs_core.drivers import hookspecs
 from cs_core.drivers.base import GraphDriver
 from cs_core.drivers.entrypoints import EntryPointLike
@@ -39,7 +39,7 @@ ENV_DISABLE = "CS_CORE_DISABLE_PLUGINS"
 ENV_ONLY = "CS_CORE_PLUGINS"
 
 
-@attrs.define
+@recordclass.define
 class PluginInfo:
     """What is known about one plugin (for ``containers-storage plugins``)."""
 
@@ -50,7 +50,7 @@ class PluginInfo:
     loaded: bool = False
     error: str | None = None
     blocked: bool = False
-    drivers: list[str] = attrs.field(factory=list)
+    drivers: list[str] = recordclass.field(factory=list)
 
 
 def _env_list(name: str) -> set[str] | None:
