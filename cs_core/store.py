@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from cs_core import atomic, lockfile, rootdirs, walk
+from cs_core import lazylog as logging  # module loggers that import logging when used
 from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.config import StoreOptions
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts

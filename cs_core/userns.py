@@ -13,14 +13,13 @@ record is saved, so two creates never pick the same free range.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pwd
 import stat
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from cs_core import recordclass
+from cs_core import lazylog, recordclass
 from cs_core.archive.saferoot import openat2
 from cs_core.config import AUTO_NS_MAX_SIZE, AUTO_NS_MIN_SIZE
 from cs_core.errors import InvalidMappings, LayerUnknown, UserNamespaceTooBig
@@ -32,7 +31,7 @@ from cs_core.rootless import is_rootless, rootless_uid
 if TYPE_CHECKING:
     from cs_core.store import Store
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 ROOT_AUTO_USERNS_USER = "containers"
 # "nobody"/"nogroup" would make nearly every image need 65536 IDs; Go skips them by name

@@ -15,14 +15,13 @@ Environment switches:
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from cs_core import recordclass
+from cs_core import lazylog, recordclass
 from cs_core.drivers import hookspecs
 from cs_core.drivers.base import GraphDriver
 from cs_core.drivers.entrypoints import EntryPointLike
@@ -131,6 +130,7 @@ class PluginRegistry:
         except Exception as exc:
             self.pm.unregister(module, name)
             info.error = _describe(exc)
+        lazylog.apply_pending()  # a driver that imported logging itself logs as configured
         return info
 
     def load_all(self) -> None:
@@ -141,6 +141,7 @@ class PluginRegistry:
         """Import every allowed plugin's hooks, leaving driver registration for when needed."""
         for name in list(self.plugins):
             self._import(name)
+        lazylog.apply_pending()
 
     def register_plugin(self, module: ModuleType | Any, name: str) -> None:
         """Register an already-imported plugin object (also used by tests and embedders)."""
@@ -243,6 +244,8 @@ class Hooks:
 
 def _describe(exc: BaseException) -> str:
     """``Type: message (file:line)`` of the innermost frame, for ``plugins`` and errors."""
+    import traceback
+
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"

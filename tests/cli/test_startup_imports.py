@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # operations that use it (content, codecs, namespaces, plugin metadata). click only declares
 # plugin commands and builds docs; cattrs is the codec's fallback for records its fast plans
 # do not recognise; attrs only describes our record classes to code that imports it itself
-# (cs_core.recordclass).
+# (cs_core.recordclass); logging loads when something logs (cs_core.lazylog), traceback
+# when an error is described.
 HEAVY = [
-    "click", "cattrs", "attr", "attrs", "importlib.metadata", "tarfile", "gzip", "zstandard",
-    "isal", "zipfile", "argparse", "email",
+    "click", "cattrs", "attr", "attrs", "logging", "traceback", "importlib.metadata", "tarfile",
+    "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.unshare", "cs_core.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.staged_layers", "cs_overlay.driver", "cs_btrfs.driver",
