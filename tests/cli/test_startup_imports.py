@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # plugin commands and builds docs; cattrs is the codec's fallback for records its fast plans
 # do not recognise; attrs only describes our record classes to code that imports it itself
 # (cs_core.recordclass); logging loads when something logs (cs_core.lazylog), traceback
-# when an error is described.
+# when an error is described; pluggy (and inspect) when a plugin's hooks need more than a
+# plain call (cs_core.drivers.markers).
 HEAVY = [
-    "click", "cattrs", "attr", "attrs", "logging", "traceback", "importlib.metadata", "tarfile",
+    "click", "cattrs", "attr", "attrs", "logging", "traceback", "pluggy", "inspect",
+    "importlib.metadata", "tarfile",
     "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.unshare", "cs_core.check", "cs_core.dedup", "cs_core.archive.tarreader",
