@@ -12,7 +12,6 @@ import contextlib
 import os
 import pwd
 import stat
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,15 +125,26 @@ def load_config_file(path: str, *, resolve: bool = True) -> StoreOptions:
     opts = StoreOptions(config_file=path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            text = fh.read()
     except FileNotFoundError:
-        data = {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        text = b""
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror}") from exc
+    data = _parse_toml(text, path) if text else {}
     apply_config(opts, data, path)
     return resolve_driver(opts) if resolve else opts
+
+
+def _parse_toml(text: bytes, path: str) -> dict[str, Any]:
+    # Imported here: most runs have no storage.conf, and tomllib costs ~10M instructions.
+    import tomllib
+
+    try:
+        return tomllib.loads(text.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 _KNOWN_STORAGE = {

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # do not recognise; attrs only describes our record classes to code that imports it itself
 # (cs_core.recordclass); logging loads when something logs (cs_core.lazylog), traceback
 # when an error is described; pluggy (and inspect) when a plugin's hooks need more than a
-# plain call (cs_core.drivers.markers).
+# plain call (cs_core.drivers.markers); tomllib when there is a storage.conf to read.
 HEAVY = [
-    "click", "cattrs", "attr", "attrs", "logging", "traceback", "pluggy", "inspect",
+    "click", "cattrs", "attr", "attrs", "logging", "traceback", "pluggy", "inspect", "tomllib",
     "importlib.metadata", "tarfile",
     "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
