@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import logging
 import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from cs_core import lazylog
 from cs_core.walk import remove_tree as remove_tree  # re-exported: callers import it from here
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 # -- the space reserve -------------------------------------------------------------------------
 #

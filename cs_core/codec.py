@@ -18,8 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.errors import CorruptRecordFile
 from cs_core.model import JSON, Container, IDMap, Image, Layer, MountRecord
 
@@ -145,7 +144,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(_dt.datetime, format_time)
     conv.register_structure_hook(_dt.datetime, lambda v, _: parse_time(v))
     for cls in (IDMap, Layer, Image, Container, MountRecord):
-        attrs.resolve_types(cls)
+        recordclass.resolve_types(cls)
         conv.register_unstructure_hook(cls, _record_unstructure(conv, cls))
         conv.register_structure_hook(cls, _record_structure(conv, cls))
     conv.register_structure_hook_func(
@@ -167,7 +166,7 @@ def _make_converter() -> cattrs.Converter:
 def _record_unstructure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     """A record as Go writes it: its persisted fields by JSON key, omitempty ones left out
     when empty, maps sorted."""
-    fields = [(f.name, *f.metadata[JSON]) for f in attrs.fields(cls) if f.metadata[JSON][2]]
+    fields = [(f.name, *f.metadata[JSON]) for f in recordclass.fields(cls) if f.metadata[JSON][2]]
 
     def unstructure(obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -194,7 +193,7 @@ def _record_structure(conv: cattrs.Converter, cls: type[Any]) -> Callable[[Any, 
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         kwargs: dict[str, Any] = {}
-        for f in attrs.fields(cls):
+        for f in recordclass.fields(cls):
             key, _omit, persist = f.metadata[JSON]
             if not persist or key not in data or data[key] is None:
                 continue
@@ -331,10 +330,10 @@ def _plans() -> dict[type[Any], _Plan]:
         return _plan_cache
     plans: dict[type[Any], _Plan] = {}
     for cls in (Layer, Image, Container, MountRecord):
-        attrs.resolve_types(cls)
+        recordclass.resolve_types(cls)
         plans[cls] = tuple(
             (f.name, f.metadata[JSON][0], f.metadata[JSON][1], _kind(f.type))
-            for f in attrs.fields(cls) if f.metadata[JSON][2]
+            for f in recordclass.fields(cls) if f.metadata[JSON][2]
         )
     _plan_cache = plans
     return plans

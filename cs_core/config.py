@@ -12,13 +12,11 @@ import contextlib
 import os
 import pwd
 import stat
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
@@ -39,7 +37,7 @@ AUTO_NS_MAX_SIZE = 65536
 _GO_ROOTLESS_DRIVERS = ("btrfs", "overlay", "overlay2", "vfs")
 
 
-@attrs.frozen
+@recordclass.frozen
 class DriverTables:
     """storage.conf's ``[storage.options]``, kept until the driver is known (``resolve_driver``)."""
 
@@ -47,29 +45,29 @@ class DriverTables:
     path: str
 
 
-@attrs.define
+@recordclass.define
 class StoreOptions:
     """Everything needed to open a store (Go ``types.StoreOptions``)."""
 
     graph_root: str = ""
     run_root: str = ""
     driver_name: str = ""
-    driver_options: list[str] = attrs.field(factory=list)
-    driver_priority: list[str] = attrs.field(factory=list)
+    driver_options: list[str] = recordclass.field(factory=list)
+    driver_priority: list[str] = recordclass.field(factory=list)
     image_store: str = ""
     rootless_storage_path: str = ""
     transient_store: bool = False
-    uid_map: list[IDMap] = attrs.field(factory=list)
-    gid_map: list[IDMap] = attrs.field(factory=list)
+    uid_map: list[IDMap] = recordclass.field(factory=list)
+    gid_map: list[IDMap] = recordclass.field(factory=list)
     root_auto_userns_user: str = ""
     auto_ns_min_size: int = AUTO_NS_MIN_SIZE
     auto_ns_max_size: int = AUTO_NS_MAX_SIZE
-    pull_options: dict[str, str] = attrs.field(factory=dict)
+    pull_options: dict[str, str] = recordclass.field(factory=dict)
     disable_volatile: bool = False
     config_file: str = ""
-    warnings: list[str] = attrs.field(factory=list)
+    warnings: list[str] = recordclass.field(factory=list)
     #: Until ``resolve_driver``: the driver's own table is not yet in ``driver_options``.
-    driver_tables: DriverTables | None = attrs.field(default=None, eq=False, repr=False)
+    driver_tables: DriverTables | None = recordclass.field(default=None, eq=False, repr=False)
 
     @classmethod
     def load_default(cls, *, rootless: bool | None = None, resolve: bool = True) -> StoreOptions:
@@ -127,15 +125,26 @@ def load_config_file(path: str, *, resolve: bool = True) -> StoreOptions:
     opts = StoreOptions(config_file=path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            text = fh.read()
     except FileNotFoundError:
-        data = {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        text = b""
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror}") from exc
+    data = _parse_toml(text, path) if text else {}
     apply_config(opts, data, path)
     return resolve_driver(opts) if resolve else opts
+
+
+def _parse_toml(text: bytes, path: str) -> dict[str, Any]:
+    # Imported here: most runs have no storage.conf, and tomllib costs ~10M instructions.
+    import tomllib
+
+    try:
+        return tomllib.loads(text.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 _KNOWN_STORAGE = {

@@ -11,14 +11,14 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
+from cs_core import recordclass
 
-#: attrs metadata key: (json key, omitempty). Read by ``codec.py``.
+#: Field metadata key: (json key, omitempty). Read by ``codec.py``.
 JSON = "cs_json"
 
 
 def _field(key: str, *, omitempty: bool = True, persist: bool = True, **kw: Any) -> Any:
-    return attrs.field(metadata={JSON: (key, omitempty, persist)}, **kw)
+    return recordclass.field(metadata={JSON: (key, omitempty, persist)}, **kw)
 
 
 def utcnow() -> _dt.datetime:
@@ -28,7 +28,7 @@ def utcnow() -> _dt.datetime:
 ZERO_TIME = _dt.datetime(1, 1, 1, tzinfo=_dt.UTC)
 
 
-@attrs.frozen
+@recordclass.frozen
 class IDMap:
     """One contiguous range of a user-namespace mapping (Go ``idtools.IDMap``)."""
 
@@ -42,7 +42,7 @@ IDMapPair = tuple[Sequence[IDMap], Sequence[IDMap]]
 NO_MAPS: IDMapPair = ((), ())
 
 
-@attrs.define
+@recordclass.define
 class Layer:
     id: str = _field("id", omitempty=False)
     names: list[str] = _field("names", factory=list)
@@ -81,7 +81,7 @@ class Layer:
         return self.uid_map, self.gid_map
 
 
-@attrs.define
+@recordclass.define
 class Image:
     id: str = _field("id", omitempty=False)
     digest: str = _field("digest", default="")
@@ -100,7 +100,7 @@ class Image:
     read_only: bool = _field("", persist=False, default=False)
 
 
-@attrs.define
+@recordclass.define
 class Container:
     id: str = _field("id", omitempty=False)
     names: list[str] = _field("names", factory=list)
@@ -124,7 +124,7 @@ class Container:
         return bool(self.flags.get("Volatile"))
 
 
-@attrs.define
+@recordclass.define
 class MountRecord:
     """One entry of ``mountpoints.json``: a mounted layer and its reference count."""
 
@@ -133,7 +133,7 @@ class MountRecord:
     count: int = _field("count", omitempty=False, default=0)
 
 
-@attrs.frozen
+@recordclass.frozen
 class Change:
     """One path that differs between a layer and its parent (Go ``archive.Change``)."""
 
@@ -149,7 +149,7 @@ class Change:
         return ("Modify", "Add", "Delete")[self.kind]
 
 
-@attrs.frozen
+@recordclass.frozen
 class ApplyResult:
     """What applying a tar stream found: its uncompressed length and the owners it used.
 

@@ -126,10 +126,11 @@ def test_rootless_defaults_as_unprivileged_user(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     os.chown(home, user.pw_uid, user.pw_gid)
-    # Import as root (the interpreter and packages may live in root-only paths), then drop
-    # to the unprivileged user before the defaults are computed.
+    # Import as root (the interpreter and packages may live in root-only paths; tomllib is
+    # imported when a storage.conf is read, as the vendor one is here), then drop to the
+    # unprivileged user before the defaults are computed.
     code = (
-        "import os; from cs_core.config import StoreOptions; "
+        "import os, tomllib; from cs_core.config import StoreOptions; "
         f"os.setgroups([]); os.setgid({user.pw_gid}); os.setuid({user.pw_uid}); "
         "o = StoreOptions.load_default(); print(o.graph_root); print(o.run_root)"
     )

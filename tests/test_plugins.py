@@ -6,6 +6,7 @@ registry entry points for them, exactly as installed distributions would declare
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -312,3 +313,66 @@ def test_prior_state_wins_without_loading_other_plugins(make_plugin: MakePlugin,
     registry = PluginRegistry([best, used])
     assert _select(registry, tmp_path) == "used"
     assert not _imported(best)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"tryfirst": True}, {"trylast": True}, {"hookwrapper": True}, {"wrapper": True},
+    {"optionalhook": True}, {"specname": "cs_store_opened"},
+], ids=str)
+def test_our_hook_markers_mark_as_pluggys_do(options: dict[str, object]) -> None:
+    """cs_core.drivers.markers stands in for pluggy's markers: pluggy reads only the dict."""
+    import pluggy
+
+    from cs_core.drivers import markers
+
+    def ours() -> None: ...
+    def theirs() -> None: ...
+
+    markers.HookimplMarker("cs_core")(**options)(ours)  # type: ignore[arg-type]
+    pluggy.HookimplMarker("cs_core")(**options)(theirs)  # type: ignore[call-overload]
+    assert ours.cs_core_impl == theirs.cs_core_impl  # type: ignore[attr-defined]
+    markers.HookspecMarker("cs_core")(ours, firstresult=bool(options))
+    pluggy.HookspecMarker("cs_core")(theirs, firstresult=bool(options))
+    assert ours.cs_core_spec == theirs.cs_core_spec  # type: ignore[attr-defined]
+
+
+def test_plain_hooks_are_called_without_pluggy_and_others_through_it(tmp_path: Path) -> None:
+    """A plugin with plain hook functions is called directly; one with hook options (here a
+    wrapper) makes the registry hand every plugin to pluggy, which then calls all hooks."""
+    code = """
+import sys, types
+from cs_core.drivers.base import GraphDriver
+from cs_core.drivers.hookspecs import hookimpl
+from cs_core.drivers.plugins import PluginRegistry
+
+class Fake(GraphDriver):
+    name = "fake"
+
+plain = types.ModuleType("plain")
+exec('''
+calls = []
+def cs_register_graph_drivers(register):
+    calls.append("plain")
+    register(Fake)
+''', plain.__dict__)
+plain.Fake = Fake
+hookimpl(plain.cs_register_graph_drivers)
+registry = PluginRegistry(entry_points=[])
+registry._entry_points["plain"] = types.SimpleNamespace(load=lambda: plain)
+from cs_core.drivers.plugins import PluginInfo
+registry.plugins["plain"] = PluginInfo(name="plain", module="plain")
+assert registry.driver_class("fake") is Fake and plain.calls == ["plain"]
+print("pluggy" in sys.modules)
+wrapped = types.ModuleType("wrapped")
+exec('''
+def cs_store_opened(store):
+    yield
+''', wrapped.__dict__)
+hookimpl(wrapper=True)(wrapped.cs_store_opened)
+registry._entry_points["wrapped"] = types.SimpleNamespace(load=lambda: wrapped)
+registry.plugins["wrapped"] = PluginInfo(name="wrapped", module="wrapped")
+registry.hooks.store_opened(None)
+print("pluggy" in sys.modules, registry.pm.get_plugin("plain") is plain)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]

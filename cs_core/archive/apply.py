@@ -29,8 +29,7 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.archive import tarreader as tr
 from cs_core.archive.idmap import to_host
 from cs_core.archive.saferoot import SafeRoot, empty_dir_at, openat2, remove_at
@@ -56,7 +55,7 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@attrs.frozen
+@recordclass.frozen
 class ApplyOptions:
     """How to apply a tar stream. Tar IDs are container IDs; ``uid_map``/``gid_map`` map them to host."""
 
@@ -68,6 +67,9 @@ class ApplyOptions:
     force_mask: int | None = None
     allow_devices: bool = True
     progress: Callable[[int], None] | None = None
+
+
+_DEFAULTS = ApplyOptions()
 
 
 def clean_member_name(name: str) -> str:
@@ -514,7 +516,7 @@ class _Applier:
                 continue
 
 
-def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions = ApplyOptions(),
+def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions = _DEFAULTS,
               tar_split: TarSplitWriter | None = None) -> ApplyResult:
     """Extract ``stream`` (an uncompressed tar) into ``root``; consumes it to EOF."""
     reader = tr.TarReader(stream, raw_accounting=tar_split is not None)

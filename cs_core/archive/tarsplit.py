@@ -20,8 +20,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.errors import UnsafeArchive
 
 FILE_TYPE = 1
@@ -140,7 +139,7 @@ class TarSplitWriter:
         self._pos += 1
 
 
-@attrs.frozen
+@recordclass.frozen
 class TarSplitEntry:
     type: int
     name: bytes

@@ -6,14 +6,13 @@ loaded only for plugin commands and the full command list (``cs_core.cli.clickvi
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from cs_core import lazylog
 from cs_core.cli import commands
 from cs_core.cli.app import GLOBAL_OPTIONS, HELP_OPTION
 from cs_core.cli.command import UNLIMITED, Command, Env, InitError
@@ -144,25 +143,31 @@ def _rfc3339(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
 
 
-class _LogfmtFormatter(logging.Formatter):
-    """logrus's text format when stderr is no terminal, as the Go CLI logs."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self.line(record.levelname.lower(), record.getMessage(), record.created)
-
-    @staticmethod
-    def line(level: str, message: str, when: float | None = None) -> str:
-        # logrus quotes a message with spaces as Go's %q does.
-        stamp = _rfc3339(time.time() if when is None else when)
-        return f'time="{stamp}" level={level} msg={go_quote(message)}'
+def logfmt_line(level: str, message: str, when: float | None = None) -> str:
+    """One line in logrus's text format (stderr is no terminal), as the Go CLI logs."""
+    # logrus quotes a message with spaces as Go's %q does.
+    stamp = _rfc3339(time.time() if when is None else when)
+    return f'time="{stamp}" level={level} msg={go_quote(message)}'
 
 
-def setup_logging(debug: bool) -> None:
+def _install_logging(debug: bool) -> None:
+    import logging
+
+    class LogfmtFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return logfmt_line(record.levelname.lower(), record.getMessage(), record.created)
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogfmtFormatter())
+    handler.setFormatter(LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def setup_logging(debug: bool) -> None:
+    """Configure logging as the Go CLI logs: at once with ``--debug``, else when something
+    first imports logging (a run that logs nothing never loads it: ``cs_core.lazylog``)."""
+    lazylog.configure(lambda: _install_logging(debug), now=debug)
 
 
 def run(argv: Sequence[str]) -> int:
@@ -182,7 +187,7 @@ def run(argv: Sequence[str]) -> int:
     for warning in conf.warnings if conf else ():
         # Go logs these while reading storage.conf for the flags' defaults, before the
         # command sets the log level to errors only.
-        err(_LogfmtFormatter.line("warning", warning) + "\n")
+        err(logfmt_line("warning", warning) + "\n")
     defaults = flag_defaults(conf) if conf else None
     if defaults:
         values.update(defaults)
@@ -290,10 +295,13 @@ def run_click_command(name: str, cmd: click.Command, args: list[str], values: di
 
 def invoke(env: Env, name: str, needs_store: bool, call: Callable[[], Any]) -> int:
     setup_logging(env.debug)
-    logging.debug("Root: %s", env.values.get("graph"))
-    logging.debug("Run Root: %s", env.values.get("run"))
-    logging.debug("Driver Name: %s", env.values.get("storage_driver"))
-    logging.debug("Driver Options: %s", go_list(env.values.get("storage_opt") or ()))
+    if env.debug:
+        import logging
+
+        logging.debug("Root: %s", env.values.get("graph"))
+        logging.debug("Run Root: %s", env.values.get("run"))
+        logging.debug("Driver Name: %s", env.values.get("storage_driver"))
+        logging.debug("Driver Options: %s", go_list(env.values.get("storage_opt") or ()))
     try:
         if needs_store:
             env.store()
@@ -314,6 +322,8 @@ def invoke(env: Env, name: str, needs_store: bool, call: Callable[[], Any]) -> i
         return 130
     except Exception as exc:
         if env.debug:
+            import traceback
+
             err(traceback.format_exc())
         else:
             err(f"{name}: internal error: {type(exc).__name__}: {exc} (run with --debug for details)\n")

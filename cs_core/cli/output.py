@@ -7,7 +7,6 @@ import contextlib
 import io
 import re
 import sys
-import traceback
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
@@ -35,6 +34,8 @@ def _os_op(exc: OSError) -> str:
     source line that raised, defaulting to "open" (what Go says for most file errors)."""
     if isinstance(op := getattr(exc, "go_op", None), str):
         return op
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     for frame in reversed(frames):
         if frame.line and (m := _CALL.search(frame.line)):

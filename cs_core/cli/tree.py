@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import attrs
+from cs_core import recordclass
 
 INDENT_STEP = 2
 STEM_WIDTH = INDENT_STEP - 1
@@ -12,11 +12,11 @@ JUST_THIS = "\u2514"
 STEM = "\u2500"
 
 
-@attrs.define
+@recordclass.define
 class TreeNode:
     left: str  # parent ("(base)" for none)
     right: str  # this node
-    notes: list[str] = attrs.field(factory=list)
+    notes: list[str] = recordclass.field(factory=list)
 
 
 def select_root(nodes: list[TreeNode]) -> str:

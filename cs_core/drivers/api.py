@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         remove_staging_dir,
         stage_plain_tree,
     )
+    from cs_core.recordclass import evolve
     from cs_core.userns.idmap import is_contiguous
     from cs_core.userns.rootless import is_rootless
     from cs_core.walk import Dir, disk_usage, open_beneath, remove_tree, walk
@@ -54,6 +55,7 @@ _EXPORTS = {
                                 "new_staging_dir", "prune_staging_dirs", "remove_staging_dir",
                                 "stage_plain_tree"),
     "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
+    "cs_core.recordclass": ("evolve",),
     "cs_core.userns.idmap": ("is_contiguous",),
     "cs_core.userns.rootless": ("is_rootless",),
     "cs_core.walk": ("Dir", "disk_usage", "open_beneath", "remove_tree", "walk"),
@@ -73,6 +75,7 @@ __all__ = [
     "clean_member_name",
     "compared_xattrs",
     "disk_usage",
+    "evolve",
     "export_changes",
     "export_tree",
     "fs_magic",

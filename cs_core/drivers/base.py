@@ -18,14 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.errors import ConfigError
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 
-@attrs.frozen
+@recordclass.frozen
 class DriverConfig:
     """Everything a driver is constructed with.
 
@@ -45,17 +44,17 @@ class DriverConfig:
     gid_map: tuple[IDMap, ...] = ()
 
 
-@attrs.frozen
+@recordclass.frozen
 class CreateOpts:
     """Options for creating a layer (Go ``CreateOpts``)."""
 
     mount_label: str = ""
-    storage_opt: Mapping[str, str] = attrs.field(factory=dict)
+    storage_opt: Mapping[str, str] = recordclass.field(factory=dict)
     uid_map: tuple[IDMap, ...] = ()
     gid_map: tuple[IDMap, ...] = ()
 
 
-@attrs.frozen
+@recordclass.frozen
 class MountOpts:
     """Options for mounting a layer (Go ``MountOpts``)."""
 
@@ -71,7 +70,7 @@ class MountOpts:
         return "ro" in self.options
 
 
-@attrs.frozen
+@recordclass.frozen
 class ApplyDiffOpts:
     """Options for applying an *uncompressed* tar stream to a layer.
 
@@ -89,7 +88,7 @@ class ApplyDiffOpts:
     progress: object | None = None
 
 
-@attrs.frozen
+@recordclass.frozen
 class ConfigTable:
     """A driver's ``[storage.options.<driver>]`` table, for ``GraphDriver.config_options``.
 

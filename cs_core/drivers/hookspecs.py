@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pluggy
+from cs_core.drivers.markers import PROJECT as PROJECT  # the entry-point group and marker prefix
+from cs_core.drivers.markers import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
     import click
@@ -34,11 +35,10 @@ if TYPE_CHECKING:
     from cs_core.drivers.base import GraphDriver
     from cs_core.store import Store
 
-PROJECT = "cs_core"
 #: Decorator for hook specifications (only used in this module).
-hookspec = pluggy.HookspecMarker(PROJECT)
+hookspec = HookspecMarker(PROJECT)
 #: Decorator plugins use to mark their hook implementations.
-hookimpl = pluggy.HookimplMarker(PROJECT)
+hookimpl = HookimplMarker(PROJECT)
 
 
 @hookspec

@@ -9,7 +9,6 @@ import contextlib
 import errno
 import fcntl
 import io
-import logging
 import os
 import stat
 import threading
@@ -17,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cs_core import walk
+from cs_core import lazylog, walk
 from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from cs_core.archive.tarsplit import TarSplitWriter
     from cs_core.drivers.base import GraphDriver
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 _F_SETPIPE_SZ = 1031
 _OVERFLOW_ID = 65534

@@ -15,22 +15,21 @@ Environment switches:
 from __future__ import annotations
 
 import os
-import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import attrs
-import pluggy
-
+from cs_core import lazylog, recordclass
 from cs_core.drivers import hookspecs
 from cs_core.drivers.base import GraphDriver
 from cs_core.drivers.entrypoints import EntryPointLike
 from cs_core.drivers.entrypoints import entry_points as find_entry_points
+from cs_core.drivers.markers import plain_args
 from cs_core.errors import PluginError, Unsupported
 
 if TYPE_CHECKING:
     import click
+    import pluggy
 
     from cs_core.store import Store
 
@@ -39,7 +38,7 @@ ENV_DISABLE = "CS_CORE_DISABLE_PLUGINS"
 ENV_ONLY = "CS_CORE_PLUGINS"
 
 
-@attrs.define
+@recordclass.define
 class PluginInfo:
     """What is known about one plugin (for ``containers-storage plugins``)."""
 
@@ -50,7 +49,7 @@ class PluginInfo:
     loaded: bool = False
     error: str | None = None
     blocked: bool = False
-    drivers: list[str] = attrs.field(factory=list)
+    drivers: list[str] = recordclass.field(factory=list)
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -60,12 +59,39 @@ def _env_list(name: str) -> set[str] | None:
     return {item.strip() for item in value.split(",") if item.strip()}
 
 
+#: Each hook's argument names, as pluggy reads them off the specifications.
+_SPEC_ARGS = {name: plain_args(func) for name, func in vars(hookspecs).items()
+              if hasattr(func, hookspecs.PROJECT + "_spec")}
+_IMPL = hookspecs.PROJECT + "_impl"
+
+
+def _plain_impls(module: ModuleType) -> dict[str, tuple[Any, tuple[str, ...]]] | None:
+    """A plugin module's hook functions and their arguments, when calling them directly is
+    exactly what pluggy would do (no options, known hook, accepted arguments); else None."""
+    found: dict[str, tuple[Any, tuple[str, ...]]] = {}
+    for name, func in vars(module).items():
+        opts = getattr(func, _IMPL, None)
+        if opts is None:
+            continue
+        spec, args = _SPEC_ARGS.get(name), plain_args(func)
+        if not isinstance(opts, dict) or any(opts.values()) or spec is None or args is None or (
+                not set(args) <= set(spec)):
+            return None
+        found[name] = (func, args)
+    return found
+
+
 class PluginRegistry:
-    """Owns the pluggy manager and the name → driver-class table."""
+    """Owns the name → driver-class table and, when a hook needs it, the pluggy manager.
+
+    Plugins whose hooks are plain functions (the usual case) are called directly: pluggy, and
+    the ``inspect`` it imports, cost a CLI process ~30M instructions. ``pm`` builds the manager
+    on first use with every plugin imported so far, and from then on it calls every hook.
+    """
 
     def __init__(self, entry_points: Iterable[EntryPointLike] | None = None) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self._pm: pluggy.PluginManager | None = None
+        self._direct: dict[str, tuple[ModuleType, dict[str, tuple[Any, tuple[str, ...]]]]] = {}
         self._drivers: dict[str, type[GraphDriver]] = {}
         self._driver_owner: dict[str, str] = {}
         self._entry_points: dict[str, EntryPointLike] = {}
@@ -88,6 +114,31 @@ class PluginRegistry:
             self.plugins[ep.name] = info
             self._entry_points[ep.name] = ep
 
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """pluggy's manager, holding every plugin imported so far."""
+        if self._pm is None:
+            import pluggy
+
+            pm = pluggy.PluginManager(hookspecs.PROJECT)
+            pm.add_hookspecs(hookspecs)
+            for name, (module, _impls) in self._direct.items():
+                pm.register(module, name)
+            self._pm, self._direct = pm, {}
+        return self._pm
+
+    def _imported(self, name: str) -> Any:
+        if self._pm is not None:
+            return self._pm.get_plugin(name)
+        found = self._direct.get(name)
+        return found[0] if found else None
+
+    def _forget(self, module: object, name: str) -> None:
+        if self._pm is not None:
+            self._pm.unregister(module, name)
+        else:
+            self._direct.pop(name, None)
+
     # -- loading -----------------------------------------------------------------------------
 
     def _import(self, name: str) -> ModuleType | None:
@@ -97,7 +148,7 @@ class PluginRegistry:
         every plugin without importing every driver. Errors are recorded, not raised.
         """
         info = self.plugins[name]
-        module = self.pm.get_plugin(name)
+        module = self._imported(name)
         if module is not None:
             return module  # type: ignore[no-any-return]
         if info.error or info.blocked or name not in self._entry_points:
@@ -106,6 +157,10 @@ class PluginRegistry:
             module = self._entry_points[name].load()
             if not isinstance(module, ModuleType):
                 raise TypeError(f"entry point must name a module, not {module!r}")
+            impls = _plain_impls(module) if self._pm is None else None
+            if impls is not None:
+                self._direct[name] = (module, impls)
+                return module
             self.pm.register(module, name)
             try:
                 self.pm.check_pending()
@@ -129,8 +184,9 @@ class PluginRegistry:
             self._register_drivers(module, name, info)
             info.loaded = True
         except Exception as exc:
-            self.pm.unregister(module, name)
+            self._forget(module, name)
             info.error = _describe(exc)
+        lazylog.apply_pending()  # a driver that imported logging itself logs as configured
         return info
 
     def load_all(self) -> None:
@@ -141,10 +197,11 @@ class PluginRegistry:
         """Import every allowed plugin's hooks, leaving driver registration for when needed."""
         for name in list(self.plugins):
             self._import(name)
+        lazylog.apply_pending()
 
     def register_plugin(self, module: ModuleType | Any, name: str) -> None:
         """Register an already-imported plugin object (also used by tests and embedders)."""
-        if self.pm.get_plugin(name) is not None:
+        if self._imported(name) is not None:
             raise PluginError(f"plugin {name!r} is already registered")
         info = self.plugins.setdefault(name, PluginInfo(name=name, module=repr(module)))
         self.pm.register(module, name)
@@ -158,8 +215,7 @@ class PluginRegistry:
 
     def _register_drivers(self, module: object, name: str, info: PluginInfo) -> None:
         """Call ``cs_register_graph_drivers`` of this one plugin; undo it all if it fails."""
-        others = [p for p in self.pm.get_plugins() if p is not module]
-        caller = self.pm.subset_hook_caller("cs_register_graph_drivers", others)
+        caller = self._caller_of(module, name, "cs_register_graph_drivers")
 
         def register(cls: type[GraphDriver]) -> None:
             self._add_driver(cls, name)
@@ -190,6 +246,23 @@ class PluginRegistry:
         for key in (name, *cls.aliases):
             self._drivers[key] = cls
             self._driver_owner[key] = plugin
+
+    def _caller_of(self, module: object, name: str, hook: str) -> Callable[..., object]:
+        """One plugin's implementation of ``hook``, called as pluggy calls it."""
+        direct = self._direct.get(name) if self._pm is None else None
+        if direct is None:
+            others = [p for p in self.pm.get_plugins() if p is not module]
+            return self.pm.subset_hook_caller(hook, others)
+        func, args = direct[1].get(hook, (None, ()))
+
+        def call(**kwargs: Any) -> object:
+            return None if func is None else func(*[kwargs[a] for a in args])
+
+        return call
+
+    def implementers(self, hook: str) -> bool:
+        """Whether a plugin imported so far implements ``hook`` (always asks pluggy once it runs)."""
+        return self._pm is not None or any(hook in impls for _m, impls in self._direct.values())
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -229,20 +302,22 @@ class Hooks:
 
     def __init__(self, registry: PluginRegistry) -> None:
         self._registry = registry
-        self._hook = registry.pm.hook
 
     def register_commands(self, cli: click.Group) -> None:
         self._registry.import_all()
-        self._hook.cs_register_commands(cli=cli)
+        self._registry.pm.hook.cs_register_commands(cli=cli)
 
     def store_opened(self, store: Store) -> None:
         """Tell every plugin, whichever driver the store uses: observers provide none."""
         self._registry.import_all()
-        self._hook.cs_store_opened(store=store)
+        if self._registry.implementers("cs_store_opened"):
+            self._registry.pm.hook.cs_store_opened(store=store)
 
 
 def _describe(exc: BaseException) -> str:
     """``Type: message (file:line)`` of the innermost frame, for ``plugins`` and errors."""
+    import traceback
+
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"

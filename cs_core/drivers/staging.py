@@ -25,9 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-import attrs
-
-from cs_core import atomic
+from cs_core import atomic, recordclass
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.model import ApplyResult
@@ -39,14 +37,14 @@ TAR_SPLIT_FILE = "tar-split.gz"
 _MAX_TRIES = 1000  # Go's CreateAndLock limit
 
 
-@attrs.define
+@recordclass.define
 class StagedLayer:
     """What a differ produced (Go ``DriverWithDifferOutput``); ``target`` holds the content."""
 
     target: Path
     size: int = 0
-    uids: list[int] = attrs.field(factory=list)
-    gids: list[int] = attrs.field(factory=list)
+    uids: list[int] = recordclass.field(factory=list)
+    gids: list[int] = recordclass.field(factory=list)
     uncompressed_digest: str = ""
     compressed_digest: str = ""
     compressed_size: int = 0
@@ -56,7 +54,7 @@ class StagedLayer:
     #: Mode of the layer's root as the differ set it; None lets the driver choose.
     root_dir_mode: int | None = None
     metadata: str = ""
-    big_data: dict[str, bytes] = attrs.field(factory=dict)
+    big_data: dict[str, bytes] = recordclass.field(factory=dict)
 
 
 class Differ(Protocol):
@@ -117,7 +115,7 @@ class TarDiffer:
 # -- unlocked imports: a whole layer tree staged apart ------------------------------------------
 
 
-@attrs.define
+@recordclass.define
 class StagedTree:
     """A layer's future tree (its parent's files plus a diff) in a locked staging directory.
 

@@ -13,14 +13,13 @@ import base64
 import bisect
 import contextlib
 import json
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from cs_core import atomic, codec, lockfile
+from cs_core import atomic, codec, lazylog, lockfile
 from cs_core.errors import (
     CorruptRecordFile,
     DuplicateID,
@@ -32,7 +31,7 @@ from cs_core.errors import (
 )
 from cs_core.records.multilock import LockGroup
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 R = TypeVar("R")
 

@@ -7,13 +7,12 @@ lock, because they change far more often than layers and must not survive a rebo
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cs_core import atomic, codec, lockfile
+from cs_core import atomic, codec, lazylog, lockfile
 from cs_core.atomic import syncfs_each
 from cs_core.drivers.base import CreateOpts, GraphDriver
 from cs_core.errors import LayerUnknown, StorageError
@@ -24,7 +23,7 @@ from cs_core.records.multilock import LockGroup
 if TYPE_CHECKING:
     import tempfile
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 INCOMPLETE = "incomplete"
 #: Set (durably) while applydiff fills an existing layer; see ``undo_interrupted_apply``.

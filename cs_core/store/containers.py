@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
 from cs_core import atomic, walk
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.errors import ContainerUnknown, DuplicateName, NotAContainer, StorageError
 from cs_core.model import Container, IDMap, Layer, utcnow
 from cs_core.records.base import dedupe, generate_id

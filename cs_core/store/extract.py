@@ -7,8 +7,7 @@ import gzip
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-import attrs
-
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.model import ApplyResult, Layer
 from cs_core.progress import CountingReader, Progress
 

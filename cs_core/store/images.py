@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import attrs
-
 from cs_core import atomic
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.errors import (
     DuplicateID,
     DuplicateName,

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cs_core import atomic, lockfile
+from cs_core import atomic, lazylog, lockfile
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 INTENTS_DIR = ".cs-intents"
 

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import attrs
-
 from cs_core import atomic
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.atomic import flushing, syncfs
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager

@@ -4,12 +4,11 @@ recovery that runs when a store is opened with write access."""
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-import attrs
-
+from cs_core import lazylog as logging  # module loggers that import logging when used
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.atomic import flushing, syncfs
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.errors import (

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import attrs
-
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.drivers.base import MountOpts
 from cs_core.errors import LayerNotMounted, LayerUnknown, ShiftingNotEnabled, StorageError, StoreIsReadOnly
 from cs_core.model import Container, Layer

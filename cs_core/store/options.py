@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-import attrs
-
+from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
 from cs_core.model import IDMap
 from cs_core.progress import Progress
 from cs_core.userns.auto import AutoUserNsOptions

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.drivers.base import ApplyDiffOpts
 from cs_core.drivers.staging import Differ, StagedLayer, StagingDriver
 from cs_core.errors import NotSupported
@@ -22,14 +21,14 @@ from cs_core.store.context import StoreContext
 from cs_core.store.options import LayerOptions
 
 
-@attrs.define
+@recordclass.define
 class ApplyStagedLayerOptions:
     """Go ``ApplyStagedLayerOptions``: which layer gets ``diff_output`` (created if missing)."""
 
     diff_output: StagedLayer
     id: str = ""
     parent_layer: str = ""
-    names: list[str] = attrs.field(factory=list)
+    names: list[str] = recordclass.field(factory=list)
     mount_label: str = ""
     writeable: bool = False
     layer_options: LayerOptions | None = None
@@ -56,7 +55,7 @@ def apply(ctx: StoreContext, args: ApplyStagedLayerOptions) -> Layer:
         if layer is not None:
             existing = layer
             layers.fill_existing(ctx, existing, lambda: _fill(ctx, driver, existing, staged))
-            return attrs.evolve(existing)
+            return recordclass.evolve(existing)
     return layers.create(
         ctx, args.id or None, args.parent_layer or None, args.names, args.mount_label, args.writeable,
         args.layer_options or LayerOptions(), lambda new: _fill(ctx, driver, new, staged),

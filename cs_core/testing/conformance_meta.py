@@ -22,8 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
-
+from cs_core import recordclass
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, DriverConfig, GraphDriver, MountOpts
 from cs_core.drivers.entrypoints import entry_points
 from cs_core.drivers.plugins import ENTRY_POINT_GROUP, PluginRegistry
@@ -208,8 +207,8 @@ class MetadataChecks:
         for root, priority in ((driver_config.graph_root / "fresh", (self.driver_name,)),
                                (driver_config.graph_root, ())):
             def config_for(name: str, root: Path = root) -> DriverConfig:
-                return attrs.evolve(driver_config, home=root / name, graph_root=root,
-                                    run_home=driver_config.run_root / name)
+                return recordclass.evolve(driver_config, home=root / name, graph_root=root,
+                                          run_home=driver_config.run_root / name)
 
             chosen = select_driver(registry, "", root, config_for, priority)
             try:

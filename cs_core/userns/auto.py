@@ -14,14 +14,12 @@ free range.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pwd
 import stat
 from collections.abc import Iterator, Sequence
 
-import attrs
-
+from cs_core import lazylog, recordclass
 from cs_core.archive.saferoot import openat2
 from cs_core.errors import InvalidMappings
 from cs_core.model import IDMap
@@ -29,7 +27,7 @@ from cs_core.userns.idmap import maps_from_subid
 from cs_core.userns.idset import IDSet
 from cs_core.userns.rootless import rootless_uid
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 
 ROOT_AUTO_USERNS_USER = "containers"
 # "nobody"/"nogroup" would make nearly every image need 65536 IDs; Go skips them by name
@@ -38,7 +36,7 @@ NOBODY_ID = 65534
 NOBODY_NAMES = frozenset({"nobody", "nogroup"})
 
 
-@attrs.define
+@recordclass.define
 class AutoUserNsOptions:
     """Go ``types.AutoUserNsOptions``."""
 
@@ -46,8 +44,8 @@ class AutoUserNsOptions:
     initial_size: int = 0  # at least this many IDs when deciding
     passwd_file: str = ""  # read instead of the image's /etc/passwd (a host path)
     group_file: str = ""  # read instead of the image's /etc/group (a host path)
-    additional_uid_mappings: list[IDMap] = attrs.field(factory=list)
-    additional_gid_mappings: list[IDMap] = attrs.field(factory=list)
+    additional_uid_mappings: list[IDMap] = recordclass.field(factory=list)
+    additional_gid_mappings: list[IDMap] = recordclass.field(factory=list)
 
 
 # -- the IDs on offer ----------------------------------------------------------------------

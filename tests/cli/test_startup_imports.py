@@ -21,10 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 # Never needed by a command that only reads or creates records: each is imported by the
 # operations that use it (content, codecs, namespaces, plugin metadata). click only declares
 # plugin commands and builds docs; cattrs is the codec's fallback for records its fast plans
-# do not recognise.
+# do not recognise; attrs only describes our record classes to code that imports it itself
+# (cs_core.recordclass); logging loads when something logs (cs_core.lazylog), traceback
+# when an error is described; pluggy (and inspect) when a plugin's hooks need more than a
+# plain call (cs_core.drivers.markers); tomllib when there is a storage.conf to read.
 HEAVY = [
-    "click", "cattrs", "importlib.metadata", "tarfile", "gzip", "zstandard", "isal", "zipfile",
-    "argparse", "email",
+    "click", "cattrs", "attr", "attrs", "logging", "traceback", "pluggy", "inspect", "tomllib",
+    "importlib.metadata", "tarfile",
+    "gzip", "zstandard", "isal", "zipfile", "argparse", "email",
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.userns.unshare", "cs_core.store.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.store.staged", "cs_overlay.driver", "cs_btrfs.driver",

@@ -39,6 +39,7 @@ from cs_core import (
 from cs_core.drivers.api import (
     CONTENT_DIR,
     disk_usage,
+    evolve,
     is_contiguous,
     new_staging_dir,
     ram_in_bytes,
@@ -625,7 +626,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
         if not self.is_parent(id, parent):
             # Not on its real parent: Go lets the naive driver apply through a mount.
-            return super().apply_diff(id, parent, stream, attrs.evolve(
+            return super().apply_diff(id, parent, stream, evolve(
                 opts, ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
                 force_mask=self.opts.force_mask if self.opts.force_mask is not None else opts.force_mask))
         return self._untar(self.dir(id) / "diff", stream, opts)

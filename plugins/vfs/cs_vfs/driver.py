@@ -27,6 +27,7 @@ from cs_core import (
 )
 from cs_core.drivers.api import (
     STAGING_DIR,
+    evolve,
     makedirs,
     move_staged_tree,
     parse_bool,
@@ -252,7 +253,5 @@ class VfsDriver(GraphDriver, TreeStager):
 
     def _apply_opts(self, opts: ApplyDiffOpts) -> ApplyDiffOpts:
         if self.ignore_chown_errors and not opts.ignore_chown_errors:
-            import attrs
-
-            return attrs.evolve(opts, ignore_chown_errors=True)
+            return evolve(opts, ignore_chown_errors=True)
         return opts
