@@ -84,7 +84,7 @@ def seed(root: Path, count: int) -> tuple[str, str]:
     for kind, records in (("layers", layers), ("images", images), ("containers", containers)):
         directory = root / f"vfs-{kind}"
         directory.mkdir(parents=True)
-        (directory / f"{kind}.json").write_text(json.dumps(records))
+        (directory / f"{kind}.json").write_text(json.dumps(records, separators=(",", ":")))
     layer_dirs = root / "vfs" / "dir"
     layer_dirs.mkdir(parents=True)
     for layer in layers:

@@ -55,6 +55,7 @@ from cs_core.records.base import dedupe, sha256_digest
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore, recompute_digests
 from cs_core.records.layers import APPLYING, APPLYING_TO_EMPTY, INCOMPLETE, LayerStore
+from cs_core.records.rawfile import Proofs
 from cs_core.selection import select_driver
 from cs_core.userns import AutoUserNsOptions, auto_userns_maps
 
@@ -218,6 +219,12 @@ class Store:
             with contextlib.suppress(OSError):
                 self.ro_layer_stores.append(LayerStore(layers_dir, None, self.driver, read_only=True))
                 self.ro_image_stores.append(ImageStore(images_dir, read_only=True))
+        proofs = Proofs(self.run_root / ".cs-proofs")  # records used raw: records/rawfile.py
+        self.container_store.proofs = proofs
+        for layers in self._layer_stores():
+            layers.proofs = proofs
+        for images in self._image_stores():
+            images.proofs = proofs
         # First use with write access: clean up layers a crashed process left incomplete,
         # and temp files of writes that never finished.
         with self.layer_store.writing():
