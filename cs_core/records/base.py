@@ -559,7 +559,8 @@ class RecordStore(Generic[R]):
     def add(self, record: R) -> None:
         rid: str = record.id  # type: ignore[attr-defined]
         if self._raw is not None:
-            self._gone.discard(rid)
+            # A removed record added again keeps its place in _gone: like the decoded list,
+            # the file loses it where it was and gets it at the end.
             self._seen[rid] = record
             self._origin[rid] = None
             return
