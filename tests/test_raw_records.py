@@ -135,11 +135,14 @@ def _operations(make: Callable[[], ImageStore]) -> list[object]:
         store.remove(store.get("10ab"))
         store.add(image("99zz", "name10"))
         store.get("20ab").metadata = "changed <&>"
+        store.remove(store.get("30ab"))
+        store.add(image("30ab", "again"))  # removed and added back: moves to the end
         store.save()
     store = make()
     with store.reading():
         raw.append(store._raw is not None)
-        for ref in ("name4", "name3", "extra", "10ab", "name10", "4", "20", "2", "99", "03ab"):
+        for ref in ("name4", "name3", "extra", "10ab", "name10", "4", "20", "2", "99", "03ab",
+                    "again", "name30"):
             found = store.lookup(ref)
             seen.append((ref, found.id if found else None, list(found.names) if found else None))
         seen.append([i.id for i in store.by_top_layer("layer-20ab")])

@@ -135,17 +135,18 @@ class RawFile:
     def splice(self, edits: dict[int, bytes | None], added: list[bytes]) -> bytes:
         """The file with the records at the given starts replaced (``None``: removed) and
         ``added`` appended; untouched records are copied as they are."""
-        items: list[bytes] = []
+        view = memoryview(self.data)  # slices without copies: only the join copies
+        items: list[bytes | memoryview] = []
         cursor = 1  # just after "["
         for start in sorted(edits):
             if start - 1 > cursor:
-                items.append(self.data[cursor:start - 1])  # whole records between edits
+                items.append(view[cursor:start - 1])  # whole records between edits
             new = edits[start]
             if new is not None:
                 items.append(new)
             cursor = self.end_of(start) + 1
         if len(self.data) - 1 > cursor:
-            items.append(self.data[cursor:len(self.data) - 1])
+            items.append(view[cursor:len(self.data) - 1])
         items.extend(added)
         return b"[" + b",".join(items) + b"]"
 
