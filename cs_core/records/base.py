@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +30,7 @@ from cs_core.errors import (
     StoreIsReadOnly,
 )
 from cs_core.records.multilock import LockGroup
+from cs_core.records.rawfile import Proofs, RawFile, encode_record, has_layout
 
 log = lazylog.getLogger(__name__)
 
@@ -39,6 +40,9 @@ _BIG_DATA_PLAIN = re.compile(r"^[.0-9a-z]+$")
 
 #: Where image and container big data wait until the record that describes them is saved.
 PENDING_DIR = ".cs-pending"
+
+#: A search that hits more records than this decodes the whole store instead.
+MAX_CANDIDATES = 64
 
 
 def big_data_file_name(key: str) -> str:
@@ -120,13 +124,123 @@ class RecordStore(Generic[R]):
         self.files = list(files)
         self.lock = lock
         self.read_only = read_only
-        self.records: list[R] = []
-        self.by_id: dict[str, R] = {}
-        self.by_name: dict[str, R] = {}
-        self._sorted_ids: list[str] = []
+        #: Where proofs of canonical files are kept (the run root); None: never used raw.
+        self.proofs: Proofs | None = None
+        self._records: list[R] = []
+        self._by_id: dict[str, R] = {}
+        self._by_name: dict[str, R] = {}
+        self._sorted_ids: list[str] | None = None
+        # Raw mode (rawfile.py): the proven files' bytes, and the records decoded from them
+        # or added since, by ID, with the file each came from (None: added, not yet saved).
+        self._raw: dict[RecordFile, RawFile] | None = None
+        self._seen: dict[str, R] = {}
+        self._origin: dict[str, RecordFile | None] = {}
+        self._gone: set[str] = set()
         self._token: bytes | None = None
         self._loaded = False
         self._staged: list[tuple[Path, Path, bool]] = []
+
+    # -- the records, decoded when asked for -------------------------------------------------
+
+    @property
+    def records(self) -> list[R]:
+        """Every record (in raw mode, decoding them all: prefer the lookups)."""
+        self._materialise()
+        return self._records
+
+    @records.setter
+    def records(self, value: list[R]) -> None:
+        self._materialise()
+        self._records = value
+
+    @property
+    def by_id(self) -> Mapping[str, R]:
+        return self._by_id if self._raw is None else _IdView(self)
+
+    @property
+    def by_name(self) -> Mapping[str, R]:
+        return self._by_name if self._raw is None else _NameView(self)
+
+    def _materialise(self) -> None:
+        """Leave raw mode: decode every record not decoded yet, keeping those handed out."""
+        raw = self._raw
+        if raw is None:
+            return
+        records: list[R] = []
+        with codec.paused_gc():
+            for f in self.files:
+                held = raw.get(f)
+                if held is None:
+                    continue
+                for record in codec.loads_records(held.data, self.record_cls, str(f.path)):
+                    rid: str = record.id  # type: ignore[attr-defined]
+                    if rid in self._gone or self._origin.get(rid, f) is not f:
+                        continue
+                    if rid in self._seen:
+                        records.append(self._seen[rid])
+                        continue
+                    self._mark_loaded(record, f)
+                    records.append(record)
+        records.extend(r for rid, r in self._seen.items() if self._origin[rid] is None)
+        self._raw = None
+        self._seen, self._origin, self._gone = {}, {}, set()
+        self._index(records)
+
+    def _decode_at(self, f: RecordFile, held: RawFile, start: int) -> R | None:
+        """The record of ``f`` starting at ``start`` (the one handed out before, if any);
+        None if it was removed since."""
+        data = held.record_bytes(start)
+        [record] = codec.loads_records(b"[" + data + b"]", self.record_cls, str(f.path))
+        rid: str = record.id  # type: ignore[attr-defined]
+        if rid in self._gone:
+            return None
+        if rid in self._seen:
+            return self._seen[rid]
+        self._mark_loaded(record, f)
+        self._seen[rid] = record
+        self._origin[rid] = f
+        return record
+
+    def _raw_by_id(self, rid: str) -> R | None:
+        if self._raw is None:
+            return self._by_id.get(rid)
+        if rid in self._seen:
+            return self._seen[rid]
+        if rid in self._gone:
+            return None
+        for f, held in self._raw.items():
+            start = held.find_id(rid)
+            if start is not None:
+                return self._decode_at(f, held, start)
+        return None
+
+    def mentioning(self, value: str) -> list[R]:
+        """Records that may hold ``value`` as a string (every record when not raw), in file
+        order: callers filter them as they would filter ``records``."""
+        if self._raw is None:
+            return self._records
+        found: list[R] = []
+        for f, held in self._raw.items():
+            starts = held.mentioning(value)
+            if len(starts) > MAX_CANDIDATES:
+                self._materialise()
+                return self._records
+            for start in starts:
+                record = self._decode_at(f, held, start)
+                if record is not None:
+                    found.append(record)
+        # Records changed in memory may hold it where their bytes do not yet.
+        ids = {id(r) for r in found}
+        found.extend(r for r in self._seen.values() if id(r) not in ids)
+        return found
+
+    def _raw_by_name(self, name: str) -> R | None:
+        if self._raw is None:
+            return self._by_name.get(name)
+        for record in self.mentioning(name):
+            if name in record.names:  # type: ignore[attr-defined]
+                return record
+        return None
 
     # -- locking and reloading ---------------------------------------------------------------
 
@@ -190,9 +304,17 @@ class RecordStore(Generic[R]):
         self._loaded = True
         self.after_load(writing=writing)
 
+    def loaded_records(self) -> list[R]:
+        """The records decoded so far (all of them when not in raw mode)."""
+        return self._records if self._raw is None else list(self._seen.values())
+
+    def raw_contains(self, needle: bytes) -> bool:
+        """In raw mode, whether any file's bytes hold ``needle`` (False when not raw)."""
+        return self._raw is not None and any(needle in held.data for held in self._raw.values())
+
     def _load_files(self) -> bool:
         """Read and index every file; True if duplicate names had to be resolved."""
-        records: list[R] = []
+        contents: dict[RecordFile, bytes] = {}
         for f in self.files:
             try:
                 st = f.path.stat()
@@ -203,13 +325,50 @@ class RecordStore(Generic[R]):
                 continue
             except OSError as exc:
                 raise CorruptRecordFile.in_file(f.path, f"reading {f.path}: {exc.strerror}") from exc
+            contents[f] = data
+        self._raw, self._seen, self._origin, self._gone = None, {}, {}, set()
+        if self._all_proven(contents):
+            self._raw = {f: RawFile(data) for f, data in contents.items()}
+            self._records, self._by_id, self._by_name, self._sorted_ids = [], {}, {}, None
+            return False
+        records: list[R] = []
+        per_file: list[tuple[RecordFile, bytes, list[R]]] = []
+        for f, data in contents.items():
             loaded = codec.loads_records(data, self.record_cls, str(f.path))
             for record in loaded:
                 self._check_path_ids(record, f.path)
             for record in loaded:
                 self._mark_loaded(record, f)
             records.extend(loaded)
-        return self._index(records)
+            per_file.append((f, data, loaded))
+        fixed = self._index(records)
+        if not fixed:
+            self._prove(per_file)
+        return fixed
+
+    def _all_proven(self, contents: dict[RecordFile, bytes]) -> bool:
+        """Whether raw mode may be used: every file proven canonical, or a volatile one absent
+        (an absent stable file is written as ``[]`` by a save, as before)."""
+        if self.proofs is None:
+            return False
+        for f in self.files:
+            data = contents.get(f)
+            if data is None:
+                if not f.volatile:
+                    return False
+            elif not self.proofs.lookup(f.path, data):
+                return False
+        return True
+
+    def _prove(self, per_file: list[tuple[RecordFile, bytes, list[R]]]) -> None:
+        """Remember which of the files just decoded hold exactly what we would write."""
+        if self.proofs is None:
+            return
+        for f, data, loaded in per_file:
+            if self.proofs.lookup(f.path, data) is not None:
+                continue  # known either way: do not encode again to find out
+            canonical = has_layout(data, len(loaded)) and codec.dumps_records(loaded) == data
+            self.proofs.record(f.path, data, canonical)
 
     def path_ids(self, record: R) -> list[str]:
         """Hook: the record's IDs that become paths (its own, and those it refers to)."""
@@ -246,14 +405,15 @@ class RecordStore(Generic[R]):
                     holder.names.remove(name)  # type: ignore[attr-defined]
                     fixed = True
                 by_name[name] = record
-        self.records = records
-        self.by_id = by_id
-        self.by_name = by_name
-        self._sorted_ids = sorted(i for i in by_id if " " not in i)
+        self._records = records
+        self._by_id = by_id
+        self._by_name = by_name
+        self._sorted_ids = None  # sorted when a prefix is first looked up
         return fixed
 
     def reindex(self) -> None:
-        self._index(self.records)
+        if self._raw is None:  # raw lookups read the records themselves: nothing to rebuild
+            self._index(self._records)
 
     def save(self, *, sync_dir: bool = True) -> None:
         """Record a write on the lock, then rewrite every file atomically (``sync_dir``: see
@@ -264,19 +424,68 @@ class RecordStore(Generic[R]):
             raise RuntimeError(f"{self.kind} store is not locked for writing")
         try:
             self._token = self.lock.record_write()
+            if self._raw is not None and self._save_raw(sync_dir):
+                self._commit_staged()
+                return
+            self._materialise()
             for f in self.files:
-                chosen = [r for r in self.records if self._file_for(r) is f]
+                chosen = [r for r in self._records if self._file_for(r) is f]
                 if f.volatile and not chosen and not f.path.exists():
                     continue
-                f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic.write_file(f.path, codec.dumps_records(chosen), 0o600,
-                                  durable=not f.volatile, sync_dir=sync_dir)
-                f.mtime_ns = f.path.stat().st_mtime_ns
+                data = codec.dumps_records(chosen)
+                self._write(f, data, sync_dir)
+                if self.proofs is not None:
+                    self.proofs.record(f.path, data, has_layout(data, len(chosen)))
             self._commit_staged()
         except BaseException:
             # Memory now differs from disk (e.g. the disk is full): the next use reloads.
             self._loaded = False
             raise
+
+    def _write(self, f: RecordFile, data: bytes, sync_dir: bool) -> None:
+        f.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic.write_file(f.path, data, 0o600, durable=not f.volatile, sync_dir=sync_dir)
+        f.mtime_ns = f.path.stat().st_mtime_ns
+
+    def _save_raw(self, sync_dir: bool) -> bool:
+        """Save by splicing (rawfile.py); False, having written nothing, if a record does not
+        fit that (it would break the layout, or it moved to another file)."""
+        assert self._raw is not None
+        edits: dict[RecordFile, dict[int, bytes | None]] = {f: {} for f in self.files}
+        added: dict[RecordFile, list[bytes]] = {f: [] for f in self.files}
+        for rid, record in self._seen.items():
+            origin, target = self._origin[rid], self._file_for(record)
+            if origin is not None and origin is not target:
+                return False
+            data = encode_record(record)
+            if data is None:
+                return False
+            if origin is None:
+                added[target].append(data)
+                continue
+            start = self._raw[origin].find_id(rid)
+            assert start is not None, rid
+            if self._raw[origin].record_bytes(start) != data:
+                edits[origin][start] = data
+        for rid in self._gone:
+            for f, held in self._raw.items():
+                start = held.find_id(rid)
+                if start is not None:
+                    edits[f][start] = None
+        for f in self.files:
+            if not edits[f] and not added[f] and (f in self._raw or f.volatile):
+                continue  # unchanged (or still empty): Go too writes only what changed
+            held = self._raw.get(f, RawFile(b"[]"))
+            data = held.splice(edits[f], added[f])
+            self._write(f, data, sync_dir)
+            self._raw[f] = RawFile(data)
+            assert self.proofs is not None
+            self.proofs.record(f.path, data, True)
+        for rid, origin in list(self._origin.items()):
+            if origin is None:
+                self._origin[rid] = self._file_for(self._seen[rid])
+        self._gone = set()
+        return True
 
     def _file_for(self, record: R) -> RecordFile:
         return self.files[0]
@@ -287,20 +496,40 @@ class RecordStore(Generic[R]):
         """Find by exact ID, then name, then kind-specific keys, then unique ID prefix."""
         if not ref:
             return None
-        if ref in self.by_id:
-            return self.by_id[ref]
-        if ref in self.by_name:
-            return self.by_name[ref]
+        found = self._raw_by_id(ref)
+        if found is not None:
+            return found
+        found = self._raw_by_name(ref)
+        if found is not None:
+            return found
         if self.lookup_extra is not None:
-            for record in self.records:
+            for record in self.mentioning(ref):
                 if ref in self.lookup_extra(record):
                     return record
+        if self._raw is not None:
+            return self._raw_by_prefix(ref)
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(i for i in self._by_id if " " not in i)
         i = bisect.bisect_left(self._sorted_ids, ref)
         if i < len(self._sorted_ids) and self._sorted_ids[i].startswith(ref):
             if i + 1 < len(self._sorted_ids) and self._sorted_ids[i + 1].startswith(ref):
                 return None  # ambiguous
-            return self.by_id[self._sorted_ids[i]]
+            return self._by_id[self._sorted_ids[i]]
         return None
+
+    def _raw_by_prefix(self, prefix: str) -> R | None:
+        assert self._raw is not None
+        matches: dict[str, R] = {
+            rid: r for rid, r in self._seen.items() if rid.startswith(prefix) and " " not in rid
+        }
+        for f, held in self._raw.items():
+            for start in held.id_prefix(prefix):
+                if len(matches) > 1:
+                    return None  # ambiguous
+                record = self._decode_at(f, held, start)
+                if record is not None and " " not in record.id:  # type: ignore[attr-defined]
+                    matches[record.id] = record  # type: ignore[attr-defined]
+        return next(iter(matches.values())) if len(matches) == 1 else None
 
     def get(self, ref: str) -> R:
         record = self.lookup(ref)
@@ -314,29 +543,42 @@ class RecordStore(Generic[R]):
     def new_id(self, requested: str | None) -> str:
         if requested:
             check_id(requested)
-            if requested in self.by_id:
+            if self._raw_by_id(requested) is not None:
                 raise DuplicateID()
             return requested
-        return generate_id(lambda c: c in self.by_id)
+        return generate_id(lambda c: self._raw_by_id(c) is not None)
 
     def check_names_free(self, names: Sequence[str]) -> None:
         for name in names:
-            if name in self.by_name:
+            if self._raw_by_name(name) is not None:
                 raise DuplicateName()
 
     # -- adding and removing (caller holds the write lock and calls save) --------------------
 
     def add(self, record: R) -> None:
-        self.records.append(record)
         rid: str = record.id  # type: ignore[attr-defined]
-        self.by_id[rid] = record
+        if self._raw is not None:
+            # A removed record added again keeps its place in _gone: like the decoded list,
+            # the file loses it where it was and gets it at the end.
+            self._seen[rid] = record
+            self._origin[rid] = None
+            return
+        self._records.append(record)
+        self._by_id[rid] = record
         for name in record.names:  # type: ignore[attr-defined]
-            self.by_name[name] = record
-        if " " not in rid:
+            self._by_name[name] = record
+        if " " not in rid and self._sorted_ids is not None:
             bisect.insort(self._sorted_ids, rid)
 
     def remove(self, record: R) -> None:
-        self.records = [r for r in self.records if r is not record]
+        if self._raw is not None:
+            rid: str = record.id  # type: ignore[attr-defined]
+            if self._seen.get(rid) is record:
+                del self._seen[rid]
+                if self._origin.pop(rid) is not None:
+                    self._gone.add(rid)
+            return
+        self._records = [r for r in self._records if r is not record]
         self.reindex()
 
     def update_names(self, record: R, names: Sequence[str], op: str) -> None:
@@ -353,7 +595,7 @@ class RecordStore(Generic[R]):
         else:
             raise ValueError(op)
         for name in new:
-            holder = self.by_name.get(name)
+            holder = self._raw_by_name(name)
             if holder is not None and holder is not record:
                 holder.names.remove(name)  # type: ignore[attr-defined]
         record.names = new  # type: ignore[attr-defined]
@@ -443,7 +685,7 @@ class RecordStore(Generic[R]):
 
     def _staged_target(self, record_id: str, file_name: str, pending: Path) -> Path | None:
         """The final path if the saved record describes the pending bytes, else None."""
-        record = self.by_id.get(record_id)
+        record = self._raw_by_id(record_id)
         if record is None:
             return None
         sizes: dict[str, int] = getattr(record, "big_data_sizes", {})
@@ -472,6 +714,51 @@ class RecordStore(Generic[R]):
 
     def remove_data_dir(self, record_id: str) -> None:
         atomic.remove_tree(self.data_dir(record_id))
+
+
+class _IdView(Mapping[str, R]):
+    """``by_id`` in raw mode: a lookup decodes one record; iterating decodes them all."""
+
+    def __init__(self, store: RecordStore[R]) -> None:
+        self._store = store
+
+    def __getitem__(self, key: str) -> R:
+        record = self._store._raw_by_id(key) if isinstance(key, str) else None
+        if record is None:
+            raise KeyError(key)
+        return record
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._store._raw_by_id(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        self._store._materialise()
+        return iter(self._store._by_id)
+
+    def __len__(self) -> int:
+        self._store._materialise()
+        return len(self._store._by_id)
+
+
+class _NameView(_IdView[R]):
+    """``by_name`` in raw mode."""
+
+    def __getitem__(self, key: str) -> R:
+        record = self._store._raw_by_name(key) if isinstance(key, str) else None
+        if record is None:
+            raise KeyError(key)
+        return record
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._store._raw_by_name(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        self._store._materialise()
+        return iter(self._store._by_name)
+
+    def __len__(self) -> int:
+        self._store._materialise()
+        return len(self._store._by_name)
 
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:

@@ -42,10 +42,10 @@ class ContainerStore(RecordStore[Container]):
         return self.files[1] if record.volatile_store else self.files[0]
 
     def by_layer(self, layer_id: str) -> Container | None:
-        for container in self.records:
+        for container in self.mentioning(layer_id):
             if container.layer == layer_id:
                 return container
         return None
 
     def by_image(self, image_id: str) -> list[Container]:
-        return [c for c in self.records if c.image == image_id]
+        return [c for c in self.mentioning(image_id) if c.image == image_id]

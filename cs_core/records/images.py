@@ -48,11 +48,12 @@ class ImageStore(RecordStore[Image]):
         return image
 
     def by_digest(self, digest: str) -> list[Image]:
-        return [image for image in self.records if digest in image.digests]
+        # "digests" is derived, not stored: its values are the digest and big-data digests.
+        return [image for image in self.mentioning(digest) if digest in image.digests]
 
     def by_top_layer(self, layer_id: str) -> list[Image]:
         return [
-            image for image in self.records
+            image for image in self.mentioning(layer_id)
             if image.top_layer == layer_id or layer_id in image.mapped_top_layers
         ]
 

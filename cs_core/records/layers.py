@@ -63,6 +63,7 @@ class LayerStore(RecordStore[Layer]):
             lockfile.get(run_directory / "mountpoints.lock") if run_directory and not read_only else None
         )
         self._mounts_token: bytes | None = None
+        self._mounts: dict[str, MountRecord] = {}  # mountpoints.json, for records decoded later
         self._undeletable: set[str] = set()  # incomplete layers whose cleanup failed here
 
     def path_ids(self, layer: Layer) -> list[str]:
@@ -72,6 +73,7 @@ class LayerStore(RecordStore[Layer]):
         record.read_only = self.read_only
         record.volatile = source.volatile
         record.in_image_store = self.image_directory is not None and source is self.files[2]
+        self._apply_mount(record)
 
     def _file_for(self, record: Layer) -> RecordFile:
         if record.volatile:
@@ -103,7 +105,10 @@ class LayerStore(RecordStore[Layer]):
         if self.read_only:
             return
         self.load_mounts()
-        if writing:
+        if writing and (self.raw_contains(b'"%s":' % INCOMPLETE.encode())
+                        or self.raw_contains(b'"%s":' % APPLYING.encode())):
+            self._materialise()  # there is repair work to do: decode them all
+        if writing and self._raw is None:
             doomed = [layer for layer in self.records if layer.incomplete]
             for layer in doomed:
                 log.warning('Found incomplete layer "%s", deleting it', layer.id)
@@ -216,20 +221,27 @@ class LayerStore(RecordStore[Layer]):
     def load_mounts(self) -> None:
         if self.run_directory is None:
             return
-        for layer in self.records:
-            layer.mount_point, layer.mount_count = "", 0
+        self._mounts = {}
         try:
             data = self.mounts_path.read_bytes()
         except FileNotFoundError:
-            return
+            data = b""
         for mount in codec.loads_records(data, MountRecord, str(self.mounts_path)):
-            mounted = self.by_id.get(mount.id)
-            if mounted is not None and mount.path:
-                # The count is taken from the file, the path never: the run root is not the
-                # graph root, and a forged path would be handed to callers (and walked by
-                # check). Go writes the same derived path for the same roots.
-                mounted.mount_point = self._mount_path(mounted.id)
-                mounted.mount_count = mount.count if mounted.mount_point else 0
+            if mount.path:
+                self._mounts[mount.id] = mount
+        for layer in self.loaded_records():
+            self._apply_mount(layer)
+
+    def _apply_mount(self, layer: Layer) -> None:
+        mount = self._mounts.get(layer.id)
+        if mount is None:
+            layer.mount_point, layer.mount_count = "", 0
+            return
+        # The count is taken from the file, the path never: the run root is not the graph
+        # root, and a forged path would be handed to callers (and walked by check). Go
+        # writes the same derived path for the same roots.
+        layer.mount_point = self._mount_path(layer.id)
+        layer.mount_count = mount.count if layer.mount_point else 0
 
     def _mount_path(self, layer_id: str) -> str:
         try:
@@ -268,13 +280,14 @@ class LayerStore(RecordStore[Layer]):
     # -- digests -----------------------------------------------------------------------------
 
     def by_compressed_digest(self, digest: str) -> list[Layer]:
-        return [layer for layer in self.records if layer.compressed_digest == digest]
+        return [layer for layer in self.mentioning(digest) if layer.compressed_digest == digest]
 
     def by_uncompressed_digest(self, digest: str) -> list[Layer]:
-        return [layer for layer in self.records if layer.uncompressed_digest == digest]
+        return [layer for layer in self.mentioning(digest)
+                if layer.uncompressed_digest == digest]
 
     def children(self, layer_id: str) -> list[Layer]:
-        return [layer for layer in self.records if layer.parent == layer_id]
+        return [layer for layer in self.mentioning(layer_id) if layer.parent == layer_id]
 
 
 def _remove_temporaries(directory: Path) -> None:

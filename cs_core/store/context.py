@@ -22,6 +22,7 @@ from cs_core.model import IDMap, Image, Layer
 from cs_core.records.containers import ContainerStore
 from cs_core.records.images import ImageStore
 from cs_core.records.layers import LayerStore
+from cs_core.records.rawfile import Proofs
 from cs_core.selection import select_driver
 from cs_core.store.intents import LayerIntents
 from cs_core.userns.idmap import is_contiguous
@@ -104,6 +105,12 @@ class StoreContext:
             with contextlib.suppress(OSError):
                 self.ro_layer_stores.append(LayerStore(layers_dir, None, self.driver, read_only=True))
                 self.ro_image_stores.append(ImageStore(images_dir, read_only=True))
+        proofs = Proofs(self.run_root / ".cs-proofs")  # records used raw: records/rawfile.py
+        self.container_store.proofs = proofs
+        for layers in self.layer_stores():
+            layers.proofs = proofs
+        for images in self.image_stores():
+            images.proofs = proofs
 
     # -- driver ------------------------------------------------------------------------------
 
