@@ -11,7 +11,8 @@ import pytest
 
 from cs_core.errors import CorruptRecordFile, DuplicateID, DuplicateImageNames, InvalidBigDataName
 from cs_core.model import Image
-from cs_core.records.base import big_data_file_name, generate_id
+from cs_core.records.base import generate_id
+from cs_core.records.bigdata import big_data_file_name
 from cs_core.records.images import ImageStore
 
 

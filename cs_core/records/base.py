@@ -9,12 +9,10 @@ between the two still makes other processes reload.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import contextlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -24,38 +22,21 @@ from cs_core.errors import (
     CorruptRecordFile,
     DuplicateID,
     DuplicateName,
-    InvalidBigDataName,
     InvalidID,
     StorageError,
     StoreIsReadOnly,
 )
+from cs_core.records.bigdata import BigDataFiles
 from cs_core.records.multilock import LockGroup
 from cs_core.records.rawfile import Proofs, RawFile, encode_record, has_layout
+from cs_core.records.views import IdView, NameView
 
 log = lazylog.getLogger(__name__)
 
 R = TypeVar("R")
 
-_BIG_DATA_PLAIN = re.compile(r"^[.0-9a-z]+$")
-
-#: Where image and container big data wait until the record that describes them is saved.
-PENDING_DIR = ".cs-pending"
-
 #: A search that hits more records than this decodes the whole store instead.
 MAX_CANDIDATES = 64
-
-
-def big_data_file_name(key: str) -> str:
-    """File name for a big-data key, as Go's ``makeBigDataBaseName``."""
-    if not key:
-        raise InvalidBigDataName("can't set empty name for big data item")
-    if key in (".", ".."):
-        # Plain names pass through as file names: these two would name the record's
-        # directory or its parent (Go would try to write over them).
-        raise InvalidBigDataName(f"can't use {key!r} as the name of a big data item")
-    if _BIG_DATA_PLAIN.match(key):
-        return key
-    return "=" + base64.standard_b64encode(key.encode()).decode()
 
 
 def check_id(value: str, what: str = "ID") -> str:
@@ -82,12 +63,6 @@ def generate_id(taken: Callable[[str], bool] = lambda _id: False) -> str:
             return candidate
 
 
-def sha256_digest(data: bytes) -> str:
-    import hashlib  # here: with OpenSSL, ~2.5 ms of every CLI process otherwise
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def dedupe(names: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     out = []
@@ -107,7 +82,7 @@ class RecordFile:
         self.mtime_ns: int | None = None
 
 
-class RecordStore(Generic[R]):
+class RecordStore(BigDataFiles, Generic[R]):
     """Records of one kind, indexed by ID, name and unique ID prefix."""
 
     kind = "record"
@@ -155,11 +130,11 @@ class RecordStore(Generic[R]):
 
     @property
     def by_id(self) -> Mapping[str, R]:
-        return self._by_id if self._raw is None else _IdView(self)
+        return self._by_id if self._raw is None else IdView(self)
 
     @property
     def by_name(self) -> Mapping[str, R]:
-        return self._by_name if self._raw is None else _NameView(self)
+        return self._by_name if self._raw is None else NameView(self)
 
     def _materialise(self) -> None:
         """Leave raw mode: decode every record not decoded yet, keeping those handed out."""
@@ -600,166 +575,6 @@ class RecordStore(Generic[R]):
                 holder.names.remove(name)  # type: ignore[attr-defined]
         record.names = new  # type: ignore[attr-defined]
         self.reindex()
-
-    # -- big data ----------------------------------------------------------------------------
-
-    def data_dir(self, record_id: str) -> Path:
-        return self.directory / record_id
-
-    def data_path(self, record_id: str, key: str) -> Path:
-        return self.data_dir(record_id) / big_data_file_name(key)
-
-    def read_big_data(self, record_id: str, key: str) -> bytes:
-        try:
-            return self.data_path(record_id, key).read_bytes()
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"getting big data {key!r} for {self.kind} {record_id}: no such file"
-            ) from exc
-
-    def write_big_data(self, record_id: str, key: str, data: bytes, *, durable: bool = True) -> None:
-        path = self.data_path(record_id, key)
-        if durable:
-            atomic.makedirs_durable(path.parent)
-        else:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic.write_file(path, data, 0o600, durable=durable)
-
-    # Image and container records carry each item's size and digest, so replacing the file
-    # first and the record second (Go's order) leaves a mismatch if we die in between, which
-    # check reports as damage. Instead the new bytes are written (durably) to PENDING_DIR,
-    # the record is saved, and only then renamed into place. After a crash, the next load
-    # finishes the rename if the saved record describes the pending bytes (the operation had
-    # reached its commit point) and deletes them otherwise; either way data and record agree.
-
-    def stage_big_data(self, record_id: str, key: str, data: bytes, *,
-                       durable: bool = True) -> None:
-        """Write a big-data item that ``save()`` will move into place after the record."""
-        final = self.data_path(record_id, key)
-        pending_dir = self.directory / PENDING_DIR
-        pending_dir.mkdir(mode=0o700, exist_ok=True)
-        pending = pending_dir / f"{record_id}-{final.name}"
-        atomic.write_file(pending, data, 0o600, durable=durable)
-        self._staged = [s for s in self._staged if s[0] != pending]
-        self._staged.append((pending, final, durable))
-
-    def _commit_staged(self) -> None:
-        staged, self._staged = self._staged, []
-        dirs: set[Path] = set()
-        for pending, final, durable in staged:
-            if durable:
-                atomic.makedirs_durable(final.parent)
-            else:
-                final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.rename(pending, final)
-            if durable:
-                dirs.add(final.parent)
-        for d in dirs:
-            atomic.fsync_dir(d)
-
-    def _discard_staged(self) -> None:
-        staged, self._staged = self._staged, []
-        for pending, _final, _durable in staged:
-            with contextlib.suppress(OSError):
-                pending.unlink()
-
-    def _recover_staged(self) -> None:
-        pending_dir = self.directory / PENDING_DIR
-        try:
-            entries = list(os.scandir(pending_dir))
-        except OSError:
-            return
-        for entry in entries:
-            record_id, _, file_name = entry.name.rpartition("-")
-            target = self._staged_target(record_id, file_name, Path(entry.path))
-            try:
-                if target is None:
-                    os.unlink(entry.path)
-                else:
-                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    os.rename(entry.path, target)
-                    atomic.fsync_dir(target.parent)
-                    log.warning("completed the interrupted write of %s", target)
-            except OSError as exc:  # e.g. a store we may read but not write
-                log.debug("leaving %s: %s", entry.path, exc)
-
-    def _staged_target(self, record_id: str, file_name: str, pending: Path) -> Path | None:
-        """The final path if the saved record describes the pending bytes, else None."""
-        record = self._raw_by_id(record_id)
-        if record is None:
-            return None
-        sizes: dict[str, int] = getattr(record, "big_data_sizes", {})
-        digests: dict[str, str] = getattr(record, "big_data_digests", {})
-        for key in getattr(record, "big_data_names", []):
-            if big_data_file_name(key) != file_name:
-                continue
-            try:
-                data = pending.read_bytes()
-            except OSError:
-                return None
-            if sizes.get(key) != len(data):
-                return None
-            final = self.data_path(record_id, key)
-            digest = digests.get(key, "")
-            if digest == sha256_digest(data):
-                return final
-            # A manifest digested some other way: the record is new if the old bytes no
-            # longer match it.
-            try:
-                old = final.read_bytes()
-            except OSError:
-                return final
-            return final if len(old) != len(data) or digest != sha256_digest(old) else None
-        return None
-
-    def remove_data_dir(self, record_id: str) -> None:
-        atomic.remove_tree(self.data_dir(record_id))
-
-
-class _IdView(Mapping[str, R]):
-    """``by_id`` in raw mode: a lookup decodes one record; iterating decodes them all."""
-
-    def __init__(self, store: RecordStore[R]) -> None:
-        self._store = store
-
-    def __getitem__(self, key: str) -> R:
-        record = self._store._raw_by_id(key) if isinstance(key, str) else None
-        if record is None:
-            raise KeyError(key)
-        return record
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store._raw_by_id(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        self._store._materialise()
-        return iter(self._store._by_id)
-
-    def __len__(self) -> int:
-        self._store._materialise()
-        return len(self._store._by_id)
-
-
-class _NameView(_IdView[R]):
-    """``by_name`` in raw mode."""
-
-    def __getitem__(self, key: str) -> R:
-        record = self._store._raw_by_name(key) if isinstance(key, str) else None
-        if record is None:
-            raise KeyError(key)
-        return record
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store._raw_by_name(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        self._store._materialise()
-        return iter(self._store._by_name)
-
-    def __len__(self) -> int:
-        self._store._materialise()
-        return len(self._store._by_name)
-
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:
     os.makedirs(path, mode=mode, exist_ok=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 from cs_core.errors import DigestUnknown, SizeUnknown
 from cs_core.model import Container, Image, Layer
-from cs_core.records.base import RecordStore, sha256_digest
+from cs_core.records.base import RecordStore
+from cs_core.records.bigdata import sha256_digest
 from cs_core.records.images import recompute_digests
 
 Record = Layer | Image | Container

@@ -8,7 +8,7 @@ from typing import Any
 from cs_core.cli.command import Env, command, json_option, option
 from cs_core.cli.commands.images import digest_error
 from cs_core.cli.output import binary_stdout, emit_json, err, out, read_input
-from cs_core.records.base import sha256_digest
+from cs_core.records.bigdata import sha256_digest
 
 KINDS = {"layer": "a layer", "image": "an image", "container": "an container"}
 ITEM = {"layer": "layerNameOrID", "image": "imageNameOrID", "container": "containerNameOrID"}
