@@ -7,8 +7,11 @@ its loop filesystems are gone afterwards.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,9 +21,9 @@ from cs_core.testing import go_cli_path, require_privileged, requires_command
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _loop_mounts() -> set[str]:
+def _mounts_under(root: Path) -> set[str]:
     with open("/proc/self/mountinfo") as f:
-        return {line.split()[4] for line in f if "cs-loop-" in line.split()[4] or "cs-startup-" in line}
+        return {point for line in f if (point := line.split()[4]).startswith(f"{root}/")}
 
 
 @pytest.mark.timeout(900)
@@ -28,9 +31,16 @@ def test_bench_run_quick_reaches_every_section() -> None:
     require_privileged("the benchmarks make loop filesystems")
     go_cli_path()
     requires_command("mkfs.ext4", "mkfs.btrfs", "tar", "gzip", "zstd")
-    before = _loop_mounts()
-    proc = subprocess.run([sys.executable, str(BENCH / "run"), "--quick"], capture_output=True,
-                          text=True, timeout=880)
+    # The scripts make their loop filesystems under TMPDIR: a private one tells theirs apart
+    # from those of anything else running on the machine.
+    scratch = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    try:
+        proc = subprocess.run([sys.executable, str(BENCH / "run"), "--quick"], capture_output=True,
+                              text=True, timeout=880, env={**os.environ, "TMPDIR": str(scratch)})
+        left = _mounts_under(scratch)
+    finally:
+        if not _mounts_under(scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
     out = proc.stdout
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "error (traceback above)" not in out, proc.stderr[-3000:]
@@ -53,4 +63,4 @@ def test_bench_run_quick_reaches_every_section() -> None:
     assert len(lines("contention")) == 1
     assert summary[-1] in ("all targets met", "some targets missed")
     assert (proc.returncode == 0) == (summary[-1] == "all targets met")
-    assert _loop_mounts() == before
+    assert left == set()

@@ -4,7 +4,6 @@ content comparison (Go ``checkDirectory``); and the reassembly of a diff for its
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import stat
@@ -17,6 +16,7 @@ import attrs
 from cs_core import walk
 from cs_core.model import IDMap, Layer
 from cs_core.records.layers import LayerStore
+from cs_core.store.content import write_layer_tar
 from cs_core.store.context import StoreContext
 
 # -- tar headers of a layer's diff --------------------------------------------------------------
@@ -191,8 +191,6 @@ def read_diff(ctx: StoreContext, ls: LayerStore, layer: Layer,
     The reassembly (which needs the driver, under our locks) writes into a pipe that a
     helper thread parses as a tar stream, so memory stays flat for any layer size.
     """
-    from cs_core.archive.tarsplit import reassemble
-
     ts_path = ls.tar_split_path(layer.id)
     headers: list[tarfile.TarInfo] = []
     failure: list[BaseException] = []
@@ -213,23 +211,11 @@ def read_diff(ctx: StoreContext, ls: LayerStore, layer: Layer,
     reader.start()
     sink = _DigestingPipe(wfd, algorithm)
     try:
-        if not ts_path.exists():
-            # No tar-split (e.g. layers written by a tool that keeps none): use the driver's diff.
-            parent = ls.lookup(layer.parent) if layer.parent else None
-            stream = ctx.driver.diff(layer.id, layer.parent or None, layer.uid_map, layer.gid_map,
-                                       parent.id_maps if parent is not None else None)
-            try:
-                while chunk := stream.read(1 << 20):
-                    sink.write(chunk)
-            finally:
-                stream.close()
-        else:
-            getter = ctx.driver.diff_getter(layer.id)
-            try:
-                with gzip.open(ts_path, "rb") as ts:
-                    reassemble(ts, getter.open, sink)  # type: ignore[arg-type]
-            finally:
-                getter.close()
+        # No tar-split (e.g. layers written by a tool that keeps none): the driver's diff.
+        parent = ls.lookup(layer.parent) if layer.parent else None
+        write_layer_tar(ctx.driver, layer, ts_path if ts_path.exists() else None,
+                        layer.parent or None, parent.id_maps if parent is not None else None,
+                        sink)  # type: ignore[arg-type]
     finally:
         sink.close()
         reader.join()

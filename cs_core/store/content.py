@@ -14,6 +14,7 @@ from cs_core.store.context import StoreContext
 
 if TYPE_CHECKING:
     from cs_core.archive.compression import Compression
+    from cs_core.drivers.base import GraphDriver
 
 
 def compared_with(ctx: StoreContext, layer: Layer,
@@ -62,10 +63,7 @@ def diff(ctx: StoreContext, from_: str | None, to: str, out: BinaryIO,
 
     ``progress`` gets running totals of the bytes written to ``out`` (compressed, if
     ``compression`` says so; :mod:`cs_core.progress`)."""
-    import gzip
-
     from cs_core.archive.compression import Compression, compress_stream
-    from cs_core.archive.tarsplit import reassemble
 
     with ctx.using_driver() as driver, ctx.layer_store.writing(), ctx.ro_layers_reading():
         layer, parent, parent_maps = _diff_pair(ctx, from_, to)
@@ -75,25 +73,36 @@ def diff(ctx: StoreContext, from_: str | None, to: str, out: BinaryIO,
         sink = (compress_stream(counted, compression)  # type: ignore[arg-type]
                 if compression != Compression.NONE else counted)
         try:
-            ts_path = _tar_split_for(ctx, layer)
-            if parent == (layer.parent or None) and ts_path is not None:
-                getter = driver.diff_getter(layer.id)
-                try:
-                    with gzip.open(ts_path, "rb") as ts:
-                        reassemble(ts, getter.open, sink)  # type: ignore[arg-type]
-                finally:
-                    getter.close()
-            else:
-                stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map,
-                                     parent_maps)
-                try:
-                    shutil.copyfileobj(stream, sink, 1 << 20)  # type: ignore[arg-type]
-                finally:
-                    stream.close()
+            # The tar-split records the diff against the layer's own parent only.
+            ts_path = _tar_split_for(ctx, layer) if parent == (layer.parent or None) else None
+            write_layer_tar(driver, layer, ts_path, parent, parent_maps, sink)  # type: ignore[arg-type]
         finally:
             if sink is not counted:
                 sink.close()
         counted.finish()
+
+
+def write_layer_tar(driver: GraphDriver, layer: Layer, ts_path: Path | None, parent: str | None,
+                    parent_maps: IDMapPair | None, sink: BinaryIO) -> None:
+    """The layer's diff against ``parent`` into ``sink``: reassembled bit-exact from its
+    tar-split ``ts_path`` when given, else as the driver produces it."""
+    if ts_path is not None:
+        import gzip
+
+        from cs_core.archive.tarsplit import reassemble
+
+        getter = driver.diff_getter(layer.id)
+        try:
+            with gzip.open(ts_path, "rb") as ts:
+                reassemble(ts, getter.open, sink)  # type: ignore[arg-type]
+        finally:
+            getter.close()
+        return
+    stream = driver.diff(layer.id, parent, layer.uid_map, layer.gid_map, parent_maps)
+    try:
+        shutil.copyfileobj(stream, sink, 1 << 20)
+    finally:
+        stream.close()
 
 
 def _tar_split_for(ctx: StoreContext, layer: Layer) -> Path | None:
