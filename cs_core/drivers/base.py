@@ -16,12 +16,16 @@ import abc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 from cs_core import recordclass
 from cs_core.archive.whiteouts import WhiteoutFormat
 from cs_core.errors import ConfigError
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
+
+if TYPE_CHECKING:
+    from cs_core.archive.tarsplit import TarSplitWriter
+    from cs_core.progress import Progress
 
 
 @recordclass.frozen
@@ -76,7 +80,8 @@ class ApplyDiffOpts:
 
     ``tar_split`` is an open ``cs_core.archive.tarsplit.TarSplitWriter`` (or None): the driver
     passes it on to ``cs_core.archive.apply.apply_tar`` so the stream is parsed once, and the
-    core keeps the record for bit-exact diffs.
+    core keeps the record for bit-exact diffs. ``progress`` (or None) goes to ``apply_tar``
+    too, in its ``ApplyOptions``: running totals of the tar's bytes (``cs_core.progress``).
     """
 
     uid_map: tuple[IDMap, ...] = ()
@@ -84,8 +89,8 @@ class ApplyDiffOpts:
     mount_label: str = ""
     ignore_chown_errors: bool = False
     force_mask: int | None = None
-    tar_split: object | None = None
-    progress: object | None = None
+    tar_split: TarSplitWriter | None = None
+    progress: Progress | None = None
 
 
 @recordclass.frozen

@@ -61,9 +61,9 @@ def apply_into(driver: GraphDriver, root: str | os.PathLike[str], stream: Binary
         gid_map=tuple(opts.gid_map),
         ignore_chown_errors=opts.ignore_chown_errors,
         force_mask=opts.force_mask,
-        progress=opts.progress if callable(opts.progress) else None,
+        progress=opts.progress,
     )
-    return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
+    return apply_logged(root, stream, options, opts.tar_split)
 
 
 def apply_logged(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions,

@@ -23,12 +23,15 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from cs_core import atomic, recordclass
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.model import ApplyResult
+
+if TYPE_CHECKING:
+    from cs_core.archive.apply import ApplyOptions
 
 STAGING_DIR = "staging"
 LOCK_FILE = "staging.lock"
@@ -60,10 +63,10 @@ class StagedLayer:
 class Differ(Protocol):
     """Fills a staging directory (Go ``Differ``)."""
 
-    def apply_diff(self, dest: Path, scratch: Path, options: object) -> StagedLayer:
+    def apply_diff(self, dest: Path, scratch: Path, options: ApplyOptions) -> StagedLayer:
         """Write the layer's content into ``dest``; ``scratch`` (dest's parent, private to this
-        staging) may hold side files such as the tar-split. ``options`` is the driver's
-        ``cs_core.archive.apply.ApplyOptions`` (whiteout format, ID maps, force mask)."""
+        staging) may hold side files such as the tar-split. ``options`` are the driver's
+        (whiteout format, ID maps, force mask)."""
 
 
 class StagingDriver(abc.ABC):
@@ -88,14 +91,13 @@ class TarDiffer:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
 
-    def apply_diff(self, dest: Path, scratch: Path, options: object) -> StagedLayer:
+    def apply_diff(self, dest: Path, scratch: Path, options: ApplyOptions) -> StagedLayer:
         import gzip
 
-        from cs_core.archive.apply import ApplyOptions, apply_tar
+        from cs_core.archive.apply import apply_tar
         from cs_core.archive.compression import DigestReader, decompress_stream
         from cs_core.archive.tarsplit import TarSplitWriter
 
-        assert isinstance(options, ApplyOptions)
         raw = DigestReader(self.stream)
         compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
         plain = DigestReader(plain_stream)
