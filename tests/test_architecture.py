@@ -39,7 +39,7 @@ ROOMS: list[tuple[str, set[str]]] = [
 
 # Inside the store, the modules every operation builds on import no operation module.
 STORE_BASE = {"cs_core.store.context", "cs_core.store.options", "cs_core.store.bigdata",
-              "cs_core.store.intents", "cs_core.store.templates", "cs_core.store.extract"}
+              "cs_core.store.intents", "cs_core.store.templates"}
 
 # Upward arrows today: the typed hook façade names the Store it hands to plugins (typing only).
 UPWARD_ALLOWED = {("cs_core.drivers.hookspecs", "cs_core.store"),
