@@ -59,3 +59,38 @@ def test_prune_keeps_held_dirs_and_removes_the_rest(tmp_path: Path) -> None:
     lock.unlock_and_delete()
     assert prune_staging_dirs(base) is False
     assert os.listdir(base) == []
+
+
+def test_staged_apply_records_what_put_layer_records(tmp_path: Path) -> None:
+    """One ingest path: a gzip blob staged (TarDiffer, apply_staged_layer) and the same blob
+    imported (put_layer) read the stream through the same measuring, so their records agree
+    on every measured field."""
+    import gzip
+
+    from cs_core.store.staged import ApplyStagedLayerOptions
+    from cs_core.testing import require_privileged
+
+    require_privileged()
+    from cs_overlay.testing import unmount_all_under
+
+    blob = gzip.compress(layer_tar([("etc", None, 0o750), ("etc/app.conf", b"x = 1\n"),
+                                    ("bin/tool", b"#!/bin/sh\n" * 100)],
+                                   owners={"etc/app.conf": (1000, 1001)}), mtime=0)
+    store = open_store(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                       driver_name="overlay")
+    try:
+        imported = store.put_layer(diff=io.BytesIO(blob))
+        staged = store.prepare_staged_layer(TarDiffer(io.BytesIO(blob)))
+        applied = store.apply_staged_layer(ApplyStagedLayerOptions(diff_output=staged))
+
+        def measured(layer: object) -> tuple[object, ...]:
+            return tuple(getattr(layer, name) for name in (
+                "compressed_digest", "compressed_size", "uncompressed_digest",
+                "uncompressed_size", "compression", "uidset", "gidset"))
+
+        assert measured(applied) == measured(imported)
+        assert imported.compressed_size == len(blob) and imported.uidset == [0, 1000]
+        assert imported.gidset == [0, 1001] and imported.compression != 0
+    finally:
+        store.shutdown(force=True)
+        unmount_all_under(tmp_path)

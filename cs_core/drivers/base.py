@@ -20,7 +20,10 @@ from typing import BinaryIO, ClassVar
 
 from cs_core import recordclass
 from cs_core.archive.whiteouts import WhiteoutFormat
-from cs_core.errors import ConfigError
+from cs_core.drivers.options import ApplyDiffOpts as ApplyDiffOpts
+from cs_core.drivers.options import CreateOpts as CreateOpts
+from cs_core.drivers.options import MountOpts as MountOpts
+from cs_core.errors import ConfigError, UnsafeArchive
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 
@@ -42,50 +45,6 @@ class DriverConfig:
     image_store: Path | None = None
     uid_map: tuple[IDMap, ...] = ()
     gid_map: tuple[IDMap, ...] = ()
-
-
-@recordclass.frozen
-class CreateOpts:
-    """Options for creating a layer (Go ``CreateOpts``)."""
-
-    mount_label: str = ""
-    storage_opt: Mapping[str, str] = recordclass.field(factory=dict)
-    uid_map: tuple[IDMap, ...] = ()
-    gid_map: tuple[IDMap, ...] = ()
-
-
-@recordclass.frozen
-class MountOpts:
-    """Options for mounting a layer (Go ``MountOpts``)."""
-
-    mount_label: str = ""
-    options: tuple[str, ...] = ()
-    uid_map: tuple[IDMap, ...] = ()
-    gid_map: tuple[IDMap, ...] = ()
-    volatile: bool = False
-    disable_shifting: bool = False
-
-    @property
-    def read_only(self) -> bool:
-        return "ro" in self.options
-
-
-@recordclass.frozen
-class ApplyDiffOpts:
-    """Options for applying an *uncompressed* tar stream to a layer.
-
-    ``tar_split`` is an open ``cs_core.archive.tarsplit.TarSplitWriter`` (or None): the driver
-    passes it on to ``cs_core.archive.apply.apply_tar`` so the stream is parsed once, and the
-    core keeps the record for bit-exact diffs.
-    """
-
-    uid_map: tuple[IDMap, ...] = ()
-    gid_map: tuple[IDMap, ...] = ()
-    mount_label: str = ""
-    ignore_chown_errors: bool = False
-    force_mask: int | None = None
-    tar_split: object | None = None
-    progress: object | None = None
 
 
 @recordclass.frozen
@@ -304,9 +263,7 @@ class GraphDriver(abc.ABC):
 
     def diff_getter(self, id: str) -> FileGetter:
         """A file opener over layer ``id``'s full tree (for tar-split replay)."""
-        from cs_core.drivers import naive
-
-        return naive.MountedFileGetter(self, id)
+        return MountedFileGetter(self, id)
 
     def create_from_template(
         self, id: str, template: str, template_maps: tuple[Sequence[IDMap], Sequence[IDMap]],
@@ -349,6 +306,33 @@ class GraphDriver(abc.ABC):
         from cs_core.drivers import naive
 
         naive.update_layer_id_map(self, id, to_container, to_host, mount_label)
+
+
+class MountedFileGetter(FileGetter):
+    """Opens files of layer ``id`` through a read-only mount, resolving names inside it."""
+
+    def __init__(self, driver: GraphDriver, id: str) -> None:
+        self._driver = driver
+        self._id = id
+        root = driver.get(id, MountOpts(options=("ro",)))
+        self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open(self, path: str) -> BinaryIO:
+        # Imported here: the tar engine is not needed to start the CLI.
+        from cs_core.archive.apply import clean_member_name
+        from cs_core.archive.saferoot import open_regular
+
+        rel = clean_member_name(path)
+        if not rel:
+            raise UnsafeArchive(f"{path!r} is not a file")
+        fd, _st = open_regular(self._fd, rel)
+        return open(fd, "rb", buffering=0)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._driver.put(self._id)
 
 
 def split_option(option: str, driver: str, aliases: Sequence[str] = ()) -> tuple[str, str] | None:

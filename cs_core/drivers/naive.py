@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cs_core import lazylog, walk
-from cs_core.archive.apply import ApplyOptions, apply_tar, clean_member_name
+from cs_core.archive.apply import ApplyOptions, apply_tar
 from cs_core.archive.changes import changes_dirs, export_changes, export_tree
 from cs_core.archive.idmap import to_container, to_host
-from cs_core.archive.saferoot import open_regular
-from cs_core.drivers.base import ApplyDiffOpts, CreateOpts, FileGetter, MountOpts
-from cs_core.errors import ArchiveFormatError, InvalidMappings, UnsafeArchive
+from cs_core.drivers.options import ApplyDiffOpts, CreateOpts, MountOpts
+from cs_core.errors import ArchiveFormatError, InvalidMappings
 from cs_core.model import NO_MAPS, ApplyResult, Change, IDMap, IDMapPair
 
 if TYPE_CHECKING:
@@ -61,9 +60,9 @@ def apply_into(driver: GraphDriver, root: str | os.PathLike[str], stream: Binary
         gid_map=tuple(opts.gid_map),
         ignore_chown_errors=opts.ignore_chown_errors,
         force_mask=opts.force_mask,
-        progress=opts.progress if callable(opts.progress) else None,
+        progress=opts.progress,
     )
-    return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
+    return apply_logged(root, stream, options, opts.tar_split)
 
 
 def apply_logged(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOptions,
@@ -257,29 +256,6 @@ def diff_size(driver: GraphDriver, id: str, parent: str | None, maps: IDMapPair 
         return changes_size(layer_fs, found)
     finally:
         driver.put(id)
-
-
-class MountedFileGetter(FileGetter):
-    """Opens files of layer ``id`` through a read-only mount, resolving names inside it."""
-
-    def __init__(self, driver: GraphDriver, id: str) -> None:
-        self._driver = driver
-        self._id = id
-        root = driver.get(id, MountOpts(options=("ro",)))
-        self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def open(self, path: str) -> BinaryIO:
-        rel = clean_member_name(path)
-        if not rel:
-            raise UnsafeArchive(f"{path!r} is not a file")
-        fd, _st = open_regular(self._fd, rel)
-        return open(fd, "rb", buffering=0)  # type: ignore[return-value]
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            self._driver.put(self._id)
 
 
 def _map_pair(

@@ -23,12 +23,16 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from cs_core import atomic, recordclass
+from cs_core.archive.ingest import IngestReport
 from cs_core.atomic import remove_tree
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.model import ApplyResult
+
+if TYPE_CHECKING:
+    from cs_core.archive.apply import ApplyOptions
 
 STAGING_DIR = "staging"
 LOCK_FILE = "staging.lock"
@@ -56,14 +60,29 @@ class StagedLayer:
     metadata: str = ""
     big_data: dict[str, bytes] = recordclass.field(factory=dict)
 
+    @classmethod
+    def measured(cls, target: Path, report: IngestReport, tar_split: Path | None) -> StagedLayer:
+        """What a differ that read a stream (``extract_stream``) hands back."""
+        return cls(target=target, size=report.uncompressed_size, uids=list(report.uids),
+                   gids=list(report.gids), uncompressed_digest=report.uncompressed_digest,
+                   compressed_digest=report.compressed_digest,
+                   compressed_size=report.compressed_size, compression=report.compression,
+                   tar_split=tar_split)
+
+    def report(self) -> IngestReport:
+        """The part of this output a layer record takes (``record_report``)."""
+        return IngestReport(self.compressed_digest, self.compressed_size,
+                            self.uncompressed_digest, self.size, self.compression,
+                            list(self.uids), list(self.gids))
+
 
 class Differ(Protocol):
     """Fills a staging directory (Go ``Differ``)."""
 
-    def apply_diff(self, dest: Path, scratch: Path, options: object) -> StagedLayer:
+    def apply_diff(self, dest: Path, scratch: Path, options: ApplyOptions) -> StagedLayer:
         """Write the layer's content into ``dest``; ``scratch`` (dest's parent, private to this
-        staging) may hold side files such as the tar-split. ``options`` is the driver's
-        ``cs_core.archive.apply.ApplyOptions`` (whiteout format, ID maps, force mask)."""
+        staging) may hold side files such as the tar-split. ``options`` are the driver's
+        (whiteout format, ID maps, force mask)."""
 
 
 class StagingDriver(abc.ABC):
@@ -88,28 +107,15 @@ class TarDiffer:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
 
-    def apply_diff(self, dest: Path, scratch: Path, options: object) -> StagedLayer:
-        import gzip
+    def apply_diff(self, dest: Path, scratch: Path, options: ApplyOptions) -> StagedLayer:
+        from cs_core.archive.apply import apply_tar
+        from cs_core.archive.ingest import extract_stream
 
-        from cs_core.archive.apply import ApplyOptions, apply_tar
-        from cs_core.archive.compression import DigestReader, decompress_stream
-        from cs_core.archive.tarsplit import TarSplitWriter
-
-        assert isinstance(options, ApplyOptions)
-        raw = DigestReader(self.stream)
-        compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
-        plain = DigestReader(plain_stream)
         ts_path = scratch / TAR_SPLIT_FILE
-        with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
-                gzip.GzipFile(fileobj=ts_file, mode="wb", compresslevel=1, mtime=0) as gz:
-            result = apply_tar(dest, plain, options,  # type: ignore[arg-type]
-                               tar_split=TarSplitWriter(gz))  # type: ignore[arg-type]
-        return StagedLayer(
-            target=dest, size=plain.size, uids=sorted(set(result.uids)),
-            gids=sorted(set(result.gids)), uncompressed_digest=plain.digest,
-            compressed_digest=raw.digest, compressed_size=raw.size,
-            compression=int(compression), tar_split=ts_path,
-        )
+        with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file:
+            report = extract_stream(self.stream, ts_file, lambda plain, writer: apply_tar(
+                dest, plain, options, tar_split=writer))
+        return StagedLayer.measured(dest, report, ts_path)
 
 
 # -- unlocked imports: a whole layer tree staged apart ------------------------------------------

@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from cs_core import atomic
 from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
+from cs_core.archive.ingest import IngestReport, extract_stream
 from cs_core.atomic import flushing, syncfs
 from cs_core.drivers.base import ApplyDiffOpts, CreateOpts
 from cs_core.drivers.staging import TAR_SPLIT_FILE, StagedTree, TreeStager
@@ -35,7 +36,6 @@ from cs_core.model import Layer
 from cs_core.records.base import dedupe
 from cs_core.store import layers
 from cs_core.store.context import StoreContext
-from cs_core.store.extract import Measured, extract_stream
 from cs_core.store.options import LayerOptions
 
 
@@ -70,7 +70,7 @@ def put_layer_unlocked(ctx: StoreContext, id: str | None, parent: str | None, na
         return None
     staged = driver.stage_tree(parent_id, opts)
     try:
-        measured = _fill_staged(ctx, driver, staged, opts, options, diff)
+        report = _fill_staged(ctx, driver, staged, opts, options, diff)
 
         def commit(layer: Layer, create_opts: CreateOpts) -> None:
             if (layer.parent or None) != parent_id:
@@ -78,7 +78,7 @@ def put_layer_unlocked(ctx: StoreContext, id: str | None, parent: str | None, na
                 raise LayerUnknown(f"parent {parent} changed while the layer was imported")
             _move_tar_split(staged, ctx.layer_store.tar_split_path(layer.id))
             driver.commit_staged_tree(layer.id, parent_id, staged, create_opts, writeable)
-            measured.record(layer, options)
+            layers.record_report(layer, report, options)
 
         return layers.create(ctx, id, parent, names, mount_label, writeable, options, None,
                              commit)
@@ -107,7 +107,7 @@ def _checked_plan(ctx: StoreContext, id: str | None, parent: str | None, names: 
 
 
 def _fill_staged(ctx: StoreContext, driver: TreeStager, staged: StagedTree, opts: CreateOpts,
-                 options: LayerOptions, diff: BinaryIO) -> Measured:
+                 options: LayerOptions, diff: BinaryIO) -> IngestReport:
     """Extract ``diff`` into the staged tree and flush it (no lock held)."""
     apply_opts = ApplyDiffOpts(uid_map=opts.uid_map, gid_map=opts.gid_map,
                                mount_label=opts.mount_label)
@@ -115,11 +115,11 @@ def _fill_staged(ctx: StoreContext, driver: TreeStager, staged: StagedTree, opts
     ts_path = staged.layer_dir / TAR_SPLIT_FILE
     with open(os.open(ts_path, atomic.WRITE_FLAGS | os.O_TRUNC, 0o600), "wb") as ts_file, \
             flushing(home):
-        measured = extract_stream(diff, ts_file, lambda plain, writer: driver.apply_staged_diff(
+        report = extract_stream(diff, ts_file, lambda plain, writer: driver.apply_staged_diff(
             staged, plain, attrs.evolve(apply_opts, tar_split=writer)), options.progress)
     # On disk before the lock is taken and any record names it (and paid outside the lock).
     syncfs(home)
-    return measured
+    return report
 
 
 def _move_tar_split(staged: StagedTree, target: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cs_core import lazylog as logging  # module loggers that import logging when used
 from cs_core import recordclass as attrs  # attrs' API subset, without attrs' import cost
@@ -28,6 +28,9 @@ from cs_core.store import bigdata
 from cs_core.store.context import StoreContext
 from cs_core.store.options import LayerOptions
 from cs_core.store.templates import copy_template_record, copy_template_tar_split
+
+if TYPE_CHECKING:
+    from cs_core.archive.ingest import IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -252,16 +255,37 @@ def _reset_after_failed_apply(ctx: StoreContext, layer: Layer, empty: bool) -> N
 def apply_diff_locked(ctx: StoreContext, layer: Layer, stream: BinaryIO,
                       options: LayerOptions) -> None:
     # Imported here: the archive modules are not needed to start the CLI.
-    from cs_core.store.extract import extract_stream
+    from cs_core.archive.ingest import extract_stream
 
     # Not fsynced on its own: both callers' sync_content flushes it with the layer's files.
     with ctx.layer_store.tar_split_writer(layer.id, durable=False) as ts_file:
-        measured = extract_stream(stream, ts_file, lambda plain, writer: ctx.driver.apply_diff(
+        report = extract_stream(stream, ts_file, lambda plain, writer: ctx.driver.apply_diff(
             layer.id, layer.parent or None, plain,
             ApplyDiffOpts(uid_map=tuple(layer.uid_map), gid_map=tuple(layer.gid_map),
                           mount_label=layer.mount_label, tar_split=writer)),
             options.progress)
-    measured.record(layer, options)
+    record_report(layer, report, options)
+
+
+def record_report(layer: Layer, report: IngestReport, options: LayerOptions | None = None) -> None:
+    """Give ``layer``'s record what its content measured: every way content enters a layer
+    (the locked and unlocked imports, a staged layer's apply) records it here.
+
+    With ``options`` (``PutLayer``, ``ApplyDiff``), digests the caller already knows (a
+    pull's) win over the measured ones, as in Go; a staged layer's are the differ's, as Go's
+    ``ApplyStagedLayer`` takes them.
+    """
+    known_compressed = options.original_digest if options else ""
+    known_uncompressed = options.uncompressed_digest if options else ""
+    layer.compressed_digest = (known_compressed if known_compressed.startswith("sha256:")
+                               else report.compressed_digest)
+    layer.compressed_size = report.compressed_size
+    layer.uncompressed_digest = (known_uncompressed if known_uncompressed.startswith("sha256:")
+                                 else report.uncompressed_digest)
+    layer.uncompressed_size = report.uncompressed_size
+    layer.compression = report.compression
+    layer.uidset = list(report.uids)
+    layer.gidset = list(report.gids)
 
 
 # -- read ------------------------------------------------------------------------------------

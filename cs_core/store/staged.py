@@ -80,13 +80,7 @@ def _fill(ctx: StoreContext, driver: StagingDriver, layer: Layer, staged: Staged
         with contextlib.suppress(FileNotFoundError):
             ts_path.unlink()
     driver.apply_staged(layer.id, layer.parent or None, staged)
-    layer.uidset = list(staged.uids)
-    layer.gidset = list(staged.gids)
-    layer.uncompressed_digest = staged.uncompressed_digest
-    layer.uncompressed_size = staged.size
-    layer.compressed_digest = staged.compressed_digest
-    layer.compressed_size = staged.compressed_size
-    layer.compression = staged.compression
+    layers.record_report(layer, staged.report())
     if staged.metadata:
         layer.metadata = staged.metadata
     for key, value in staged.big_data.items():

@@ -371,8 +371,8 @@ class BtrfsDriver(GraphDriver, TreeStager):
         options = ApplyOptions(
             whiteout_format=WhiteoutFormat.DELETE, uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors, force_mask=opts.force_mask,
-            progress=opts.progress if callable(opts.progress) else None)
-        return apply_logged(root, stream, options, opts.tar_split)  # type: ignore[arg-type]
+            progress=opts.progress)
+        return apply_logged(root, stream, options, opts.tar_split)
 
     def _native_since(self, id: str, parent: str | None, maps: IDMapPair = NO_MAPS,
                       parent_maps: IDMapPair = NO_MAPS) -> tuple[int, int] | None:

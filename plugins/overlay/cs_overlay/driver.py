@@ -620,7 +620,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
             uid_map=tuple(opts.uid_map), gid_map=tuple(opts.gid_map),
             ignore_chown_errors=opts.ignore_chown_errors or self.opts.ignore_chown_errors,
             force_mask=force_mask,
-            progress=opts.progress if callable(opts.progress) else None,
+            progress=opts.progress,
         )
 
     def apply_diff(self, id: str, parent: str | None, stream: BinaryIO, opts: ApplyDiffOpts) -> ApplyResult:
@@ -636,8 +636,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         from cs_core.drivers.api import apply_tar
 
         try:
-            return apply_tar(diff, stream, self._tar_options(opts),
-                             tar_split=opts.tar_split)  # type: ignore[arg-type]
+            return apply_tar(diff, stream, self._tar_options(opts), tar_split=opts.tar_split)
         except ArchiveFormatError as exc:
             # Go's overlay untars in a re-exec'd helper and reports it so, without a log line.
             raise ArchiveFormatError(f"processing tar file({exc}): exit status 1") from None
