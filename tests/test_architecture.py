@@ -51,7 +51,7 @@ CYCLES_ALLOWED = [{"cs_core.cli.app", "cs_core.cli.clickview", "cs_core.cli.comm
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 60
 # Today's offenders outside the store (each owned by another change that shrinks it).
-LONG_FILES_ALLOWED = {"cs_core/archive/changes.py"}
+LONG_FILES_ALLOWED: set[str] = set()
 LONG_FUNCTIONS_ALLOWED: set[str] = set()
 
 
