@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cs_core.cli.command import UNLIMITED, Command, Option
+from cs_core.cli.globalflags import GLOBAL_OPTIONS
 
 
 class GoCommand(click.Command):
@@ -66,8 +67,6 @@ def group() -> click.Group:
     """The top-level group plugins register commands on (built on first use)."""
     global _group
     if _group is None:
-        from cs_core.cli.app import GLOBAL_OPTIONS
-
         _group = click.Group(
             "containers-storage",
             help="Manage layers, images and containers in a containers/storage store.",

@@ -111,15 +111,6 @@ def command(name: str, usage: str, *, aliases: tuple[str, ...] = (), options_hel
 json_option = option("--json", "-j", "json_output", is_flag=True, help="Prefer JSON output")
 
 
-def __getattr__(name: str) -> Any:
-    # The click class, for code that inspects the click view of the commands (docs, tests).
-    if name == "GoCommand":
-        from cs_core.cli.clickview import GoCommand
-
-        return GoCommand
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class CommandError(StorageError):
     """A failure worded entirely by the command (no library message appended)."""
 

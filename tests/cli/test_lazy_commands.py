@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cs_core.cli import commands
 from cs_core.cli.app import cli
-from cs_core.cli.command import GoCommand
+from cs_core.cli.clickview import GoCommand
 from cs_core.cli.main import ORDER
 
 
