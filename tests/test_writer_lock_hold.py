@@ -43,3 +43,29 @@ def test_applydiff_imports_nothing_under_the_layer_lock(tmp_path: Path) -> None:
                            str(tmp_path / "r"), str(tar)],
                           check=True, capture_output=True, text=True)
     assert proc.stdout.split() == [], proc.stdout
+
+
+_OPEN_PROBE = r"""
+import os, sys
+from cs_core import lockfile
+from cs_core.store import open_store
+
+graph, run = sys.argv[1:3]
+os.makedirs(graph, mode=0o700)
+lock = lockfile.get(os.path.join(graph, "storage.lock"))
+under_lock = []
+
+def hook(event, args):
+    if event == "import" and lock.locked_for_writing:
+        under_lock.append(args[0])
+
+sys.addaudithook(hook)
+open_store(graph_root=graph, run_root=run, driver_name="vfs")
+print(" ".join(sorted(set(under_lock))))
+"""
+
+
+def test_opening_a_store_imports_no_driver_under_the_graph_lock(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _OPEN_PROBE, str(tmp_path / "g"),
+                           str(tmp_path / "r")], check=True, capture_output=True, text=True)
+    assert proc.stdout.split() == [], proc.stdout
