@@ -59,6 +59,7 @@ class StoreContext:
         # Serializes picking ID maps for new containers (auto user namespaces, mapped copies
         # of image top layers) with other processes, Go's included.
         self.userns_lock = lockfile.get(self.graph_root / "userns.lock")
+        self._load_driver_plugin(options.driver_name)
         with self.graph_lock.write_locked():
             self._graph_token = self.graph_lock.read_token()
             self.driver = self.make_driver(options.driver_name)
@@ -113,6 +114,14 @@ class StoreContext:
             images.proofs = proofs
 
     # -- driver ------------------------------------------------------------------------------
+
+    def _load_driver_plugin(self, name: str) -> None:
+        """Import a named driver's plugin before the graph lock is taken: every process, Go's
+        too, takes that lock at start-up, and an import under it delays each of them. A
+        plugin that fails to load fails again, under the lock, with the usual error."""
+        if name:
+            with contextlib.suppress(StorageError):
+                self.registry.driver_class(name)
 
     def make_driver(self, name: str) -> GraphDriver:
         def config_for(driver: str) -> DriverConfig:

@@ -68,6 +68,8 @@ def put_layer(ctx: StoreContext, id: str | None, parent: str | None, names: Sequ
     options = options or LayerOptions()
     fill = None
     if diff is not None:
+        _import_ingest()
+
         def fill(layer: Layer) -> None:
             with flushing(ctx.driver.home):
                 apply_diff_locked(ctx, layer, diff, options)
@@ -201,6 +203,7 @@ def apply_diff(ctx: StoreContext, to: str, stream: BinaryIO, progress: Progress 
 
     ``progress`` gets running totals of the bytes read from ``stream``
     (:mod:`cs_core.progress`)."""
+    _import_ingest()
     ls = ctx.layer_store
     with ls.writing():
         layer = ls.get(to)
@@ -252,9 +255,24 @@ def _reset_after_failed_apply(ctx: StoreContext, layer: Layer, empty: bool) -> N
                         'some of the diff\'s files ("check" reports them)', layer.id)
 
 
+def _import_ingest() -> None:
+    """Import the ingest path's modules before the layer lock is taken: the lock is the one
+    every writer (ours and Go's) queues on, and an import under it costs each of them the
+    import's time again while the CPUs are shared (cs_core.archive.ingest imports gzip and
+    the decompressors when it first runs; drivers reach the tar engine, cs_core.drivers.naive,
+    through cs_core.drivers.api's lazy names when they first apply)."""
+    import gzip  # noqa: F401
+
+    import cs_core.archive.compression
+    import cs_core.archive.ingest
+    import cs_core.archive.tarsplit
+    import cs_core.drivers.naive  # noqa: F401
+
+
 def apply_diff_locked(ctx: StoreContext, layer: Layer, stream: BinaryIO,
                       options: LayerOptions) -> None:
-    # Imported here: the archive modules are not needed to start the CLI.
+    # Imported here: the archive modules are not needed to start the CLI (callers that hold
+    # the layer lock import them beforehand with _import_ingest).
     from cs_core.archive.ingest import extract_stream
 
     # Not fsynced on its own: both callers' sync_content flushes it with the layer's files.
