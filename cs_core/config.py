@@ -9,6 +9,7 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import stat
@@ -16,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs_core import recordclass
+# json and atomic are eager (every store run loads them anyway) so that a process that drops
+# privileges after importing this module can still use the parse cache.
+from cs_core import atomic, recordclass
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
@@ -175,8 +178,6 @@ def _file_key(path: str, st: os.stat_result) -> list[Any]:
 def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
     """The cached tables if the cache is ours, well formed and made from ``key``'s file;
     anything else (absent, corrupt, foreign, stale) is None: the caller reparses."""
-    import json
-
     if cache is None:
         return None
     try:
@@ -206,10 +207,6 @@ def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
 def _store_tables(cache: str | None, key: list[Any], data: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written (read-only home, another user's HOME after
     dropping privileges, tables JSON cannot hold such as TOML dates) only costs the parse."""
-    import json
-
-    from cs_core import atomic
-
     if cache is None:
         return
     try:
