@@ -140,6 +140,20 @@ def _metadata_dirs(paths: Iterable[str]) -> Iterator[str]:
                 yield os.path.join(base, name)
 
 
+def _entry_points_by_importlib(group: str, paths: list[str]) -> list[EntryPointLike]:
+    """importlib.metadata's ``entry_points(group=)``, over ``paths`` rather than sys.path."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    found: list[EntryPointLike] = []
+    for dist in metadata.distributions(path=paths):
+        key = _normalize(dist.metadata["Name"] or "")
+        if key not in seen:
+            seen.add(key)
+            found += [ep for ep in dist.entry_points if ep.group == group]
+    return found
+
+
 def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPointLike]:
     """Every entry point in ``group``, in importlib.metadata's order."""
     if paths is None:
@@ -149,9 +163,7 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
         if zip_path not in _zips and (importer := _zip_importer(zip_path)) is not None:
             _zips[zip_path] = importer
         if zip_path not in _zips:  # a zip we cannot list cheaply: the full machinery
-            from importlib import metadata
-
-            return list(metadata.entry_points(group=group))
+            return _entry_points_by_importlib(group, paths)
     seen: set[str] = set()
     found: list[EntryPointLike] = []
     for path in _metadata_dirs(paths):

@@ -134,16 +134,37 @@ def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path
                            "or move it aside, which forgets its images (their layers stay)\n")
 
 
-def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:
-    binary = tmp_path / "containers-storage"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_binary.py"), str(binary)],
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("zipapp") / "containers-storage"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_binary.py"), str(path)],
                    check=True, capture_output=True)
+    return path
+
+
+def test_the_zipapp_carries_bytecode_for_every_module(binary: Path) -> None:
     with zipfile.ZipFile(binary) as archive:
         names = set(archive.namelist())
     sources = {n for n in names if n.endswith(".py") and n != "__main__.py"}
     assert sources and {n for n in sources if n + "c" not in names} == set()
     # zipimport looks for mod.pyc beside mod.py, not in __pycache__.
     assert "cs_core/cli/main.pyc" in names
+
+
+def test_the_zipapp_finds_its_driver_without_importlib_metadata(small_store: Path,
+                                                                 binary: Path) -> None:
+    """The zip's index of its dist-info directories stands in for a directory listing, so a
+    run of the binary imports no more than the installed script's (no email, zipfile, csv)."""
+    env = {"CONTAINERS_STORAGE_CONF": str(small_store / "none.conf"), "PATH": "/usr/bin:/bin"}
+    flags = ["-g", str(small_store / "g"), "--run", str(small_store / "r"), "-s", "vfs"]
+    # -S: the venv's editable installs would serve cs_core from the checkout, not the zip.
+    proc = subprocess.run([sys.executable, "-S", "-X", "importtime", str(binary), *flags, "layers"],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "cs_vfs.driver" in imported  # the driver came through its entry point
+    assert [m for m in [*HEAVY, "importlib.metadata", "csv"] if m in imported] == []
 
 
 EXIT_PROBE = """
