@@ -9,6 +9,7 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import stat
@@ -16,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cs_core import recordclass
+# json and atomic are eager (every store run loads them anyway) so that a process that drops
+# privileges after importing this module can still use the parse cache.
+from cs_core import atomic, recordclass
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
@@ -123,16 +126,95 @@ def _expand(path: str, uid: int) -> str:
 def load_config_file(path: str, *, resolve: bool = True) -> StoreOptions:
     """Parse one storage.conf into options (missing file = built-in defaults)."""
     opts = StoreOptions(config_file=path)
+    apply_config(opts, _config_data(path), path)
+    return resolve_driver(opts) if resolve else opts
+
+
+def _config_data(path: str) -> dict[str, Any]:
+    """storage.conf's parsed tables: from the parse cache when it was made from this very
+    file version (one stat), else parsed and cached. The cache spares every run tomllib's
+    import and parse (~14M instructions, 6% of a light command); the options are still built
+    from the tables each run, so the environment's overrides apply as before."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"reading {path}: {exc.strerror}") from exc
+    cache = _parse_cache_file()
+    if (data := _cached_tables(cache, _file_key(path, st))) is not None:
+        return data
     try:
         with open(path, "rb") as fh:
+            key = _file_key(path, os.fstat(fh.fileno()))  # the version read, not the one stat'd
             text = fh.read()
     except FileNotFoundError:
-        text = b""
+        return {}
     except OSError as exc:
         raise ConfigError(f"reading {path}: {exc.strerror}") from exc
     data = _parse_toml(text, path) if text else {}
-    apply_config(opts, data, path)
-    return resolve_driver(opts) if resolve else opts
+    _store_tables(cache, key, data)
+    return data
+
+
+#: Largest parse cache read back: storage.conf's tables are a few KiB.
+_CACHE_MAX = 1 << 20
+
+
+def _parse_cache_file() -> str | None:
+    """Per user (a cache another user could write must not steer our store)."""
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
+    except KeyError:  # no HOME and no passwd entry: no cache, not a failed run
+        return None
+    return os.path.join(base, "cs_core", "storage-conf.json")
+
+
+def _file_key(path: str, st: os.stat_result) -> list[Any]:
+    # ctime too: an edit that restores the mtime (touch -r, rsync -t) still moves it.
+    return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
+    """The cached tables if the cache is ours, well formed and made from ``key``'s file;
+    anything else (absent, corrupt, foreign, stale) is None: the caller reparses."""
+    if cache is None:
+        return None
+    try:
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & 0o022 or st.st_size > _CACHE_MAX):
+            return None
+        raw = os.read(fd, _CACHE_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        entry = json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    data = entry.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _store_tables(cache: str | None, key: list[Any], data: dict[str, Any]) -> None:
+    """Best effort: a cache that cannot be written (read-only home, another user's HOME after
+    dropping privileges, tables JSON cannot hold such as TOML dates) only costs the parse."""
+    if cache is None:
+        return
+    try:
+        raw = json.dumps({"key": key, "data": data}, allow_nan=False).encode()
+        atomic.makedirs(os.path.dirname(cache), 0o700)
+        atomic.write_file(cache, raw, 0o600)
+    except (OSError, TypeError, ValueError):
+        pass
 
 
 def _parse_toml(text: bytes, path: str) -> dict[str, Any]:

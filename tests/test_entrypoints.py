@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from cs_core.drivers.entrypoints import entry_points
+import pytest
+
+from cs_core.drivers.entrypoints import ZIP_INDEX, entry_points
 from cs_core.drivers.plugins import ENTRY_POINT_GROUP
 
 
@@ -69,3 +73,38 @@ def test_load_imports_module_and_attribute_path(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("cs_ep_probe", None)
+
+
+def _zip_of(tree: Path, dest: Path, index: bool) -> str:
+    if index:
+        (tree / ZIP_INDEX).write_text("".join(f"{p.name}\n" for p in sorted(tree.iterdir())
+                                              if p.name.endswith(".dist-info")))
+    with zipfile.ZipFile(dest, "w") as archive:
+        for path in sorted(tree.rglob("*")):
+            archive.write(path, str(path.relative_to(tree)))
+    return str(dest)
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["indexed zip", "zip without index"])
+def test_a_zipped_path_entry_gives_what_importlib_metadata_gives(tmp_path: Path,
+                                                                   index: bool) -> None:
+    tree = tmp_path / "tree"
+    _dist(tree, "cs_alpha-1.0.dist-info", "cs-alpha", "1.0", "[cs_core]\nalpha = cs_alpha.hooks\n")
+    _dist(tree, "cs_beta-2.0.dist-info", "cs-beta", "2.0", "[cs_core]\nbeta = cs_beta:obj\n")
+    paths = [_zip_of(tree, tmp_path / "app.zip", index)]
+    ours = _ours(paths, ENTRY_POINT_GROUP)
+    assert ours == _theirs(paths, ENTRY_POINT_GROUP)
+    assert [name for name, *_ in ours] == ["alpha", "beta"]
+
+
+def test_an_indexed_zip_is_read_without_importlib_metadata(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    _dist(tree, "cs_alpha-1.0.dist-info", "cs-alpha", "1.0", "[cs_core]\nalpha = cs_alpha.hooks\n")
+    app = _zip_of(tree, tmp_path / "app.zip", index=True)
+    probe = ("import sys; from cs_core.drivers.entrypoints import entry_points; "
+             f"eps = entry_points('cs_core', [{app!r}]); "
+             "print([(e.name, e.dist.name, e.dist.version) for e in eps], "
+             "'importlib.metadata' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "[('alpha', 'cs-alpha', '1.0')] False\n"

@@ -3,8 +3,11 @@
 ``importlib.metadata`` pulls in email, zipfile, csv and more: ~25 ms, a fifth of a CLI run that
 only needs three lines of ``entry_points.txt``. This reads the same files with the same rules:
 ``*.dist-info`` and ``*.egg-info`` directories in ``sys.path`` order, the first distribution of a
-(normalized) name wins, and ``module:attr`` values are imported only by ``load()``. Zipped path
-entries, which no installer of ours produces, are searched by ``importlib.metadata`` instead.
+(normalized) name wins, and ``module:attr`` values are imported only by ``load()``. A zipped
+path entry (the ``make binary`` zipapp) is read through its zipimporter when it holds an index
+of its metadata directories (``ZIP_INDEX``, written by scripts/build_binary.py: a zip cannot be
+listed without parsing its whole directory again); any other zip is searched by
+``importlib.metadata`` instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Protocol
 
 _VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 _SUFFIXES = (".dist-info", ".egg-info")
+#: In a zipped path entry: the names of its metadata directories, one a line.
+ZIP_INDEX = "cs_core-dist-infos.txt"
 
 
 class EntryPointLike(Protocol):
@@ -41,18 +46,18 @@ class Distribution:
         self.version = ""
         for file in ("METADATA", "PKG-INFO"):
             try:
-                with open(os.path.join(path, file), encoding="utf-8") as f:
-                    for line in f:
-                        if not line.strip():
-                            break  # headers end at the first blank line
-                        key, _, value = line.partition(":")
-                        if key == "Name" and not self.name:
-                            self.name = value.strip()
-                        elif key == "Version" and not self.version:
-                            self.version = value.strip()
-                break
+                text = _read_text(os.path.join(path, file))
             except OSError:
                 continue
+            for line in text.splitlines():
+                if not line.strip():
+                    break  # headers end at the first blank line
+                key, _, value = line.partition(":")
+                if key == "Name" and not self.name:
+                    self.name = value.strip()
+                elif key == "Version" and not self.version:
+                    self.version = value.strip()
+            break
 
 
 class EntryPoint:
@@ -93,16 +98,60 @@ def _sections(text: str) -> Iterator[tuple[str, str, str]]:
             yield group, name.strip(), value.strip()
 
 
+#: Zipped path entries (by path) whose metadata directories are indexed: their importers.
+_zips: dict[str, Any] = {}
+
+
+def _zip_importer(path: str) -> Any:
+    """``path``'s zipimporter if it has an index, else None. The one the import system made
+    for it is reused: a new one would parse the zip's directory again."""
+    import zipimport
+
+    importer = sys.path_importer_cache.get(path)
+    try:
+        if not isinstance(importer, zipimport.zipimporter):
+            importer = zipimport.zipimporter(path)
+        importer.get_data(os.path.join(path, ZIP_INDEX))
+    except (OSError, zipimport.ZipImportError):
+        return None
+    return importer
+
+
+def _read_text(path: str) -> str:
+    """A file's text, also when it lies inside an indexed zip (OSError if it cannot be read)."""
+    for zip_path, importer in _zips.items():
+        if path.startswith(zip_path + os.sep):
+            data: bytes = importer.get_data(path)
+            return data.decode("utf-8")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def _metadata_dirs(paths: Iterable[str]) -> Iterator[str]:
     for entry in paths:
         base = entry or "."
         try:
-            names = os.listdir(base)
+            names = _read_text(os.path.join(base, ZIP_INDEX)).split() if base in _zips \
+                else os.listdir(base)
         except OSError:
-            continue  # missing directories and zip files alike
+            continue  # missing directories
         for name in names:
             if name.lower().endswith(_SUFFIXES):
                 yield os.path.join(base, name)
+
+
+def _entry_points_by_importlib(group: str, paths: list[str]) -> list[EntryPointLike]:
+    """importlib.metadata's ``entry_points(group=)``, over ``paths`` rather than sys.path."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    found: list[EntryPointLike] = []
+    for dist in metadata.distributions(path=paths):
+        key = _normalize(dist.metadata["Name"] or "")
+        if key not in seen:
+            seen.add(key)
+            found += [ep for ep in dist.entry_points if ep.group == group]
+    return found
 
 
 def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPointLike]:
@@ -110,10 +159,11 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
     if paths is None:
         paths = sys.path
     paths = list(paths)
-    if any(os.path.isfile(p) for p in paths if p):  # a zip on the path: use the full machinery
-        from importlib import metadata
-
-        return list(metadata.entry_points(group=group))
+    for zip_path in (p for p in paths if p and os.path.isfile(p)):
+        if zip_path not in _zips and (importer := _zip_importer(zip_path)) is not None:
+            _zips[zip_path] = importer
+        if zip_path not in _zips:  # a zip we cannot list cheaply: the full machinery
+            return _entry_points_by_importlib(group, paths)
     seen: set[str] = set()
     found: list[EntryPointLike] = []
     for path in _metadata_dirs(paths):
@@ -123,8 +173,7 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
             continue
         seen.add(key)
         try:
-            with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as f:
-                text = f.read()
+            text = _read_text(os.path.join(path, "entry_points.txt"))
         except OSError:
             continue
         dist: Distribution | None = None

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # do not recognise; attrs only describes our record classes to code that imports it itself
 # (cs_core.recordclass); logging loads when something logs (cs_core.lazylog), traceback
 # when an error is described; pluggy (and inspect) when a plugin's hooks need more than a
-# plain call (cs_core.drivers.markers); tomllib when there is a storage.conf to read.
+# plain call (cs_core.drivers.markers); tomllib when a storage.conf is new or changed
+# (cs_core.config caches its parse).
 HEAVY = [
     "click", "cattrs", "attr", "attrs", "logging", "traceback", "pluggy", "inspect", "tomllib",
     "importlib.metadata", "tarfile",
@@ -48,16 +49,18 @@ print(json.dumps([code, sorted(sys.modules)]))
 """
 
 
-def _run(tmp_path: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    # A storage.conf that does not exist: the run must not parse one it does not have.
-    env = {"CONTAINERS_STORAGE_CONF": str(tmp_path / "none.conf"), "PATH": "/usr/bin:/bin"}
+def _run(tmp_path: Path, *args: str, check: bool = False,
+         conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # By default a storage.conf that does not exist: the run must not parse one it does not have.
+    env = {"CONTAINERS_STORAGE_CONF": str(conf or tmp_path / "none.conf"), "PATH": "/usr/bin:/bin",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
     flags = ["-g", str(tmp_path / "g"), "--run", str(tmp_path / "r"), "-s", "vfs"]
     return subprocess.run([sys.executable, "-c", PROBE, *flags, *args], capture_output=True,
                           text=True, cwd=tmp_path, env=env, timeout=60, check=check)
 
 
-def _modules_after(tmp_path: Path, *args: str) -> set[str]:
-    proc = _run(tmp_path, *args, check=True)
+def _modules_after(tmp_path: Path, *args: str, conf: Path | None = None) -> set[str]:
+    proc = _run(tmp_path, *args, check=True, conf=conf)
     code, modules = json.loads(proc.stdout.splitlines()[-1])
     assert code == 0, proc.stderr
     return set(modules)
@@ -97,6 +100,17 @@ def test_mount_and_unmount_import_no_heavy_module(small_store: Path) -> None:
     assert [m for m in HEAVY if m in mounted | unmounted] == []
 
 
+def test_a_storage_conf_is_parsed_once_per_version(small_store: Path) -> None:
+    """tomllib (import and parse, ~6% of a light command) runs only when the file is new or
+    changed: later runs read the parse cache, keyed by the file's stat."""
+    conf = small_store / "storage.conf"
+    conf.write_text('[storage]\ndriver = "vfs"\n[storage.options]\nmountopt = "nodev"\n')
+    assert "tomllib" in _modules_after(small_store, "layers", conf=conf)
+    assert "tomllib" not in _modules_after(small_store, "layers", conf=conf)
+    conf.write_text('[storage]\ndriver = "vfs"\n')
+    assert "tomllib" in _modules_after(small_store, "layers", conf=conf)
+
+
 def test_an_uncompressed_diff_loads_no_compression_codec(small_store: Path) -> None:
     """isal and zstandard are imported by the first stream that needs them, not by the
     compression module itself: a plain diff, import or export never pays for them."""
@@ -120,16 +134,37 @@ def test_a_corrupt_record_is_reported_without_cattrs_loaded_first(tmp_path: Path
                            "or move it aside, which forgets its images (their layers stay)\n")
 
 
-def test_the_zipapp_carries_bytecode_for_every_module(tmp_path: Path) -> None:
-    binary = tmp_path / "containers-storage"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_binary.py"), str(binary)],
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("zipapp") / "containers-storage"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_binary.py"), str(path)],
                    check=True, capture_output=True)
+    return path
+
+
+def test_the_zipapp_carries_bytecode_for_every_module(binary: Path) -> None:
     with zipfile.ZipFile(binary) as archive:
         names = set(archive.namelist())
     sources = {n for n in names if n.endswith(".py") and n != "__main__.py"}
     assert sources and {n for n in sources if n + "c" not in names} == set()
     # zipimport looks for mod.pyc beside mod.py, not in __pycache__.
     assert "cs_core/cli/main.pyc" in names
+
+
+def test_the_zipapp_finds_its_driver_without_importlib_metadata(small_store: Path,
+                                                                 binary: Path) -> None:
+    """The zip's index of its dist-info directories stands in for a directory listing, so a
+    run of the binary imports no more than the installed script's (no email, zipfile, csv)."""
+    env = {"CONTAINERS_STORAGE_CONF": str(small_store / "none.conf"), "PATH": "/usr/bin:/bin"}
+    flags = ["-g", str(small_store / "g"), "--run", str(small_store / "r"), "-s", "vfs"]
+    # -S: the venv's editable installs would serve cs_core from the checkout, not the zip.
+    proc = subprocess.run([sys.executable, "-S", "-X", "importtime", str(binary), *flags, "layers"],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "cs_vfs.driver" in imported  # the driver came through its entry point
+    assert [m for m in [*HEAVY, "importlib.metadata", "csv"] if m in imported] == []
 
 
 EXIT_PROBE = """
