@@ -29,7 +29,7 @@ from cs_core.errors import (
 from cs_core.records.bigdata import BigDataFiles
 from cs_core.records.multilock import LockGroup
 from cs_core.records.rawfile import Proofs, RawFile, encode_record, has_layout
-from cs_core.records.views import IdView, NameView
+from cs_core.records.views import RawView
 
 log = lazylog.getLogger(__name__)
 
@@ -130,11 +130,20 @@ class RecordStore(BigDataFiles, Generic[R]):
 
     @property
     def by_id(self) -> Mapping[str, R]:
-        return self._by_id if self._raw is None else IdView(self)
+        return self._by_id if self._raw is None else RawView(self._raw_by_id, self._decoded_by_id)
 
     @property
     def by_name(self) -> Mapping[str, R]:
-        return self._by_name if self._raw is None else NameView(self)
+        return self._by_name if self._raw is None else RawView(self._raw_by_name,
+                                                               self._decoded_by_name)
+
+    def _decoded_by_id(self) -> Mapping[str, R]:
+        self._materialise()
+        return self._by_id
+
+    def _decoded_by_name(self) -> Mapping[str, R]:
+        self._materialise()
+        return self._by_name
 
     def _materialise(self) -> None:
         """Leave raw mode: decode every record not decoded yet, keeping those handed out."""

@@ -2,55 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from cs_core.records.base import RecordStore
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 R = TypeVar("R")
 
 
-class IdView(Mapping[str, R]):
-    """``by_id`` in raw mode: a lookup decodes one record; iterating decodes them all."""
+class RawView(Mapping[str, R]):
+    """``by_id`` or ``by_name`` in raw mode: a lookup decodes one record (``lookup``);
+    iterating or sizing leaves raw mode (``decoded`` materialises and returns the full map)."""
 
-    def __init__(self, store: RecordStore[R]) -> None:
-        self._store = store
+    def __init__(self, lookup: Callable[[str], R | None],
+                 decoded: Callable[[], Mapping[str, R]]) -> None:
+        self._lookup = lookup
+        self._decoded = decoded
 
     def __getitem__(self, key: str) -> R:
-        record = self._store._raw_by_id(key) if isinstance(key, str) else None
+        record = self._lookup(key) if isinstance(key, str) else None
         if record is None:
             raise KeyError(key)
         return record
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store._raw_by_id(key) is not None
+        return isinstance(key, str) and self._lookup(key) is not None
 
     def __iter__(self) -> Iterator[str]:
-        self._store._materialise()
-        return iter(self._store._by_id)
+        return iter(self._decoded())
 
     def __len__(self) -> int:
-        self._store._materialise()
-        return len(self._store._by_id)
-
-
-class NameView(IdView[R]):
-    """``by_name`` in raw mode."""
-
-    def __getitem__(self, key: str) -> R:
-        record = self._store._raw_by_name(key) if isinstance(key, str) else None
-        if record is None:
-            raise KeyError(key)
-        return record
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._store._raw_by_name(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        self._store._materialise()
-        return iter(self._store._by_name)
-
-    def __len__(self) -> int:
-        self._store._materialise()
-        return len(self._store._by_name)
+        return len(self._decoded())
