@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# strconv.Quote's named escapes; every other non-printable becomes \x, \u or \U.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+            "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
 
 def go_quote(text: str) -> str:
     """Go's ``%q``: double quotes, backslash escapes for quotes and non-printables."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the common case, ~10x faster: `changes` quotes every path
     parts = ['"']
     for ch in text:
-        if ch in '"\\':
-            parts.append("\\" + ch)
-        elif ch == "\n":
-            parts.append("\\n")
-        elif ch == "\t":
-            parts.append("\\t")
-        elif ch == "\r":
-            parts.append("\\r")
+        escaped = _ESCAPES.get(ch)
+        if escaped is not None:
+            parts.append(escaped)
         elif 0xDC80 <= ord(ch) <= 0xDCFF:  # an undecodable byte kept by surrogateescape
             parts.append(f"\\x{ord(ch) - 0xDC00:02x}")
         elif ch.isprintable():
