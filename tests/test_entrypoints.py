@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -108,3 +109,98 @@ def test_an_indexed_zip_is_read_without_importlib_metadata(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out == "[('alpha', 'cs-alpha', '1.0')] False\n"
+
+
+# -- the scan cache (sys.path scans only) --------------------------------------------------------
+
+
+@pytest.fixture
+def scan_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A sys.path of one directory holding one plugin distribution, and a cache of our own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    _dist(site, "cs_alpha-1.0.dist-info", "cs-alpha", "1.0", "[cs_core]\nalpha = cs_alpha.hooks\n")
+    monkeypatch.setattr(sys, "path", [str(site)])
+    return site
+
+
+def _cache_file(site: Path) -> Path:
+    return site.parent / "cache" / "cs_core" / "entry-points.json"
+
+
+def _names() -> list[tuple[str, str, str, str]]:
+    return [(ep.name, ep.value, ep.dist.name, ep.dist.version)  # type: ignore[attr-defined]
+            for ep in entry_points(ENTRY_POINT_GROUP)]
+
+
+def _lie(site: Path) -> None:
+    """Make the cached entry, still keyed to the current files, name another module."""
+    cache = _cache_file(site)
+    entries = json.loads(cache.read_bytes())
+    entries[-1]["entry_points"][0][1] = "planted.module"
+    cache.write_text(json.dumps(entries))
+    cache.chmod(0o600)
+
+
+def test_the_scan_is_cached_and_the_cache_used(scan_path: Path) -> None:
+    assert _names() == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0")]
+    _lie(scan_path)  # proves a matching entry is what the next scan returns
+    assert _names() == [("alpha", "planted.module", "cs-alpha", "1.0")]
+
+
+def test_an_installed_distribution_is_seen_at_once(scan_path: Path) -> None:
+    _names()
+    _lie(scan_path)
+    _dist(scan_path, "cs_beta-2.0.dist-info", "cs-beta", "2.0", "[cs_core]\nbeta = cs_beta\n")
+    assert sorted(_names()) == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0"),
+                                ("beta", "cs_beta", "cs-beta", "2.0")]
+    assert _names() == _theirs(sys.path, ENTRY_POINT_GROUP)
+
+
+def test_an_edited_entry_points_file_is_read_again(scan_path: Path) -> None:
+    _names()
+    _lie(scan_path)
+    (scan_path / "cs_alpha-1.0.dist-info" / "entry_points.txt").write_text(
+        "[cs_core]\nalpha = cs_alpha.other_hooks\n")
+    assert _names() == [("alpha", "cs_alpha.other_hooks", "cs-alpha", "1.0")]
+
+
+@pytest.mark.parametrize("spoil", ["group-writable", "symlink", "garbage"])
+def test_a_cache_that_is_not_ours_and_sound_is_ignored(scan_path: Path, spoil: str) -> None:
+    _names()
+    _lie(scan_path)
+    cache = _cache_file(scan_path)
+    if spoil == "group-writable":
+        cache.chmod(0o620)
+    elif spoil == "symlink":
+        real = cache.with_name("elsewhere.json")
+        cache.rename(real)
+        cache.symlink_to(real)
+    else:
+        cache.write_bytes(b"[{\"key\": ")
+    assert _names() == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0")]
+
+
+def test_scans_of_other_paths_keep_their_own_entries(scan_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    other = scan_path.parent / "other"
+    _dist(other, "cs_gamma-3.0.dist-info", "cs-gamma", "3.0", "[cs_core]\ngamma = cs_gamma\n")
+    _names()
+    monkeypatch.setattr(sys, "path", [str(other)])
+    assert _names() == [("gamma", "cs_gamma", "cs-gamma", "3.0")]
+    assert len(json.loads(_cache_file(scan_path).read_bytes())) == 2
+    monkeypatch.setattr(sys, "path", [str(scan_path)])
+    _lie(scan_path)  # the last entry is now ``other``'s: the lie lands there
+    monkeypatch.setattr(sys, "path", [str(other)])
+    assert _names() == [("gamma", "planted.module", "cs-gamma", "3.0")]
+
+
+def test_entry_point_values_parse_as_importlib_metadata_parses_them() -> None:
+    from cs_core.drivers.entrypoints import _parse_value
+
+    assert _parse_value("pkg.mod") == ("pkg.mod", "")
+    assert _parse_value("pkg.mod:obj.attr") == ("pkg.mod", "obj.attr")
+    assert _parse_value("pkg.mod : obj [extra1, extra2]") == ("pkg.mod", "obj")
+    for bad in ("pkg mod", "pkg:", "pkg:a b", "pkg [extra", ""):
+        with pytest.raises(ValueError, match="invalid entry point value"):
+            _parse_value(bad)
