@@ -204,3 +204,25 @@ def test_entry_point_values_parse_as_importlib_metadata_parses_them() -> None:
     for bad in ("pkg mod", "pkg:", "pkg:a b", "pkg [extra", ""):
         with pytest.raises(ValueError, match="invalid entry point value"):
             _parse_value(bad)
+
+
+def test_an_indexed_zip_is_cached_by_the_zip_file(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zipapp: its distributions have no stat of their own, the zip file's stands for them."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tree = tmp_path / "tree"
+    _dist(tree, "cs_alpha-1.0.dist-info", "cs-alpha", "1.0", "[cs_core]\nalpha = cs_alpha.hooks\n")
+    app = _zip_of(tree, tmp_path / "app.zip", index=True)
+    monkeypatch.setattr(sys, "path", [app])
+    assert _names() == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0")]
+    _lie(tmp_path / "site")  # _cache_file wants a sibling of the cache directory
+    assert _names() == [("alpha", "planted.module", "cs-alpha", "1.0")]
+    (tree / "cs_alpha-1.0.dist-info" / "entry_points.txt").write_text(
+        "[cs_core]\nalpha = cs_alpha.rebuilt\n")
+    Path(app).unlink()
+    _zip_of(tree, tmp_path / "app.zip", index=True)  # a new build replaces the zip
+    from cs_core.drivers import entrypoints  # and the next run is a new process:
+
+    monkeypatch.setattr(entrypoints, "_zips", {})  # no importer of the old zip
+    sys.path_importer_cache.pop(app, None)
+    assert _names() == [("alpha", "cs_alpha.rebuilt", "cs-alpha", "1.0")]

@@ -196,8 +196,8 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
 
 
 def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str] | None]:
-    """The entry points and the ``entry_points.txt`` files they came from (None when a zip
-    on the path was searched: no cache then)."""
+    """The entry points and the distribution directories they came from, outside zips (None
+    when a zip without an index was searched: no cache then)."""
     for zip_path in (p for p in paths if p and os.path.isfile(p)):
         if zip_path not in _zips and (importer := _zip_importer(zip_path)) is not None:
             _zips[zip_path] = importer
@@ -205,7 +205,9 @@ def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str]
             return _entry_points_by_importlib(group, paths), None
     seen: set[str] = set()
     found: list[EntryPointLike] = []
-    sources: list[str] | None = [] if not _zips.keys() & set(paths) else None
+    # A distribution inside an indexed zip (the zipapp) has no stat of its own: the zip's
+    # (a path entry, in the key) stands for it.
+    sources: list[str] = []
     for path in _metadata_dirs(paths):
         # Distribution names are unique by normalized name; the directory name starts with it.
         key = _normalize(os.path.basename(path).rsplit(".", 1)[0].split("-", 1)[0])
@@ -221,7 +223,7 @@ def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str]
             if ep_group == group:
                 dist = dist or Distribution(path)
                 found.append(EntryPoint(name, value, group, dist))
-        if dist is not None and sources is not None:
+        if dist is not None and not any(path.startswith(z + os.sep) for z in _zips):
             sources.append(path)
     return found, sources
 
