@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -125,7 +126,12 @@ def scan_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _cache_file(site: Path) -> Path:
-    return site.parent / "cache" / "cs_core" / "entry-points.json"
+    """The cache file of the current sys.path (one per path)."""
+    from cs_core.drivers.entrypoints import _cache_file as cache_of
+
+    found = cache_of(sys.path)
+    assert found is not None and found.startswith(str(site.parent / "cache" / "cs_core"))
+    return Path(found)
 
 
 def _names() -> list[tuple[str, str, str, str]]:
@@ -136,9 +142,9 @@ def _names() -> list[tuple[str, str, str, str]]:
 def _lie(site: Path) -> None:
     """Make the cached entry, still keyed to the current files, name another module."""
     cache = _cache_file(site)
-    entries = json.loads(cache.read_bytes())
-    entries[-1]["entry_points"][0][1] = "planted.module"
-    cache.write_text(json.dumps(entries))
+    entry = json.loads(cache.read_bytes())
+    entry["entry_points"][0][1] = "planted.module"
+    cache.write_text(json.dumps(entry))
     cache.chmod(0o600)
 
 
@@ -177,22 +183,32 @@ def test_a_cache_that_is_not_ours_and_sound_is_ignored(scan_path: Path, spoil: s
         cache.rename(real)
         cache.symlink_to(real)
     else:
-        cache.write_bytes(b"[{\"key\": ")
+        cache.write_bytes(b"{\"key\": ")
     assert _names() == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0")]
 
 
-def test_scans_of_other_paths_keep_their_own_entries(scan_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    other = scan_path.parent / "other"
-    _dist(other, "cs_gamma-3.0.dist-info", "cs-gamma", "3.0", "[cs_core]\ngamma = cs_gamma\n")
+def test_scans_of_other_paths_keep_their_own_files(scan_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from cs_core.drivers import entrypoints
+
     _names()
-    monkeypatch.setattr(sys, "path", [str(other)])
-    assert _names() == [("gamma", "cs_gamma", "cs-gamma", "3.0")]
-    assert len(json.loads(_cache_file(scan_path).read_bytes())) == 2
-    monkeypatch.setattr(sys, "path", [str(scan_path)])
-    _lie(scan_path)  # the last entry is now ``other``'s: the lie lands there
-    monkeypatch.setattr(sys, "path", [str(other)])
-    assert _names() == [("gamma", "planted.module", "cs-gamma", "3.0")]
+    _lie(scan_path)
+    os.utime(_cache_file(scan_path), ns=(10**18 - 1, 10**18 - 1))  # the oldest
+    others = []
+    for n in range(entrypoints._CACHE_FILES + 3):  # more paths than files kept
+        other = scan_path.parent / f"other{n}"
+        _dist(other, f"cs_g{n}-3.0.dist-info", f"cs-g{n}", "3.0", f"[cs_core]\ng{n} = cs_g{n}\n")
+        others.append(other)
+        monkeypatch.setattr(sys, "path", [str(other)])
+        assert _names() == [(f"g{n}", f"cs_g{n}", f"cs-g{n}", "3.0")]
+        os.utime(_cache_file(scan_path), ns=(n + 10**18, n + 10**18))  # written in this order
+    cache_dir = _cache_file(scan_path).parent
+    assert len(list(cache_dir.glob("entry-points-*"))) == entrypoints._CACHE_FILES
+    monkeypatch.setattr(sys, "path", [str(others[-1])])
+    _lie(scan_path)  # the newest path's file is kept and still used
+    assert _names()[0][1] == "planted.module"
+    monkeypatch.setattr(sys, "path", [str(scan_path)])  # the oldest was pruned: scanned again
+    assert _names() == [("alpha", "cs_alpha.hooks", "cs-alpha", "1.0")]
 
 
 def test_entry_point_values_parse_as_importlib_metadata_parses_them() -> None:

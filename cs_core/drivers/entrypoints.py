@@ -20,6 +20,8 @@ writable by others, exactly as storage.conf's parse cache (cs_core.config).
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import importlib
 import json
 import os
@@ -234,16 +236,25 @@ def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str]
 _CACHE_MAX = 1 << 20
 
 
-def _cache_file() -> str | None:
+#: Cache files kept (one per interpreter and path: venvs, worktrees, test runs' temporary
+#: paths sharing a home); a miss that writes one removes the least recently written beyond.
+_CACHE_FILES = 16
+_CACHE_PREFIX = "entry-points-"
+
+
+def _cache_file(paths: list[str]) -> str | None:
     """Per user, beside storage.conf's parse cache (a cache another user could write must not
-    choose the modules we import)."""
+    choose the modules we import), one file per path: a shared file would be rewritten by
+    every run of another path (test suites run with temporary ones)."""
     base = os.environ.get("XDG_CACHE_HOME")
     if not base:
         home = os.environ.get("HOME")
         if not home:
             return None  # no cache rather than a passwd lookup: the scan is the fallback
         base = os.path.join(home, ".cache")
-    return os.path.join(base, "cs_core", "entry-points.json")
+    # A collision only costs a rescan: the entry's key names its paths in full.
+    tag = binascii.crc32("\0".join(paths).encode("utf-8", "surrogateescape"))
+    return os.path.join(base, "cs_core", f"{_CACHE_PREFIX}{tag:08x}.json")
 
 
 def _stat_key(path: str) -> list[int] | None:
@@ -263,31 +274,18 @@ def _scan_key(group: str, paths: list[str], sources: list[str]) -> list[Any]:
     return [group, paths, [_stat_key(p or ".") for p in paths], [[f, _stat_key(f)] for f in files]]
 
 
-#: Scans kept in the cache: one per interpreter and path (venvs, worktrees, the system's)
-#: sharing a home would otherwise keep replacing each other's.
-_CACHE_ENTRIES = 8
-
-
 def _cached_scan(group: str, paths: list[str]) -> list[EntryPointLike]:
-    cache = _cache_file()
-    content = _read_cache(cache)
-    entries = [e for e in content if isinstance(e, dict)] if isinstance(content, list) else []
-    for entry in entries:
-        sources = entry.get("sources")
-        if not (isinstance(key := entry.get("key"), list) and key[:2] == [group, paths]
-                and isinstance(sources, list) and all(isinstance(s, str) for s in sources)):
-            continue
-        if key == _scan_key(group, paths, sources):
-            found = _from_cache(entry.get("entry_points"), group)
-            if found is not None:
-                return found
-        break  # this path's entry is stale: rescan and replace it
-    found, sources = _scan(group, paths)
-    if sources is not None:
-        key = _scan_key(group, paths, sources)
-        others = [e for e in entries if not (isinstance(e.get("key"), list)
-                                             and e["key"][:2] == [group, paths])]
-        _write_cache(cache, [*others[-(_CACHE_ENTRIES - 1):], _entry(key, sources, found)])
+    cache = _cache_file(paths)
+    entry = _read_cache(cache)
+    if (isinstance(entry, dict) and isinstance(sources := entry.get("sources"), list)
+            and all(isinstance(s, str) for s in sources)
+            and entry.get("key") == _scan_key(group, paths, sources)):
+        found = _from_cache(entry.get("entry_points"), group)
+        if found is not None:
+            return found
+    found, new_sources = _scan(group, paths)
+    if new_sources is not None:
+        _write_cache(cache, _entry(_scan_key(group, paths, new_sources), new_sources, found))
     return found
 
 
@@ -339,7 +337,7 @@ def _from_cache(rows: Any, group: str) -> list[EntryPointLike] | None:
     return found
 
 
-def _write_cache(cache: str | None, entries: list[dict[str, Any]]) -> None:
+def _write_cache(cache: str | None, entry: dict[str, Any]) -> None:
     """Best effort, and without fsyncs: a lost or stale cache only costs a scan (the key is
     checked on every read), and a CLI command's flushes are counted (tests/test_flush_count.py)."""
     if cache is None:
@@ -347,8 +345,21 @@ def _write_cache(cache: str | None, entries: list[dict[str, Any]]) -> None:
     from cs_core import atomic  # only on a miss: most runs read the cache
 
     try:
-        raw = json.dumps(entries).encode()
+        raw = json.dumps(entry).encode()
         atomic.makedirs(os.path.dirname(cache), 0o700)
         atomic.write_file(cache, raw, 0o600, durable=False)
+        _prune(os.path.dirname(cache))
     except (OSError, TypeError, ValueError):
         pass
+
+
+def _prune(directory: str) -> None:
+    """Keep the ``_CACHE_FILES`` most recently written cache files."""
+    files = []
+    for name in os.listdir(directory):
+        if name.startswith(_CACHE_PREFIX):
+            with contextlib.suppress(OSError):
+                files.append((os.lstat(os.path.join(directory, name)).st_mtime_ns, name))
+    for _mtime, name in sorted(files)[:-_CACHE_FILES]:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
