@@ -66,6 +66,16 @@ def best(action: Callable[[], object], runs: int) -> tuple[float, float]:
     return min(r[0] for r in results), min(r[1] for r in results)
 
 
+def best_ab(a: Callable[[], object], b: Callable[[], object] | None,
+            runs: int) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """``best`` of two actions whose runs alternate, so both see the same machine load."""
+    if b is None:
+        return best(a, runs), None
+    results = [(timed(a), timed(b)) for _ in range(runs)]
+    return ((min(r[0][0] for r in results), min(r[0][1] for r in results)),
+            (min(r[1][0] for r in results), min(r[1][1] for r in results)))
+
+
 def quiet(argv: list[str]) -> None:
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
@@ -120,6 +130,13 @@ class Twin:
                 "create-container": [ids["image"]]}[command]
         return self.argv(command, *tail)
 
+    def runner(self, kind: str, command: str, ids: dict[str, str]) -> Callable[[], None]:
+        """One timed run of ``command`` (``kind`` light, create or mount) on this store."""
+        if kind == "mount":
+            return lambda: self.mount_pair(ids["container"])
+        argv = self.light(command, ids) if kind == "light" else self.create(command, ids)
+        return lambda: quiet(argv)
+
     def mount_pair(self, container: str) -> None:
         quiet(self.argv("mount", container))
         quiet(self.argv("unmount", container))
@@ -168,6 +185,17 @@ class Report:
               f" ({ref[1] * 1000:>5.1f}) {ref_name:<14}{ratio:>6.2f}x  <= {target:<5.2f}"
               f"{'pass' if ok else 'FAIL':>6}")
 
+    @staticmethod
+    def baseline(ours_t: tuple[float, float], base: tuple[float, float] | None,
+                 ref: tuple[float, float], scale: float = 1.0) -> None:
+        """The ``--baseline`` CLI's time (its runs alternated with ours), its ratio to the same
+        reference, and ours over it in wall and CPU time."""
+        if base is None:
+            return
+        print(f"{'':<26}{'':>15}{base[0] * 1000 * scale:>9.1f} ({base[1] * 1000 * scale:>5.1f})"
+              f" baseline {base[0] / ref[0]:>9.2f}x; ours/baseline {ours_t[0] / base[0]:.2f}"
+              f" (CPU {ours_t[1] / base[1]:.2f})")
+
 
 def build_zipapp(dest: Path) -> list[str]:
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_binary.py"), str(dest)],
@@ -183,37 +211,48 @@ def main() -> int:
     parser.add_argument("--driver", default="vfs")
     parser.add_argument("--ours", help="command line of our CLI (default: the console script "
                         "beside this interpreter), e.g. to time another checkout")
+    parser.add_argument("--baseline", help="command line of a second build of our CLI (e.g. "
+                        "the code before a change), timed on its own store with its runs "
+                        "alternating with ours'; each line then also gives ours/baseline")
     parser.add_argument("--skip-concurrent", action="store_true")
     opts = parser.parse_args()
     prefix = shlex.split(opts.ours) if opts.ours else ours()
     report = Report()
     with ext4_loop() as mnt:
         twins = {"ours": Twin(prefix, mnt / "ours", opts.driver), "go": Twin([GO], mnt / "go", opts.driver)}
+        if opts.baseline:
+            twins["base"] = Twin(shlex.split(opts.baseline), mnt / "base", opts.driver)
         ids = {who: twin.populate() for who, twin in twins.items()}
-        us, go = twins["ours"], twins["go"]
+        us, go, base = twins["ours"], twins["go"], twins.get("base")
         try:
             python = best(lambda: quiet([sys.executable, "-c", "pass"]), opts.runs * 2)
             print(f"python -c pass: {python[0] * 1000:.1f} ms ({python[1] * 1000:.1f} CPU)\n")
             print(f"{'workload':<26}{'ours ms (cpu)':>15}{'ref ms (cpu)':>16} {'ref':<14}"
                   f"{'ratio':>7}  target")
             for cmd in LIGHT:
-                t = best(lambda c=cmd: quiet(us.light(c, ids["ours"])), opts.runs)
+                t, b = best_ab(us.runner("light", cmd, ids["ours"]),
+                               base.runner("light", cmd, ids["base"]) if base else None, opts.runs)
                 g = best(lambda c=cmd: quiet(go.light(c, ids["go"])), opts.runs)
                 report.line(cmd, t, python, "python -c pass", 2.5)
                 print(f"{'':<26}{'':>15}{g[0] * 1000:>9.1f} ({g[1] * 1000:>5.1f}) Go CLI"
                       f"{t[0] / g[0]:>14.1f}x")
+                report.baseline(t, b, python)
             for cmd in CREATE:
-                t = best(lambda c=cmd: quiet(us.create(c, ids["ours"])), opts.runs)
+                t, b = best_ab(us.runner("create", cmd, ids["ours"]),
+                               base.runner("create", cmd, ids["base"]) if base else None, opts.runs)
                 g = best(lambda c=cmd: quiet(go.create(c, ids["go"])), opts.runs)
                 report.line(cmd, t, python, "python -c pass", 3.0)
                 print(f"{'':<26}{'':>15}{g[0] * 1000:>9.1f} ({g[1] * 1000:>5.1f}) Go CLI"
                       f"{t[0] / g[0]:>14.1f}x")
-            t = best(lambda: us.mount_pair(ids["ours"]["container"]), opts.runs)
+                report.baseline(t, b, python)
+            t, b = best_ab(us.runner("mount", "", ids["ours"]),
+                           base.runner("mount", "", ids["base"]) if base else None, opts.runs)
             g = best(lambda: go.mount_pair(ids["go"]["container"]), opts.runs)
             allowance = (g[0] + 2 * python[0], g[1] + 2 * python[1])
             report.line("mount+unmount", t, allowance, "2xGo+2xpython", 1.0)
             print(f"{'':<26}{'':>15}{g[0] * 1000:>9.1f} ({g[1] * 1000:>5.1f}) Go CLI pair"
                   f"{t[0] / g[0]:>9.1f}x")
+            report.baseline(t, b, allowance)
             if not opts.ours:
                 with tempfile.TemporaryDirectory() as tmp:
                     zipapp = Twin(build_zipapp(Path(tmp) / "containers-storage"), mnt / "ours",
@@ -226,11 +265,17 @@ def main() -> int:
                 small_tar(tar)
                 ours_t = us.small_layers(tar)
                 go_t = go.small_layers(tar)
+                base_t = base.small_layers(tar) if base else None
                 print(f"\n4 x 25 small layers: ours {100 / ours_t[0]:.1f} layers/s "
                       f"({ours_t[1] * 10:.0f} ms CPU/layer, {ours_t[1] / ours_t[0]:.2f} of "
                       f"{os.cpu_count()} cores busy), Go {100 / go_t[0]:.1f} layers/s "
                       f"({go_t[1] * 10:.0f} ms CPU/layer, {go_t[1] / go_t[0]:.2f} cores busy)")
+                if base_t:
+                    print(f"{'':<21}baseline {100 / base_t[0]:.1f} layers/s "
+                          f"({base_t[1] * 10:.0f} ms CPU/layer, {base_t[1] / base_t[0]:.2f} cores "
+                          "busy), run after ours")
                 report.line("4x25 small layers (s)", ours_t, go_t, "Go CLI", 2.0)
+                report.baseline(ours_t, base_t, go_t)
         finally:
             for twin in twins.values():
                 quiet(twin.argv("shutdown"))

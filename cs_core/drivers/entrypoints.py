@@ -8,18 +8,28 @@ path entry (the ``make binary`` zipapp) is read through its zipimporter when it 
 of its metadata directories (``ZIP_INDEX``, written by scripts/build_binary.py: a zip cannot be
 listed without parsing its whole directory again); any other zip is searched by
 ``importlib.metadata`` instead.
+
+A scan of ``sys.path`` lists every path directory and opens every distribution's
+``entry_points.txt`` (~1.4 ms of a ~55 ms CLI run in a venv of 25 distributions), so its result
+is cached per user, keyed by what the scan read: each path directory's identity and mtime
+(installing or removing a distribution adds or removes a directory in it, which is also what
+``importlib.metadata`` keys its own lookups by) and each contributing distribution's files.
+The cache steers which modules get imported, so it is used only when it is ours and not
+writable by others, exactly as storage.conf's parse cache (cs_core.config).
 """
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import importlib
+import json
 import os
-import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 _SUFFIXES = (".dist-info", ".egg-info")
 #: In a zipped path entry: the names of its metadata directories, one a line.
 ZIP_INDEX = "cs_core-dist-infos.txt"
@@ -40,10 +50,13 @@ class EntryPointLike(Protocol):
 class Distribution:
     """Name and version of an installed distribution, from its metadata file's headers."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, known: tuple[str, str] | None = None) -> None:
         self.path = path
         self.name = ""
         self.version = ""
+        if known is not None:  # from the scan cache, which read these headers
+            self.name, self.version = known
+            return
         for file in ("METADATA", "PKG-INFO"):
             try:
                 text = _read_text(os.path.join(path, file))
@@ -70,17 +83,39 @@ class EntryPoint:
         self.dist = dist
 
     def load(self) -> Any:
-        match = _VALUE.match(self.value)
-        if match is None:
-            raise ValueError(f"invalid entry point value {self.value!r}")
-        obj: Any = importlib.import_module(match.group("module"))
-        for part in filter(None, (match.group("attr") or "").split(".")):
+        module, attr = _parse_value(self.value)
+        obj: Any = importlib.import_module(module)
+        for part in filter(None, attr.split(".")):
             obj = getattr(obj, part)
         return obj
 
 
+def _dotted(name: str) -> bool:
+    """Whether ``name`` is ``[\\w.]+`` (word characters and dots)."""
+    return bool(name) and (name.replace(".", "").replace("_", "a") or "a").isalnum()
+
+
+def _parse_value(value: str) -> tuple[str, str]:
+    """``module[:attr] [extras]`` (importlib.metadata's pattern, without compiling a regex
+    every run): the module and the (possibly empty) dotted attribute path."""
+    head, bracket, extras = value.partition("[")
+    module, colon, attr = head.partition(":")
+    module, attr = module.rstrip(), attr.strip()
+    if (not _dotted(module) or (colon and not _dotted(attr))
+            or (bracket and not extras.rstrip().endswith("]"))):
+        raise ValueError(f"invalid entry point value {value!r}")
+    return module, attr
+
+
+_SEPARATORS = str.maketrans("-.", "__")
+
+
 def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
+    """PEP 503's normalized name (runs of ``-_.`` become one ``_``), lower case."""
+    name = name.translate(_SEPARATORS)
+    while "__" in name:
+        name = name.replace("__", "_")
+    return name.lower()
 
 
 def _sections(text: str) -> Iterator[tuple[str, str, str]]:
@@ -155,17 +190,26 @@ def _entry_points_by_importlib(group: str, paths: list[str]) -> list[EntryPointL
 
 
 def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPointLike]:
-    """Every entry point in ``group``, in importlib.metadata's order."""
+    """Every entry point in ``group``, in importlib.metadata's order (over ``sys.path`` by
+    default, then through the scan cache)."""
     if paths is None:
-        paths = sys.path
-    paths = list(paths)
+        return _cached_scan(group, list(sys.path))
+    return _scan(group, list(paths))[0]
+
+
+def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str] | None]:
+    """The entry points and the distribution directories they came from, outside zips (None
+    when a zip without an index was searched: no cache then)."""
     for zip_path in (p for p in paths if p and os.path.isfile(p)):
         if zip_path not in _zips and (importer := _zip_importer(zip_path)) is not None:
             _zips[zip_path] = importer
         if zip_path not in _zips:  # a zip we cannot list cheaply: the full machinery
-            return _entry_points_by_importlib(group, paths)
+            return _entry_points_by_importlib(group, paths), None
     seen: set[str] = set()
     found: list[EntryPointLike] = []
+    # A distribution inside an indexed zip (the zipapp) has no stat of its own: the zip's
+    # (a path entry, in the key) stands for it.
+    sources: list[str] = []
     for path in _metadata_dirs(paths):
         # Distribution names are unique by normalized name; the directory name starts with it.
         key = _normalize(os.path.basename(path).rsplit(".", 1)[0].split("-", 1)[0])
@@ -181,4 +225,141 @@ def entry_points(group: str, paths: Iterable[str] | None = None) -> list[EntryPo
             if ep_group == group:
                 dist = dist or Distribution(path)
                 found.append(EntryPoint(name, value, group, dist))
+        if dist is not None and not any(path.startswith(z + os.sep) for z in _zips):
+            sources.append(path)
+    return found, sources
+
+
+# -- the scan cache ------------------------------------------------------------------------------
+
+#: Largest cache read back: a few entry points take a few hundred bytes.
+_CACHE_MAX = 1 << 20
+
+
+#: Cache files kept (one per interpreter and path: venvs, worktrees, test runs' temporary
+#: paths sharing a home); a miss that writes one removes the least recently written beyond.
+_CACHE_FILES = 16
+_CACHE_PREFIX = "entry-points-"
+
+
+def _cache_file(paths: list[str]) -> str | None:
+    """Per user, beside storage.conf's parse cache (a cache another user could write must not
+    choose the modules we import), one file per path: a shared file would be rewritten by
+    every run of another path (test suites run with temporary ones)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.environ.get("HOME")
+        if not home:
+            return None  # no cache rather than a passwd lookup: the scan is the fallback
+        base = os.path.join(home, ".cache")
+    # A collision only costs a rescan: the entry's key names its paths in full.
+    tag = binascii.crc32("\0".join(paths).encode("utf-8", "surrogateescape"))
+    return os.path.join(base, "cs_core", f"{_CACHE_PREFIX}{tag:08x}.json")
+
+
+def _stat_key(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    # ctime too: an edit that restores the mtime (touch -r, rsync -t) still moves it.
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _scan_key(group: str, paths: list[str], sources: list[str]) -> list[Any]:
+    """What a scan's result depends on: the path directories' listings (their identity and
+    mtime) and each contributing distribution's directory and files."""
+    files = [os.path.join(d, f) for d in sources for f in ("", "entry_points.txt", "METADATA",
+                                                            "PKG-INFO")]
+    return [group, paths, [_stat_key(p or ".") for p in paths], [[f, _stat_key(f)] for f in files]]
+
+
+def _cached_scan(group: str, paths: list[str]) -> list[EntryPointLike]:
+    cache = _cache_file(paths)
+    entry = _read_cache(cache)
+    if (isinstance(entry, dict) and isinstance(sources := entry.get("sources"), list)
+            and all(isinstance(s, str) for s in sources)
+            and entry.get("key") == _scan_key(group, paths, sources)):
+        found = _from_cache(entry.get("entry_points"), group)
+        if found is not None:
+            return found
+    found, new_sources = _scan(group, paths)
+    if new_sources is not None:
+        _write_cache(cache, _entry(_scan_key(group, paths, new_sources), new_sources, found))
     return found
+
+
+def _entry(key: list[Any], sources: list[str], found: list[EntryPointLike]) -> dict[str, Any]:
+    rows = []
+    for ep in found:
+        dist = getattr(ep, "dist", None)
+        rows.append([ep.name, ep.value, dist.path, dist.name, dist.version] if dist else None)
+    return {"key": key, "sources": sources, "entry_points": rows}
+
+
+def _read_cache(cache: str | None) -> Any:
+    """The cache's JSON if the file is ours, a regular file, not writable by others and small;
+    else None."""
+    if cache is None:
+        return None
+    try:
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & 0o022 or st.st_size > _CACHE_MAX):
+            return None
+        raw = os.read(fd, _CACHE_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
+        return None
+
+
+def _from_cache(rows: Any, group: str) -> list[EntryPointLike] | None:
+    """The cached entry points, or None if the rows are not what ``_write_cache`` writes."""
+    if not isinstance(rows, list):
+        return None
+    found: list[EntryPointLike] = []
+    dists: dict[str, Distribution] = {}
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 5 and all(isinstance(v, str) for v in row)):
+            return None
+        name, value, path, dist_name, version = row
+        dist = dists.setdefault(path, Distribution(path, (dist_name, version)))
+        found.append(EntryPoint(name, value, group, dist))
+    return found
+
+
+def _write_cache(cache: str | None, entry: dict[str, Any]) -> None:
+    """Best effort, and without fsyncs: a lost or stale cache only costs a scan (the key is
+    checked on every read), and a CLI command's flushes are counted (tests/test_flush_count.py)."""
+    if cache is None:
+        return
+    from cs_core import atomic  # only on a miss: most runs read the cache
+
+    try:
+        raw = json.dumps(entry).encode()
+        atomic.makedirs(os.path.dirname(cache), 0o700)
+        atomic.write_file(cache, raw, 0o600, durable=False)
+        _prune(os.path.dirname(cache))
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def _prune(directory: str) -> None:
+    """Keep the ``_CACHE_FILES`` most recently written cache files."""
+    files = []
+    for name in os.listdir(directory):
+        if name.startswith(_CACHE_PREFIX):
+            with contextlib.suppress(OSError):
+                files.append((os.lstat(os.path.join(directory, name)).st_mtime_ns, name))
+    for _mtime, name in sorted(files)[:-_CACHE_FILES]:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))

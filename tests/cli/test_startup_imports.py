@@ -33,13 +33,16 @@ HEAVY = [
     "asyncio", "concurrent.futures", "multiprocessing", "ctypes.util",
     "cs_core.userns.unshare", "cs_core.store.check", "cs_core.dedup", "cs_core.archive.tarreader",
     "cs_core.store.staged", "cs_overlay.driver", "cs_btrfs.driver",
+    # Progress reporting (a thread) is for import-layer and applydiff.
+    "cs_core.cli.progress",
 ]
 # Other plugins' entry-point modules (cs_overlay.hooks: thin by contract, ~0.3 ms each) are
 # imported on every store open, so that observer plugins see it (cs_store_opened); their
 # drivers are not.
 
-# Command modules that import another's helpers (names reads metadata files as create does).
-SHARED = {"names": ("create",)}
+# Command modules that import another's helpers at import time (none: set-metadata imports
+# create's metadata reader when it runs).
+SHARED: dict[str, tuple[str, ...]] = {}
 
 PROBE = """
 import json, sys

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from cs_core.cli.command import CommandError, Env, command, json_option, option
 from cs_core.cli.output import emit_json, out, unstructure
-from cs_core.cli.progress import progress_reader
 from cs_core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -91,6 +90,10 @@ def create_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, .
 @map_options
 def import_layer(env: Env, args: tuple[str, ...], label: str, name: tuple[str, ...], layer_id: str,
                  readonly: bool, json_output: bool, file: str, **maps: Any) -> int:
+    # Here: only import-layer reports progress, and the module (with threading) would cost
+    # every other command of this module; imported before the store takes any lock.
+    from cs_core.cli.progress import progress_reader
+
     options = layer_options(maps)
     with progress_reader(file) as (stream, progress):
         options.progress = progress

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cs_core.cli.command import Env, command, json_option, option
-from cs_core.cli.commands.create import read_metadata
 from cs_core.cli.output import emit_json, err, out
 from cs_core.errors import StorageError
 
@@ -70,6 +69,10 @@ def set_metadata(env: Env, args: tuple[str, ...], metadata: str, metadata_file: 
     if not metadata and not metadata_file:
         err("no new metadata provided\n")
         return 1
+    # Here, not at the top: the create commands' module (and the progress reporting it
+    # imports) is not needed by metadata, exists or get-names.
+    from cs_core.cli.commands.create import read_metadata
+
     env.store().set_metadata(args[0], read_metadata(metadata, metadata_file))
     return 0
 
