@@ -19,7 +19,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -262,7 +261,7 @@ def new_staging_dir(base: Path, content_mode: int) -> tuple[Path, StagingLock]:
     """
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     for _ in range(_MAX_TRIES):
-        layer_dir = Path(tempfile.mkdtemp(dir=base))
+        layer_dir = atomic.make_temp_dir(base)
         lock = _lock_fresh(layer_dir / LOCK_FILE)
         if lock is None:
             continue  # taken for stale: the pruner removes it

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import BinaryIO
 
 from cs_core import atomic, codec, lazylog, lockfile
 from cs_core.atomic import syncfs_each
@@ -19,9 +19,6 @@ from cs_core.errors import LayerUnknown, StorageError
 from cs_core.model import Layer, MountRecord
 from cs_core.records.base import RecordFile, RecordStore
 from cs_core.records.multilock import LockGroup
-
-if TYPE_CHECKING:
-    import tempfile
 
 log = lazylog.getLogger(__name__)
 
@@ -172,7 +169,7 @@ class LayerStore(RecordStore[Layer]):
 
     @contextlib.contextmanager
     def tar_split_writer(self, layer_id: str, *, durable: bool = True,
-                         ) -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
+                         ) -> Iterator[BinaryIO]:
         """Write the layer's tar-split file atomically, staged inside the layer's data directory.
 
         A killed import leaves its temp file there, and whoever removes the (incomplete) layer

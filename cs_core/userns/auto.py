@@ -20,7 +20,6 @@ import stat
 from collections.abc import Iterator, Sequence
 
 from cs_core import lazylog, recordclass
-from cs_core.archive.saferoot import openat2
 from cs_core.errors import InvalidMappings
 from cs_core.model import IDMap
 from cs_core.userns.idmap import maps_from_subid
@@ -97,6 +96,8 @@ def _open_regular(root: str, rel: str, override: str) -> int | None:
         if override:
             fd = os.open(override, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         else:
+            from cs_core.archive.saferoot import openat2  # ctypes: only for auto userns
+
             root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 fd = openat2(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import stat
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +44,8 @@ def check(run_home: Path, feature: str, probe: Callable[[], tuple[bool, str]]) -
 
 @contextlib.contextmanager
 def _scratch(home: Path, prefix: str) -> Iterator[Path]:
+    import tempfile  # with random and shutil: only when a feature is probed
+
     td = Path(tempfile.mkdtemp(prefix=prefix, dir=home))
     try:
         yield td

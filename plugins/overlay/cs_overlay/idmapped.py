@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import signal
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -160,6 +159,8 @@ def supports_idmapped_lower_layers(home: Path) -> tuple[bool, str]:
 
 
 def _probe(home: Path) -> tuple[bool, str]:
+    import tempfile  # with random and shutil: only when a feature is probed
+
     td = Path(tempfile.mkdtemp(prefix="compat", dir=home))
     attached: list[str] = []
     try:

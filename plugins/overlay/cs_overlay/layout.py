@@ -11,7 +11,6 @@ import base64
 import contextlib
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from cs_core.drivers.api import write_in_place
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def generate_link_id(length: int = ID_LENGTH) -> str:
     """Random base32 name (``A-Z2-7``) as Go's ``generateID``."""
-    raw = secrets.token_bytes((length * 5 + 7) // 8)
+    raw = os.urandom((length * 5 + 7) // 8)  # what secrets.token_bytes returns, minus its imports
     return base64.b32encode(raw).decode()[:length]
 
 
