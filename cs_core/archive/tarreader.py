@@ -16,6 +16,7 @@ Go's ``strconv`` (no ``1_0``, no whitespace, no ``0o`` prefix).
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +57,9 @@ _HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 
 _GO_INT = re.compile(rb"[+-]?[0-9]+")
+#: mode, uid, gid, size and mtime as fixed-width octal digits each closed by a NUL or a space
+#: (bytes 100-148 of a header): parsed in one match instead of five field parsers.
+_PLAIN_NUMBERS = re.compile(rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]")
 
 
 def _bad(why: str = "") -> ArchiveFormatError:
@@ -126,13 +130,19 @@ def _num(b: bytes, field: str) -> int:
     return _numeric(b, field)
 
 
+def _byte_sum(b: bytes) -> int:
+    """``sum(b)`` of a 512-byte block, 8x faster: Adler-32's low half is 1 + the byte sum
+    mod 65521, exact for 256 bytes (at most 256 * 255 = 65280)."""
+    return (zlib.adler32(b[:256]) & 0xFFFF) + (zlib.adler32(b[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(b: bytes) -> bool:
     field = b[148:156]
     try:
         stored = _num(field, "checksum")
     except UnsafeArchive:
         return False
-    if stored == sum(b) - sum(field) + 256:
+    if stored == _byte_sum(b) - sum(field) + 256:
         return True
     signed = sum((c - 256 if c > 127 else c) for c in b[:148]) + 8 * 32
     signed += sum((c - 256 if c > 127 else c) for c in b[156:])
@@ -346,14 +356,17 @@ class TarReader:
     def _header_block(self) -> bytes | None:
         """The next header block after the previous one's padding; None at the end marker
         (or where the stream simply stops at a header boundary, which Go accepts too)."""
-        if self._pad:
-            pad = self._take(self._pad, exact=False)
-            self._account(pad)
-            if len(pad) < self._pad:
+        pad = self._pad
+        if pad:  # the padding and the block in one take: both go to the same segment
+            data = self._take(pad + BLOCK, exact=False)
+            self._account(data)
+            if len(data) < pad:
                 raise _eof()
             self._pad = 0
-        blk = self._take(BLOCK, exact=False)
-        self._account(blk)
+            blk = data[pad:]
+        else:
+            blk = self._take(BLOCK, exact=False)
+            self._account(blk)
         if not blk:
             return None
         if len(blk) < BLOCK:
@@ -371,7 +384,8 @@ class TarReader:
     def _entry(self, hdr: TarHeader, blk: bytes, fmt: str, pax: dict[str, bytes],
                long_name: bytes | None, long_link: bytes | None) -> TarHeader:
         """A real entry's header with its extended headers merged in, its data next in line."""
-        self._merge(hdr, pax)
+        if pax:
+            self._merge(hdr, pax)
         if long_name is not None:
             hdr.name_bytes = long_name
         if long_link is not None:
@@ -390,7 +404,7 @@ class TarReader:
             if fmt != "gnu":
                 raise _bad("sparse entry outside GNU format")
             hdr.sparse = self._old_gnu_sparse(hdr, blk)
-        else:
+        elif pax:
             hdr.sparse = self._pax_sparse(hdr)
         if hdr.sparse is not None:
             self._validate_sparse(hdr)
@@ -412,12 +426,20 @@ class TarReader:
         h = TarHeader()
         h.typeflag = blk[156]
         h.name_bytes = _cstr(blk[0:100])
-        h.linkname = _decode(_cstr(blk[157:257]))
-        h.size = _num(blk[124:136], "size")
-        h.mode = _num(blk[100:108], "mode")
-        h.uid = _num(blk[108:116], "uid")
-        h.gid = _num(blk[116:124], "gid")
-        h.mtime_ns = _num(blk[136:148], "mtime") * 1_000_000_000
+        link = blk[157:257]
+        if link[0]:
+            h.linkname = _decode(_cstr(link))
+        m = _PLAIN_NUMBERS.match(blk, 100, 148)
+        if m is not None:  # what every common writer emits; the same values _num gives
+            mode, uid, gid, size, mtime = m.groups()
+            h.mode, h.uid, h.gid, h.size = int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8)
+            h.mtime_ns = int(mtime, 8) * 1_000_000_000
+        else:
+            h.size = _num(blk[124:136], "size")
+            h.mode = _num(blk[100:108], "mode")
+            h.uid = _num(blk[108:116], "uid")
+            h.gid = _num(blk[116:124], "gid")
+            h.mtime_ns = _num(blk[136:148], "mtime") * 1_000_000_000
         if fmt != "v7":
             if h.typeflag in (CHAR, BLOCKDEV):
                 h.devmajor = _numeric(blk[329:337], "devmajor")

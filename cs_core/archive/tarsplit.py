@@ -17,6 +17,7 @@ import posixpath
 import re
 import stat
 import struct
+from binascii import b2a_base64
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -62,6 +63,7 @@ crc64 = _make_crc64_iso()
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
             "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
+_NEEDS_ESCAPE_ASCII = re.compile(b'["\\\\\x00-\x1f<>&\x7f]')
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -106,7 +108,7 @@ class TarSplitWriter:
             self._pending_size = 0
 
     def add_segment(self, payload: bytes) -> None:
-        line = b'{"type":2,"payload":"%s","position":%d}\n' % (base64.b64encode(payload), self._pos)
+        line = b'{"type":2,"payload":"%s","position":%d}\n' % (b2a_base64(payload, newline=False), self._pos)
         self._pos += 1
         self._pending.append(line)
         self._pending_size += len(line)
@@ -115,13 +117,12 @@ class TarSplitWriter:
 
     def add_file(self, name: bytes, size: int, crc: int | None) -> None:
         """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0)."""
-        try:
-            text = name.decode("utf-8")
-            name_json = f'"name":{go_json_string(text)},' if text else ""
-            check = text
-        except UnicodeDecodeError:
-            name_json = f'"name_raw":"{base64.b64encode(name).decode("ascii")}",'
-            check = name.decode("utf-8", "surrogateescape")
+        if name.isascii() and _NEEDS_ESCAPE_ASCII.search(name) is None:
+            # The usual name: JSON-quoted as it is, without decoding and escaping it.
+            check = name.decode("ascii")
+            name_json = b'"name":"%s",' % name if name else b""
+        else:
+            check, name_json = _name_json(name)
         bare = check[2:] if check.startswith("./") else check
         if "//" in bare or "/." in bare or bare.startswith(".") or bare.endswith("/") or not bare:
             cleaned = clean_name(check)
@@ -130,13 +131,24 @@ class TarSplitWriter:
         if cleaned in self._seen:
             raise UnsafeArchive("duplicates of file paths not supported")
         self._seen.add(cleaned)
-        size_json = f'"size":{size},' if size else ""
-        if crc is None:
-            payload = "null"
-        else:
-            payload = '"' + base64.b64encode(struct.pack(">Q", crc)).decode("ascii") + '"'
-        self._emit(f'{{"type":1,{name_json}{size_json}"payload":{payload},"position":{self._pos}}}\n'.encode())
+        payload = b"null" if crc is None else b'"%s"' % b2a_base64(crc.to_bytes(8, "big"), newline=False)
+        line = b'{"type":1,%s%s"payload":%s,"position":%d}\n' % (
+            name_json, b'"size":%d,' % size if size else b"", payload, self._pos)
         self._pos += 1
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= self._FLUSH:
+            self.flush()
+
+
+def _name_json(name: bytes) -> tuple[str, bytes]:
+    """The name as text (for the duplicate check) and its JSON member, as Go writes it."""
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return (name.decode("utf-8", "surrogateescape"),
+                b'"name_raw":"%s",' % b2a_base64(name, newline=False))
+    return text, (f'"name":{go_json_string(text)},'.encode() if text else b"")
 
 
 @recordclass.frozen
