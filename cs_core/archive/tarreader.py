@@ -57,9 +57,11 @@ _HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 
 _GO_INT = re.compile(rb"[+-]?[0-9]+")
-#: mode, uid, gid, size and mtime as fixed-width octal digits each closed by a NUL or a space
-#: (bytes 100-148 of a header): parsed in one match instead of five field parsers.
-_PLAIN_NUMBERS = re.compile(rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]")
+#: mode, uid, gid, size and mtime as fixed-width octal digits each closed by a NUL or a space,
+#: then the checksum as Go, GNU tar and Python write it (six digits, NUL, space): bytes 100-156
+#: of a header, parsed in one match instead of six field parsers.
+_PLAIN_NUMBERS = re.compile(
+    rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]([0-7]{6})\0 ")
 
 
 def _bad(why: str = "") -> ArchiveFormatError:
@@ -318,7 +320,8 @@ class TarReader:
 
     def next(self) -> TarHeader | None:
         """The next entry, or None at the end of the archive."""
-        self._skip_data()
+        if self._remaining:
+            self._skip_data()
         pax: dict[str, bytes] = {}
         long_name: bytes | None = None
         long_link: bytes | None = None
@@ -357,7 +360,16 @@ class TarReader:
         """The next header block after the previous one's padding; None at the end marker
         (or where the stream simply stops at a header boundary, which Go accepts too)."""
         pad = self._pad
-        if pad:  # the padding and the block in one take: both go to the same segment
+        pos = self._pos
+        stop = pos + pad + BLOCK
+        if stop <= self._end:  # all in the buffer (the usual case): one slice, no _take
+            blk = bytes(self._mv[pos + pad:stop])
+            raw = self._raw
+            if raw is not None:
+                raw += self._mv[pos:stop]
+            self._pos = stop
+            self._pad = 0
+        elif pad:  # the padding and the block in one take: both go to the same segment
             data = self._take(pad + BLOCK, exact=False)
             self._account(data)
             if len(data) < pad:
@@ -392,7 +404,7 @@ class TarReader:
             hdr.linkname = _decode(long_link)
         if hdr.typeflag == REGA:
             hdr.typeflag = DIR if hdr.name_bytes.endswith(b"/") else REG
-        hdr.name = _decode(hdr.name_bytes)
+        hdr.name = hdr.name_bytes.decode("utf-8", "surrogateescape")
         if hdr.size < 0:
             raise _bad("negative size")
         if not (0 <= hdr.uid <= MAX_ID and 0 <= hdr.gid <= MAX_ID):
@@ -412,8 +424,10 @@ class TarReader:
         return hdr
 
     def _parse_block(self, blk: bytes) -> tuple[TarHeader, str]:
-        if not _checksum_ok(blk):
-            raise _bad()  # junk: Go says no more either
+        m = _PLAIN_NUMBERS.match(blk, 100, 156)
+        if m is None or int(m[6], 8) != _byte_sum(blk) - sum(blk[148:156]) + 256:
+            if not _checksum_ok(blk):  # also the signed sum some old tars wrote
+                raise _bad()  # junk: Go says no more either
         magic, version = blk[257:263], blk[263:265]
         if magic == b"ustar\x00" and version == b"00":
             fmt = "ustar"
@@ -425,13 +439,12 @@ class TarReader:
             fmt = "v7"
         h = TarHeader()
         h.typeflag = blk[156]
-        h.name_bytes = _cstr(blk[0:100])
-        link = blk[157:257]
-        if link[0]:
-            h.linkname = _decode(_cstr(link))
-        m = _PLAIN_NUMBERS.match(blk, 100, 148)
+        end = blk.find(0, 0, 100)
+        h.name_bytes = blk[:end] if end >= 0 else blk[:100]
+        if blk[157]:
+            h.linkname = _decode(_cstr(blk[157:257]))
         if m is not None:  # what every common writer emits; the same values _num gives
-            mode, uid, gid, size, mtime = m.groups()
+            mode, uid, gid, size, mtime, _ = m.groups()
             h.mode, h.uid, h.gid, h.size = int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8)
             h.mtime_ns = int(mtime, 8) * 1_000_000_000
         else:
