@@ -428,12 +428,12 @@ class TarReader:
         if m is None or int(m[6], 8) != _byte_sum(blk) - sum(blk[148:156]) + 256:
             if not _checksum_ok(blk):  # also the signed sum some old tars wrote
                 raise _bad()  # junk: Go says no more either
-        magic, version = blk[257:263], blk[263:265]
-        if magic == b"ustar\x00" and version == b"00":
+        magic = blk[257:265]  # magic and version
+        if magic == b"ustar\x0000":
             fmt = "ustar"
-        elif magic == b"ustar " and version == b" \x00":
+        elif magic == b"ustar  \x00":
             fmt = "gnu"
-        elif magic == b"ustar\x00" and blk[508:512] == b"tar\x00":
+        elif magic[:6] == b"ustar\x00" and blk[508:512] == b"tar\x00":
             fmt = "star"
         else:
             fmt = "v7"
@@ -459,7 +459,8 @@ class TarReader:
                 h.devminor = _numeric(blk[337:345], "devminor")
             prefix = b""
             if fmt == "ustar":
-                prefix = _cstr(blk[345:500])
+                if blk[345]:
+                    prefix = _cstr(blk[345:500])
             elif fmt == "star":
                 prefix = _cstr(blk[345:476])
                 h.atime_ns = _numeric(blk[476:488], "atime") * 1_000_000_000
