@@ -540,11 +540,11 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
     try:
         while True:
             hdr = reader.next()
-            if tar_split is not None:
-                seg = reader.take_raw()
-                if seg:
-                    tar_split.add_segment(seg)
+            # The raw bytes before the entry (its header), recorded with the entry's own line.
+            seg = reader.take_raw()
             if hdr is None:
+                if seg and tar_split is not None:
+                    tar_split.add_segment(seg)
                 break
             name = hdr.name
             if WHITEOUT_PREFIX not in name or \
@@ -560,7 +560,7 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
             except RecursionError:
                 raise UnsafeArchive(f"applying {hdr.name!r}: directory tree too deep") from None
             if tar_split is not None:
-                tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None)
+                tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None, seg)
                 if reader.has_raw():
                     tar_split.add_segment(reader.take_raw())
             if progress is not None and reader.consumed >= next_report:

@@ -115,12 +115,15 @@ class TarSplitWriter:
         if self._pending_size >= self._FLUSH:
             self.flush()
 
-    def add_file(self, name: bytes, size: int, crc: int | None) -> None:
-        """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0)."""
+    def add_file(self, name: bytes, size: int, crc: int | None, segment: bytes = b"") -> None:
+        """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0).
+
+        A non-empty ``segment`` is recorded first, as :meth:`add_segment` would: one line
+        pair per entry is the common shape, built in one go."""
         if name.isascii() and _NEEDS_ESCAPE_ASCII.search(name) is None:
             # The usual name: JSON-quoted as it is, without decoding and escaping it.
             check = name.decode("ascii")
-            name_json = b'"name":"%s",' % name if name else b""
+            name_json = b'"name":"' + name + b'",' if name else b""
         else:
             check, name_json = _name_json(name)
         bare = check[2:] if check.startswith("./") else check
@@ -131,10 +134,17 @@ class TarSplitWriter:
         if cleaned in self._seen:
             raise UnsafeArchive("duplicates of file paths not supported")
         self._seen.add(cleaned)
-        payload = b"null" if crc is None else b'"%s"' % b2a_base64(crc.to_bytes(8, "big"), newline=False)
-        line = b'{"type":1,%s%s"payload":%s,"position":%d}\n' % (
-            name_json, b'"size":%d,' % size if size else b"", payload, self._pos)
-        self._pos += 1
+        payload = b"null" if crc is None else b'"' + b2a_base64(crc.to_bytes(8, "big"), newline=False) + b'"'
+        pos = self._pos
+        if segment:
+            line = b'{"type":2,"payload":"%s","position":%d}\n{"type":1,%s%s"payload":%s,"position":%d}\n' % (
+                b2a_base64(segment, newline=False), pos, name_json, b'"size":%d,' % size if size else b"",
+                payload, pos + 1)
+            self._pos = pos + 2
+        else:
+            line = b'{"type":1,%s%s"payload":%s,"position":%d}\n' % (
+                name_json, b'"size":%d,' % size if size else b"", payload, pos)
+            self._pos = pos + 1
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
