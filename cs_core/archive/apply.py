@@ -573,6 +573,10 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
             tar_split.add_segment(b"")  # Go's packer records the final empty read too
             tar_split.flush()
         applier.finish()
+    except BaseException:
+        if tar_split is not None:
+            tar_split.discard()  # its writer thread must not write on after the caller closes it
+        raise
     finally:
         safe.close()
     if progress is not None:

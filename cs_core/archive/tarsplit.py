@@ -14,9 +14,12 @@ import base64
 import json
 import os
 import posixpath
+import queue
 import re
 import stat
 import struct
+import threading
+import weakref
 from binascii import b2a_base64
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -81,8 +84,23 @@ def clean_name(name: str) -> str:
     return posixpath.normpath(name) if name else "."
 
 
+def _write_behind(out: BinaryIO, work: queue.Queue[bytes | None], errors: list[BaseException]) -> None:
+    """The writer thread: its output's compressor and file writes release the GIL, so they
+    run beside the extraction instead of in it. It holds no reference to the writer."""
+    while (chunk := work.get()) is not None:
+        if not errors:
+            try:
+                out.write(chunk)
+            except BaseException as exc:  # handed to the writer's next call
+                errors.append(exc)
+
+
 class TarSplitWriter:
-    """Writes tar-split entries to a binary file object (the caller compresses it)."""
+    """Writes tar-split entries to a binary file object (the caller compresses it).
+
+    Entries are batched a MiB at a time and written by a thread: the output is normally a
+    ``GzipFile``, whose deflate would otherwise sit on the extraction's own thread. ``flush``
+    waits until everything is written, and raises what writing raised."""
 
     _FLUSH = 1 << 20
 
@@ -92,20 +110,57 @@ class TarSplitWriter:
         self._seen: set[str] = set()
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._work: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._errors: list[BaseException] = []
 
     def _emit(self, line: bytes) -> None:
-        # Batched: one write per MiB keeps the caller's compressor out of the per-entry path.
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
-            self.flush()
+            self._handoff()
+
+    def _handoff(self) -> None:
+        """Queue the batch for the writer thread (started on the first full batch)."""
+        if self._errors:
+            raise self._errors[0]
+        if self._work is None:
+            self._work = queue.Queue(4)
+            self._thread = threading.Thread(target=_write_behind, args=(self._out, self._work, self._errors),
+                                            name="cs-tar-split", daemon=True)
+            self._thread.start()
+            # An abandoned writer (the apply failed) still ends its thread.
+            weakref.finalize(self, self._work.put, None)
+        self._work.put(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_size = 0
+
+    def _join(self) -> None:
+        if self._work is not None and self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+        self._work = self._thread = None
+
+    def discard(self) -> None:
+        """Stop writing (the stream failed): nothing more reaches the output after this."""
+        self._pending.clear()
+        self._pending_size = 0
+        self._errors.append(UnsafeArchive("tar-split writer discarded"))  # the thread skips the rest
+        self._join()
 
     def flush(self) -> None:
-        """Hand buffered entries to the output (also done when the stream ends)."""
-        if self._pending:
-            self._out.write(b"".join(self._pending))
-            self._pending.clear()
-            self._pending_size = 0
+        """Write everything recorded so far to the output (also done when the stream ends)."""
+        try:
+            if self._pending and self._work is not None:
+                self._handoff()
+            elif self._pending and not self._errors:
+                self._out.write(b"".join(self._pending))
+                self._pending.clear()
+                self._pending_size = 0
+        finally:
+            self._join()
+        if self._errors:
+            raise self._errors[0]
 
     def add_segment(self, payload: bytes) -> None:
         line = b'{"type":2,"payload":"%s","position":%d}\n' % (b2a_base64(payload, newline=False), self._pos)
@@ -113,7 +168,7 @@ class TarSplitWriter:
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
-            self.flush()
+            self._handoff()
 
     def add_file(self, name: bytes, size: int, crc: int | None, segment: bytes = b"") -> None:
         """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0).
@@ -148,7 +203,7 @@ class TarSplitWriter:
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
-            self.flush()
+            self._handoff()
 
 
 def _name_json(name: bytes) -> tuple[str, bytes]:
