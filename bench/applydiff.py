@@ -180,7 +180,8 @@ def compile_bytecode() -> None:
 
 
 def _ratio(a: Timing, b: Timing) -> str:
-    return f"{a[0] / b[0]:5.2f} ({a[1] / b[1]:4.2f})"
+    # CPU times tick in 10 ms: a toy-sized (--quick) tar can take none at all.
+    return f"{a[0] / b[0]:5.2f} ({a[1] / b[1] if b[1] else float('inf'):4.2f})"
 
 
 def zstd_floor(src: Path) -> float:

@@ -162,6 +162,9 @@ class _Applier:
         self.uid_map: Sequence[IDMap] = options.uid_map
         self.gid_map: Sequence[IDMap] = options.gid_map
         self.drop_overlay_xattrs = self.fmt == WhiteoutFormat.OVERLAY
+        self.mapped = bool(self.uid_map or self.gid_map)
+        self.force_mask = options.force_mask
+        self.aufs = self.fmt == WhiteoutFormat.AUFS
 
     # -- data -------------------------------------------------------------------------------
 
@@ -306,16 +309,17 @@ class _Applier:
         rel = clean_member_name(hdr.name)
         parent, _, base = rel.rpartition("/")
         if rel and rel.startswith(WHITEOUT_META_PREFIX) and rel != WHITEOUT_OPAQUE_DIR \
-                and self.fmt != WhiteoutFormat.AUFS:
+                and not self.aufs:
             return self.consume(hdr)  # AUFS metadata (.wh..wh.plnk etc.) is never extracted
         pfd = self.root.dir_fd(parent, create=True) if rel else -1
-        if base.startswith(WHITEOUT_PREFIX) and self.fmt != WhiteoutFormat.AUFS:
+        if base.startswith(WHITEOUT_PREFIX) and not self.aufs:
             self.whiteout(hdr, parent, pfd, base)
             return self.consume(hdr)
         if not rel:
             return self.root_entry(hdr)
         try:
-            crc = self.create(hdr, pfd, base, rel, False)
+            # A regular file, the common case, without create's dispatch.
+            crc = self.regular(hdr, pfd, base) if tf == tr.REG else self.create(hdr, pfd, base, rel, False)
         except FileExistsError:
             # Something is there already: a directory over a directory merges, anything else is
             # replaced (Go removes it first). Only now pay for the lookup.
@@ -352,8 +356,14 @@ class _Applier:
     def regular(self, hdr: tr.TarHeader, pfd: int, base: str) -> int | None:
         fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
-            crc = self.write_data(fd, hdr)
-            if self.uid_map or self.gid_map:
+            whole = self.reader.take_buffered() if hdr.size < _HOLE_MIN and hdr.sparse is None else None
+            if whole is not None:  # the usual small file, already in the buffer: one write
+                crc = crc64(whole) if self.track and whole else None
+                while whole:
+                    whole = whole[os.write(fd, whole):]
+            else:
+                crc = self.write_data(fd, hdr)
+            if self.mapped:
                 uid, gid = self.host_ids(hdr)
             else:
                 uid, gid = hdr.uid, hdr.gid
@@ -362,11 +372,12 @@ class _Applier:
             except OSError:
                 if not self.opts.ignore_chown_errors:
                     raise
-            os.fchmod(fd, hdr.mode & 0o7777 if self.opts.force_mask is None else self.opts.force_mask)
+            force_mask = self.force_mask
+            os.fchmod(fd, hdr.mode & 0o7777 if force_mask is None else force_mask)
             atime = hdr.atime_ns
             mtime = hdr.mtime_ns
             os.utime(fd, ns=(mtime if atime is None or atime < mtime else atime, mtime))
-            if hdr.xattrs or self.opts.force_mask is not None:
+            if hdr.xattrs or force_mask is not None:
                 self.xattrs(hdr, fd)
             if hdr.size >= WRITEBACK_MIN:
                 start_writeback(fd)
@@ -529,13 +540,15 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
     try:
         while True:
             hdr = reader.next()
-            if tar_split is not None:
-                seg = reader.take_raw()
-                if seg:
-                    tar_split.add_segment(seg)
+            # The raw bytes before the entry (its header), recorded with the entry's own line.
+            seg = reader.take_raw()
             if hdr is None:
+                if seg and tar_split is not None:
+                    tar_split.add_segment(seg)
                 break
-            if not hdr.name.rstrip("/").rpartition("/")[2].startswith(WHITEOUT_PREFIX):
+            name = hdr.name
+            if WHITEOUT_PREFIX not in name or \
+                    not name.rstrip("/").rpartition("/")[2].startswith(WHITEOUT_PREFIX):
                 uids.add(hdr.uid & 0xFFFFFFFF)
                 gids.add(hdr.gid & 0xFFFFFFFF)
             try:
@@ -547,7 +560,7 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
             except RecursionError:
                 raise UnsafeArchive(f"applying {hdr.name!r}: directory tree too deep") from None
             if tar_split is not None:
-                tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None)
+                tar_split.add_file(hdr.name_bytes, hdr.size, crc if hdr.size > 0 else None, seg)
                 if reader.has_raw():
                     tar_split.add_segment(reader.take_raw())
             if progress is not None and reader.consumed >= next_report:
@@ -560,6 +573,10 @@ def apply_tar(root: str | os.PathLike[str], stream: BinaryIO, options: ApplyOpti
             tar_split.add_segment(b"")  # Go's packer records the final empty read too
             tar_split.flush()
         applier.finish()
+    except BaseException:
+        if tar_split is not None:
+            tar_split.discard()  # its writer thread must not write on after the caller closes it
+        raise
     finally:
         safe.close()
     if progress is not None:

@@ -19,7 +19,20 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from cs_core.errors import ArchiveFormatError, UnsafeArchive
+from cs_core.archive.tarfields import (
+    _bad,
+    _byte_sum,
+    _checksum_ok,
+    _cstr,
+    _decode,
+    _eof,
+    _num,
+    _numeric,
+    _pax_time_ns,
+    go_int,
+    parse_pax,
+)
+from cs_core.errors import UnsafeArchive
 
 BLOCK = 512
 #: Largest PAX or GNU long-name payload accepted (Go's ``maxSpecialFileSize``).
@@ -55,140 +68,11 @@ GNU_LONGLINK = ord("K")
 _HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 
-_GO_INT = re.compile(rb"[+-]?[0-9]+")
-
-
-def _bad(why: str = "") -> ArchiveFormatError:
-    """Go's ``archive/tar.ErrHeader``, with what is wrong when it is more than junk."""
-    return ArchiveFormatError("archive/tar: invalid tar header" + (f": {why}" if why else ""))
-
-
-def _eof() -> ArchiveFormatError:
-    """Go's ``io.ErrUnexpectedEOF``: the stream ended inside a header or an entry's data."""
-    return ArchiveFormatError("unexpected EOF")
-
-
-def go_int(raw: bytes, what: str) -> int:
-    """Go's ``strconv.ParseInt(s, 10, 64)``: optional sign and ASCII digits, nothing else."""
-    if _GO_INT.fullmatch(raw) is None:
-        raise _bad(f"bad {what} {raw[:40]!r}")
-    value = int(raw)
-    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-        raise _bad(f"{what} overflows")
-    return value
-
-
-def _cstr(b: bytes) -> bytes:
-    i = b.find(0)
-    return b if i < 0 else b[:i]
-
-
-def _numeric(b: bytes, field: str) -> int:
-    """Go's ``parser.parseNumeric``: octal text or base-256 binary."""
-    if b and b[0] & 0x80:
-        inv = 0xFF if b[0] & 0x40 else 0
-        x = 0
-        for i, c in enumerate(b):
-            c ^= inv
-            if i == 0:
-                c &= 0x7F
-            if x >> 56:
-                raise _bad(f"{field} overflows")
-            x = (x << 8) | c
-        if x >> 63:
-            raise _bad(f"{field} overflows")
-        return ~x if inv == 0xFF else x
-    # Go trims spaces and NULs, cuts at a NUL, then wants octal digits only (ParseUint).
-    t = b.strip(b" \x00")
-    if not t:
-        return 0
-    s = _cstr(t)
-    try:
-        if not s.isdigit():  # bytes.isdigit: ASCII only; int() would take "0o7", "+7", "1_0"
-            raise ValueError
-        value = int(s, 8)
-    except ValueError:
-        raise _bad(f"bad {field} field {s!r}") from None
-    if value > 0xFFFFFFFFFFFFFFFF:
-        raise _bad(f"{field} overflows")
-    return value if value <= _INT64_MAX else value - (1 << 64)
-
-
-def _num(b: bytes, field: str) -> int:
-    """``_numeric`` with a fast path for the usual digits followed by one NUL or space."""
-    if b[0] != 0:
-        v = b.rstrip(b" \x00")
-        if v.isdigit():
-            try:
-                return int(v, 8)
-            except ValueError:  # an 8 or a 9
-                pass
-    return _numeric(b, field)
-
-
-def _checksum_ok(b: bytes) -> bool:
-    field = b[148:156]
-    try:
-        stored = _num(field, "checksum")
-    except UnsafeArchive:
-        return False
-    if stored == sum(b) - sum(field) + 256:
-        return True
-    signed = sum((c - 256 if c > 127 else c) for c in b[:148]) + 8 * 32
-    signed += sum((c - 256 if c > 127 else c) for c in b[156:])
-    return stored == signed
-
-
-def _decode(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
-
-
-def _pax_time_ns(v: bytes) -> int:
-    """Go's ``parsePAXTime``: seconds with up to 9 fractional digits (more are truncated)."""
-    sec, dot, frac = v.partition(b".")
-    secs = go_int(sec, "PAX time")
-    if not dot:
-        return secs * 1_000_000_000
-    if frac and not frac.isdigit():  # Go: anything but ASCII digits after the dot
-        raise _bad(f"bad PAX time {v[:40]!r}")
-    ns = int((frac + b"000000000")[:9])
-    # Go: time.Unix(secs, -ns) for a negative seconds field (its sign, not its value).
-    return secs * 1_000_000_000 + (-ns if sec.startswith(b"-") else ns)
-
-
-def parse_pax(data: bytes) -> dict[str, bytes]:
-    """PAX extended header records; GNU sparse 0.0 offset/numbytes pairs become ``GNU.sparse.map``."""
-    records: dict[str, bytes] = {}
-    sparse: list[bytes] = []
-    pos = 0
-    n = len(data)
-    while pos < n:
-        sp = data.find(b" ", pos, pos + 20)
-        if sp < 0:
-            raise _bad("malformed PAX record")
-        length = go_int(data[pos:sp], "PAX record length")
-        end = pos + length
-        if length < 5 or end > n or data[end - 1] != 0x0A:
-            raise _bad("malformed PAX record")
-        rec = data[sp + 1:end - 1]
-        eq = rec.find(b"=")
-        if eq <= 0:
-            raise _bad("malformed PAX record")
-        key = rec[:eq].decode("utf-8", "surrogateescape")
-        value = rec[eq + 1:]
-        if "\x00" in key or (key in ("path", "linkpath", "uname", "gname") and b"\x00" in value):
-            raise _bad(f"NUL in PAX record {key!r}")
-        if key in ("GNU.sparse.offset", "GNU.sparse.numbytes"):
-            want = "GNU.sparse.offset" if len(sparse) % 2 == 0 else "GNU.sparse.numbytes"
-            if key != want or b"," in value:
-                raise _bad("bad GNU sparse PAX records")
-            sparse.append(value)
-        else:
-            records[key] = value
-        pos = end
-    if sparse:
-        records["GNU.sparse.map"] = b",".join(sparse)
-    return records
+#: mode, uid, gid, size and mtime as fixed-width octal digits each closed by a NUL or a space,
+#: then the checksum as Go, GNU tar and Python write it (six digits, NUL, space): bytes 100-156
+#: of a header, parsed in one match instead of six field parsers.
+_PLAIN_NUMBERS = re.compile(
+    rb"([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{7})[\0 ]([0-7]{11})[\0 ]([0-7]{11})[\0 ]([0-7]{6})\0 ")
 
 
 class TarHeader:
@@ -308,7 +192,8 @@ class TarReader:
 
     def next(self) -> TarHeader | None:
         """The next entry, or None at the end of the archive."""
-        self._skip_data()
+        if self._remaining:
+            self._skip_data()
         pax: dict[str, bytes] = {}
         long_name: bytes | None = None
         long_link: bytes | None = None
@@ -346,14 +231,26 @@ class TarReader:
     def _header_block(self) -> bytes | None:
         """The next header block after the previous one's padding; None at the end marker
         (or where the stream simply stops at a header boundary, which Go accepts too)."""
-        if self._pad:
-            pad = self._take(self._pad, exact=False)
-            self._account(pad)
-            if len(pad) < self._pad:
+        pad = self._pad
+        pos = self._pos
+        stop = pos + pad + BLOCK
+        if stop <= self._end:  # all in the buffer (the usual case): one slice, no _take
+            blk = bytes(self._mv[pos + pad:stop])
+            raw = self._raw
+            if raw is not None:
+                raw += self._mv[pos:stop]
+            self._pos = stop
+            self._pad = 0
+        elif pad:  # the padding and the block in one take: both go to the same segment
+            data = self._take(pad + BLOCK, exact=False)
+            self._account(data)
+            if len(data) < pad:
                 raise _eof()
             self._pad = 0
-        blk = self._take(BLOCK, exact=False)
-        self._account(blk)
+            blk = data[pad:]
+        else:
+            blk = self._take(BLOCK, exact=False)
+            self._account(blk)
         if not blk:
             return None
         if len(blk) < BLOCK:
@@ -371,14 +268,15 @@ class TarReader:
     def _entry(self, hdr: TarHeader, blk: bytes, fmt: str, pax: dict[str, bytes],
                long_name: bytes | None, long_link: bytes | None) -> TarHeader:
         """A real entry's header with its extended headers merged in, its data next in line."""
-        self._merge(hdr, pax)
+        if pax:
+            self._merge(hdr, pax)
         if long_name is not None:
             hdr.name_bytes = long_name
         if long_link is not None:
             hdr.linkname = _decode(long_link)
         if hdr.typeflag == REGA:
             hdr.typeflag = DIR if hdr.name_bytes.endswith(b"/") else REG
-        hdr.name = _decode(hdr.name_bytes)
+        hdr.name = hdr.name_bytes.decode("utf-8", "surrogateescape")
         if hdr.size < 0:
             raise _bad("negative size")
         if not (0 <= hdr.uid <= MAX_ID and 0 <= hdr.gid <= MAX_ID):
@@ -390,7 +288,7 @@ class TarReader:
             if fmt != "gnu":
                 raise _bad("sparse entry outside GNU format")
             hdr.sparse = self._old_gnu_sparse(hdr, blk)
-        else:
+        elif pax:
             hdr.sparse = self._pax_sparse(hdr)
         if hdr.sparse is not None:
             self._validate_sparse(hdr)
@@ -398,33 +296,43 @@ class TarReader:
         return hdr
 
     def _parse_block(self, blk: bytes) -> tuple[TarHeader, str]:
-        if not _checksum_ok(blk):
-            raise _bad()  # junk: Go says no more either
-        magic, version = blk[257:263], blk[263:265]
-        if magic == b"ustar\x00" and version == b"00":
+        m = _PLAIN_NUMBERS.match(blk, 100, 156)
+        if m is None or int(m[6], 8) != _byte_sum(blk) - sum(blk[148:156]) + 256:
+            if not _checksum_ok(blk):  # also the signed sum some old tars wrote
+                raise _bad()  # junk: Go says no more either
+        magic = blk[257:265]  # magic and version
+        if magic == b"ustar\x0000":
             fmt = "ustar"
-        elif magic == b"ustar " and version == b" \x00":
+        elif magic == b"ustar  \x00":
             fmt = "gnu"
-        elif magic == b"ustar\x00" and blk[508:512] == b"tar\x00":
+        elif magic[:6] == b"ustar\x00" and blk[508:512] == b"tar\x00":
             fmt = "star"
         else:
             fmt = "v7"
         h = TarHeader()
         h.typeflag = blk[156]
-        h.name_bytes = _cstr(blk[0:100])
-        h.linkname = _decode(_cstr(blk[157:257]))
-        h.size = _num(blk[124:136], "size")
-        h.mode = _num(blk[100:108], "mode")
-        h.uid = _num(blk[108:116], "uid")
-        h.gid = _num(blk[116:124], "gid")
-        h.mtime_ns = _num(blk[136:148], "mtime") * 1_000_000_000
+        end = blk.find(0, 0, 100)
+        h.name_bytes = blk[:end] if end >= 0 else blk[:100]
+        if blk[157]:
+            h.linkname = _decode(_cstr(blk[157:257]))
+        if m is not None:  # what every common writer emits; the same values _num gives
+            mode, uid, gid, size, mtime, _ = m.groups()
+            h.mode, h.uid, h.gid, h.size = int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8)
+            h.mtime_ns = int(mtime, 8) * 1_000_000_000
+        else:
+            h.size = _num(blk[124:136], "size")
+            h.mode = _num(blk[100:108], "mode")
+            h.uid = _num(blk[108:116], "uid")
+            h.gid = _num(blk[116:124], "gid")
+            h.mtime_ns = _num(blk[136:148], "mtime") * 1_000_000_000
         if fmt != "v7":
             if h.typeflag in (CHAR, BLOCKDEV):
                 h.devmajor = _numeric(blk[329:337], "devmajor")
                 h.devminor = _numeric(blk[337:345], "devminor")
             prefix = b""
             if fmt == "ustar":
-                prefix = _cstr(blk[345:500])
+                if blk[345]:
+                    prefix = _cstr(blk[345:500])
             elif fmt == "star":
                 prefix = _cstr(blk[345:476])
                 h.atime_ns = _numeric(blk[476:488], "atime") * 1_000_000_000

@@ -14,9 +14,13 @@ import base64
 import json
 import os
 import posixpath
+import queue
 import re
 import stat
 import struct
+import threading
+import weakref
+from binascii import b2a_base64
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -62,6 +66,7 @@ crc64 = _make_crc64_iso()
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
             "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
+_NEEDS_ESCAPE_ASCII = re.compile(b'["\\\\\x00-\x1f<>&\x7f]')
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -79,8 +84,23 @@ def clean_name(name: str) -> str:
     return posixpath.normpath(name) if name else "."
 
 
+def _write_behind(out: BinaryIO, work: queue.Queue[bytes | None], errors: list[BaseException]) -> None:
+    """The writer thread: its output's compressor and file writes release the GIL, so they
+    run beside the extraction instead of in it. It holds no reference to the writer."""
+    while (chunk := work.get()) is not None:
+        if not errors:
+            try:
+                out.write(chunk)
+            except BaseException as exc:  # handed to the writer's next call
+                errors.append(exc)
+
+
 class TarSplitWriter:
-    """Writes tar-split entries to a binary file object (the caller compresses it)."""
+    """Writes tar-split entries to a binary file object (the caller compresses it).
+
+    Entries are batched a MiB at a time and written by a thread: the output is normally a
+    ``GzipFile``, whose deflate would otherwise sit on the extraction's own thread. ``flush``
+    waits until everything is written, and raises what writing raised."""
 
     _FLUSH = 1 << 20
 
@@ -90,38 +110,77 @@ class TarSplitWriter:
         self._seen: set[str] = set()
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._work: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._errors: list[BaseException] = []
 
     def _emit(self, line: bytes) -> None:
-        # Batched: one write per MiB keeps the caller's compressor out of the per-entry path.
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
-            self.flush()
+            self._handoff()
+
+    def _handoff(self) -> None:
+        """Queue the batch for the writer thread (started on the first full batch)."""
+        if self._errors:
+            raise self._errors[0]
+        if self._work is None:
+            self._work = queue.Queue(4)
+            self._thread = threading.Thread(target=_write_behind, args=(self._out, self._work, self._errors),
+                                            name="cs-tar-split", daemon=True)
+            self._thread.start()
+            # An abandoned writer (the apply failed) still ends its thread.
+            weakref.finalize(self, self._work.put, None)
+        self._work.put(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_size = 0
+
+    def _join(self) -> None:
+        if self._work is not None and self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+        self._work = self._thread = None
+
+    def discard(self) -> None:
+        """Stop writing (the stream failed): nothing more reaches the output after this."""
+        self._pending.clear()
+        self._pending_size = 0
+        self._errors.append(UnsafeArchive("tar-split writer discarded"))  # the thread skips the rest
+        self._join()
 
     def flush(self) -> None:
-        """Hand buffered entries to the output (also done when the stream ends)."""
-        if self._pending:
-            self._out.write(b"".join(self._pending))
-            self._pending.clear()
-            self._pending_size = 0
+        """Write everything recorded so far to the output (also done when the stream ends)."""
+        try:
+            if self._pending and self._work is not None:
+                self._handoff()
+            elif self._pending and not self._errors:
+                self._out.write(b"".join(self._pending))
+                self._pending.clear()
+                self._pending_size = 0
+        finally:
+            self._join()
+        if self._errors:
+            raise self._errors[0]
 
     def add_segment(self, payload: bytes) -> None:
-        line = b'{"type":2,"payload":"%s","position":%d}\n' % (base64.b64encode(payload), self._pos)
+        line = b'{"type":2,"payload":"%s","position":%d}\n' % (b2a_base64(payload, newline=False), self._pos)
         self._pos += 1
         self._pending.append(line)
         self._pending_size += len(line)
         if self._pending_size >= self._FLUSH:
-            self.flush()
+            self._handoff()
 
-    def add_file(self, name: bytes, size: int, crc: int | None) -> None:
-        """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0)."""
-        try:
-            text = name.decode("utf-8")
-            name_json = f'"name":{go_json_string(text)},' if text else ""
-            check = text
-        except UnicodeDecodeError:
-            name_json = f'"name_raw":"{base64.b64encode(name).decode("ascii")}",'
-            check = name.decode("utf-8", "surrogateescape")
+    def add_file(self, name: bytes, size: int, crc: int | None, segment: bytes = b"") -> None:
+        """A file entry; ``crc`` is the CRC-64 of its content (None when ``size`` is 0).
+
+        A non-empty ``segment`` is recorded first, as :meth:`add_segment` would: one line
+        pair per entry is the common shape, built in one go."""
+        if name.isascii() and _NEEDS_ESCAPE_ASCII.search(name) is None:
+            # The usual name: JSON-quoted as it is, without decoding and escaping it.
+            check = name.decode("ascii")
+            name_json = b'"name":"' + name + b'",' if name else b""
+        else:
+            check, name_json = _name_json(name)
         bare = check[2:] if check.startswith("./") else check
         if "//" in bare or "/." in bare or bare.startswith(".") or bare.endswith("/") or not bare:
             cleaned = clean_name(check)
@@ -130,13 +189,31 @@ class TarSplitWriter:
         if cleaned in self._seen:
             raise UnsafeArchive("duplicates of file paths not supported")
         self._seen.add(cleaned)
-        size_json = f'"size":{size},' if size else ""
-        if crc is None:
-            payload = "null"
+        payload = b"null" if crc is None else b'"' + b2a_base64(crc.to_bytes(8, "big"), newline=False) + b'"'
+        pos = self._pos
+        if segment:
+            line = b'{"type":2,"payload":"%s","position":%d}\n{"type":1,%s%s"payload":%s,"position":%d}\n' % (
+                b2a_base64(segment, newline=False), pos, name_json, b'"size":%d,' % size if size else b"",
+                payload, pos + 1)
+            self._pos = pos + 2
         else:
-            payload = '"' + base64.b64encode(struct.pack(">Q", crc)).decode("ascii") + '"'
-        self._emit(f'{{"type":1,{name_json}{size_json}"payload":{payload},"position":{self._pos}}}\n'.encode())
-        self._pos += 1
+            line = b'{"type":1,%s%s"payload":%s,"position":%d}\n' % (
+                name_json, b'"size":%d,' % size if size else b"", payload, pos)
+            self._pos = pos + 1
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= self._FLUSH:
+            self._handoff()
+
+
+def _name_json(name: bytes) -> tuple[str, bytes]:
+    """The name as text (for the duplicate check) and its JSON member, as Go writes it."""
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return (name.decode("utf-8", "surrogateescape"),
+                b'"name_raw":"%s",' % b2a_base64(name, newline=False))
+    return text, (f'"name":{go_json_string(text)},'.encode() if text else b"")
 
 
 @recordclass.frozen

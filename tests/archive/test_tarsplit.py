@@ -188,3 +188,65 @@ def test_segments_in_any_json_layout_are_read() -> None:
     spaced = b'{ "position": 1, "payload": "aGk=", "type": 2 }\n'
     entries = list(iter_tar_split(io.BytesIO(canonical + spaced)))
     assert [(e.type, e.payload, e.position) for e in entries] == [(2, b"hi", 0), (2, b"hi", 1)]
+
+
+class _FailingAfter(io.BytesIO):
+    """A file that takes ``limit`` bytes, then fails as a full disk does."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(b) > self.limit:
+            raise OSError(28, "No space left on device")
+        return super().write(b)
+
+
+def _many_entries(writer: TarSplitWriter, n: int) -> None:
+    for i in range(n):
+        writer.add_file(b"d/f%07d" % i, 3, 7, segment=bytes(512))
+
+
+def test_batches_written_by_the_thread_keep_their_order() -> None:
+    # Enough entries for several 1 MiB batches handed to the writer thread.
+    threaded, direct = io.BytesIO(), io.BytesIO()
+    writer = TarSplitWriter(threaded)
+    _many_entries(writer, 5_000)
+    writer.flush()
+    lines = threaded.getvalue().splitlines()
+    assert len(lines) == 10_000
+    assert [e.position for e in iter_tar_split(io.BytesIO(threaded.getvalue()))] == list(range(10_000))
+    # The same entries, one small batch at a time (never threaded), give the same bytes.
+    for i in range(0, 5_000, 100):
+        small = TarSplitWriter(direct)
+        small._pos = 2 * i
+        for j in range(i, i + 100):
+            small.add_file(b"d/f%07d" % j, 3, 7, segment=bytes(512))
+        small.flush()
+    assert direct.getvalue() == threaded.getvalue()
+
+
+def test_a_failed_write_surfaces_and_nothing_follows_it() -> None:
+    out = _FailingAfter(1 << 20)
+    writer = TarSplitWriter(out)
+    with pytest.raises(OSError, match="No space"):
+        _many_entries(writer, 10_000)
+        writer.flush()
+    assert len(out.getvalue()) <= 1 << 20
+
+
+def test_discard_stops_the_writes_where_they_are() -> None:
+    full, cut = io.BytesIO(), io.BytesIO()
+    complete = TarSplitWriter(full)
+    _many_entries(complete, 5_000)
+    complete.flush()
+    discarded = TarSplitWriter(cut)
+    _many_entries(discarded, 5_000)
+    discarded.discard()
+    size = len(cut.getvalue())
+    discarded.add_file(b"late", 3, 7)  # the apply goes no further, but a late call writes nothing
+    with pytest.raises(UnsafeArchive, match="discarded"):
+        discarded.flush()
+    assert len(cut.getvalue()) == size < len(full.getvalue())
+    assert full.getvalue().startswith(cut.getvalue())
