@@ -36,7 +36,8 @@ if TYPE_CHECKING:
         remove_staging_dir,
         stage_plain_tree,
     )
-    from cs_core.recordclass import evolve
+    from cs_core.lazylog import getLogger
+    from cs_core.recordclass import define, evolve, field, frozen
     from cs_core.userns.idmap import is_contiguous
     from cs_core.userns.rootless import is_rootless
     from cs_core.walk import Dir, disk_usage, open_beneath, remove_tree, walk
@@ -55,7 +56,8 @@ _EXPORTS = {
                                 "new_staging_dir", "prune_staging_dirs", "remove_staging_dir",
                                 "stage_plain_tree"),
     "cs_core.drivers.optvalues": ("parse_bool", "ram_in_bytes"),
-    "cs_core.recordclass": ("evolve",),
+    "cs_core.lazylog": ("getLogger",),
+    "cs_core.recordclass": ("define", "evolve", "field", "frozen"),
     "cs_core.userns.idmap": ("is_contiguous",),
     "cs_core.userns.rootless": ("is_rootless",),
     "cs_core.walk": ("Dir", "disk_usage", "open_beneath", "remove_tree", "walk"),
@@ -74,13 +76,17 @@ __all__ = [
     "changes_size",
     "clean_member_name",
     "compared_xattrs",
+    "define",
     "disk_usage",
     "evolve",
     "export_changes",
     "export_tree",
+    "field",
+    "frozen",
     "fs_magic",
     "fsync_dir",
     "fsync_paths",
+    "getLogger",
     "is_contiguous",
     "is_mountpoint",
     "is_rootless",

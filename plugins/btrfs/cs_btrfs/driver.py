@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from cs_core.drivers.api import (
     STAGING_DIR,
     disk_usage,
     fsync_dir,
+    getLogger,
     new_staging_dir,
     prune_staging_dirs,
     remove_staging_dir,
@@ -45,7 +45,7 @@ from cs_core.drivers.api import (
     write_in_place,
 )
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)  # logging itself is imported when something is logged
 
 DEFAULT_PERMS = 0o555
 #: What the Go 1.43 binary reports: the btrfs-progs headers it was built against (Debian 12).

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import attrs
-
 from cs_btrfs.errors import BtrfsConfigError
+from cs_core.drivers.api import frozen
 from cs_core.drivers.api import ram_in_bytes as ram_in_bytes  # re-exported: tests use it here
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 
-@attrs.frozen
+@frozen
 class BtrfsOptions:
     min_space: int = 0
     #: Default quota of container layers (Go 1.43 rejects this key; we honour it, see README).

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 import struct
 from collections.abc import Iterator
 
 from cs_btrfs import ioctl
-from cs_core.drivers.api import walk
+from cs_core.drivers.api import getLogger, walk
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)  # logging itself is imported when something is logged
 
 ROOT_REF_KEY = 156
 _ROOT_REF = struct.Struct("=QQH")  # dirid, sequence, name_len

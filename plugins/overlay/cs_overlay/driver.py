@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import logging
 import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ClassVar
-
-import attrs
 
 from cs_core import (
     NO_MAPS,
@@ -39,6 +36,7 @@ from cs_core.drivers.api import (
     CONTENT_DIR,
     disk_usage,
     evolve,
+    getLogger,
     is_contiguous,
     new_staging_dir,
     ram_in_bytes,
@@ -63,7 +61,7 @@ def _which(program: str) -> str | None:
 
     return shutil.which(program)
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)  # logging itself is imported when something is logged
 
 DEFAULT_PERMS = 0o555
 #: Our own limit on lower layers: nesting read-only overlays multiplies the kernel's 500.
@@ -551,7 +549,7 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         lowers, fds = stack.nested_lowers(str_lowers, scratch, inner_opts,
                                           userxattr="userxattr" in spec.options)
         try:
-            mounting.mount_overlay(attrs.evolve(spec, lowers=lowers), str(merged), self.home)
+            mounting.mount_overlay(evolve(spec, lowers=lowers), str(merged), self.home)
         finally:
             for fd in fds:
                 os.close(fd)

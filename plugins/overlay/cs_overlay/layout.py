@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import logging
 import os
 from pathlib import Path
 
-from cs_core.drivers.api import write_in_place
+from cs_core.drivers.api import getLogger, write_in_place
 
 LINK_DIR = "l"
 LOWER_FILE = "lower"
@@ -21,7 +20,7 @@ ID_LENGTH = 26
 #: Go's limit on lower layers (HEAD; 1.43 had 128), also the kernel's per-mount maximum.
 MAX_DEPTH = 500
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)  # logging itself is imported when something is logged
 
 
 def generate_link_id(length: int = ID_LENGTH) -> str:

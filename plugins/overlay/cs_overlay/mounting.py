@@ -15,8 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
+from cs_core.drivers.api import define, field
 from cs_core.drivers.api import is_mountpoint as is_mountpoint  # by mount ID, for our callers
 from cs_overlay import syscalls
 
@@ -59,14 +58,14 @@ def parse_options(options: Sequence[str]) -> tuple[int, list[str]]:
     return flags, data
 
 
-@attrs.define
+@define
 class OverlayMount:
     """What to mount: lowers top first (paths, or fds of detached mounts), optional upper."""
 
     lowers: list[str | int]
     upper: str | None = None
     work: str | None = None
-    options: list[str] = attrs.field(factory=list)
+    options: list[str] = field(factory=list)
 
     def data_string(self, relative_to: Path | None = None) -> str:
         def name(p: str | int) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import attrs
-
-from cs_core.drivers.api import parse_bool
+from cs_core.drivers.api import define, field, parse_bool
 from cs_core.drivers.api import ram_in_bytes as ram_in_bytes  # re-exported: tests use it here
 from cs_overlay.errors import OverlayConfigError as ConfigError
 
@@ -29,7 +27,7 @@ def parse_force_mask(value: str) -> int:
         raise ConfigError(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
 
 
-@attrs.define
+@define
 class OverlayOptions:
     mount_options: str = ""
     mount_program: str = ""
@@ -38,8 +36,8 @@ class OverlayOptions:
     force_mask: int | None = None
     quota_size: int = 0
     quota_inodes: int = 0
-    image_stores: list[Path] = attrs.field(factory=list)
-    layer_stores: list[tuple[Path, bool]] = attrs.field(factory=list)
+    image_stores: list[Path] = field(factory=list)
+    layer_stores: list[tuple[Path, bool]] = field(factory=list)
 
 
 def _strip_key(key: str) -> str:

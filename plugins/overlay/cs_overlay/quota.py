@@ -13,7 +13,7 @@ import fcntl
 import os
 import struct
 
-import attrs
+from cs_core.drivers.api import frozen
 
 PROJECT_IDS_PER_HOME = 10000
 _MAX_UINT32 = 0xFFFFFFFF
@@ -52,7 +52,7 @@ class FsDiskQuota(ctypes.Structure):
     ]
 
 
-@attrs.frozen
+@frozen
 class Quota:
     size: int = 0
     inodes: int = 0
