@@ -9,7 +9,7 @@ prints a ratio, its target and pass/fail:
 * ``python -c pass`` by the same interpreter is the unit for the start-up targets: commands that
   touch little (``version``, ``layers``, ``exists``, ``get-names``, ``metadata`` on a small store)
   at most 2.5x it, ``create-layer``/``create-image``/``create-container`` at most 3x;
-* ``mount`` + ``unmount`` of a container at most Go's pair plus two interpreter start-ups;
+* ``mount`` + ``unmount`` of a container at most twice Go's pair plus two interpreter start-ups;
 * the zipapp from ``make binary`` no slower than the installed script (``layers``);
 * 4 processes x 25 small layers (create-layer + applydiff each) reach at least half of Go's
   layers per second.
@@ -248,7 +248,9 @@ def main() -> int:
             t, b = best_ab(us.runner("mount", "", ids["ours"]),
                            base.runner("mount", "", ids["base"]) if base else None, opts.runs)
             g = best(lambda: go.mount_pair(ids["go"]["container"]), opts.runs)
-            allowance = (g[0] + 2 * python[0], g[1] + 2 * python[1])
+            # Issue 13: "at most 2x Go's pair plus two interpreter start-ups" (the label says
+            # so too; this line computed 1x Go's pair until 2026-12-08).
+            allowance = (2 * g[0] + 2 * python[0], 2 * g[1] + 2 * python[1])
             report.line("mount+unmount", t, allowance, "2xGo+2xpython", 1.0)
             print(f"{'':<26}{'':>15}{g[0] * 1000:>9.1f} ({g[1] * 1000:>5.1f}) Go CLI pair"
                   f"{t[0] / g[0]:>9.1f}x")
