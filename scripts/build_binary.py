@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Build a single-file ``containers-storage`` executable (a zipapp).
 
-It holds cs_core, every installed cs_core driver distribution (found through the ``cs_core``
-entry-point group, with their dist-info so the entry points still resolve inside the zip)
-and the pure-Python dependencies, each module beside its bytecode: zipimport cannot write
-bytecode, so without it every run would compile everything it imports (~4x the installed
-script's start-up). Stored, not deflated: inflating every module on each start costs more
-than the bigger file. Compiled extensions cannot be imported from a zip, so
-zstandard and isal are left out: the binary uses them when the target system has them.
+Its payload holds cs_core, every installed cs_core driver distribution (found through the
+``cs_core`` entry-point group, with their dist-info so the entry points still resolve) and the
+pure-Python dependencies, each module beside its bytecode, stored, not deflated. The payload is
+one member of the archive, unpacked once per user and binary into a cache the boot module
+trusts (scripts/zipapp_boot.py): importing from a directory is cheaper than through zipimport.
+Compiled extensions are left out (zstandard, isal): the binary uses them when the target
+system has them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import zipapp
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from cs_core.drivers.entrypoints import ZIP_INDEX
 
 PURE_DEPENDENCIES = ["pluggy", "attrs", "attr", "cattrs", "cattr", "click", "typing_extensions"]
 COMPILED = {"zstandard", "isal"}
+BOOT_MODULE = "_cs_zipapp_boot"
+PAYLOAD = "payload.zip"  # the name scripts/zipapp_boot.py opens
 
 
 def _copy_module(name: str, dest: Path) -> None:
@@ -62,31 +65,46 @@ def _compile_all(staging: Path) -> None:
                            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
+def _stage_payload(staging: Path) -> None:
+    """cs_core, its installed drivers (with their dist-info, so the entry points resolve) and
+    the pure-Python dependencies, each module beside its bytecode."""
+    _copy_module("cs_core", staging)
+    _copy_dist_info(metadata.distribution("cs-core"), staging)
+    for ep in metadata.entry_points(group="cs_core"):
+        package = ep.value.split(".")[0].split(":")[0]
+        if not (staging / package).exists():
+            _copy_module(package, staging)
+        if ep.dist is not None:
+            info = staging / f"{ep.dist.metadata['Name'].replace('-', '_')}-{ep.dist.version}.dist-info"
+            if not info.exists():
+                _copy_dist_info(ep.dist, staging)
+    for dep in PURE_DEPENDENCIES:
+        if importlib.util.find_spec(dep) is not None:
+            _copy_module(dep, staging)
+    # With the payload itself on sys.path, cs_core finds its plugins' entry points from this
+    # list without importlib.metadata (~20 ms of email, zipfile and csv imports per run).
+    (staging / ZIP_INDEX).write_text(
+        "".join(f"{p.name}\n" for p in sorted(staging.glob("*.dist-info"))))
+    _compile_all(staging)
+
+
 def build(output: Path) -> None:
+    """The archive holds ``__main__``, the boot module and the payload zip: the interpreter
+    parses the outer zip's directory on every start, so it is kept to three members
+    (scripts/zipapp_boot.py says why and how the payload is run)."""
     with tempfile.TemporaryDirectory() as tmp:
-        staging = Path(tmp)
-        _copy_module("cs_core", staging)
-        _copy_dist_info(metadata.distribution("cs-core"), staging)
-        for ep in metadata.entry_points(group="cs_core"):
-            package = ep.value.split(".")[0].split(":")[0]
-            if not (staging / package).exists():
-                _copy_module(package, staging)
-            if ep.dist is not None:
-                info = staging / f"{ep.dist.metadata['Name'].replace('-', '_')}-{ep.dist.version}.dist-info"
-                if not info.exists():
-                    _copy_dist_info(ep.dist, staging)
-        for dep in PURE_DEPENDENCIES:
-            if importlib.util.find_spec(dep) is not None:
-                _copy_module(dep, staging)
-        (staging / "__main__.py").write_text(
-            "import sys\nfrom cs_core.cli.main import main\nsys.exit(main())\n"
-        )
-        # cs_core finds its plugins' entry points from this list without importlib.metadata
-        # (~20 ms of email, zipfile and csv imports per run).
-        (staging / ZIP_INDEX).write_text(
-            "".join(f"{p.name}\n" for p in sorted(staging.glob("*.dist-info"))))
-        _compile_all(staging)
-        zipapp.create_archive(staging, output, interpreter="/usr/bin/env python3", compressed=False)
+        payload, outer = Path(tmp) / "payload", Path(tmp) / "outer"
+        payload.mkdir()
+        outer.mkdir()
+        _stage_payload(payload)
+        with zipfile.ZipFile(outer / PAYLOAD, "w", zipfile.ZIP_STORED) as zf:
+            for path in sorted(payload.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(payload).as_posix())
+        shutil.copy2(Path(__file__).with_name("zipapp_boot.py"), outer / f"{BOOT_MODULE}.py")
+        (outer / "__main__.py").write_text(f"import {BOOT_MODULE}\n{BOOT_MODULE}.run()\n")
+        _compile_all(outer)  # __main__ runs from source on every start: it only hands over
+        zipapp.create_archive(outer, output, interpreter="/usr/bin/env python3", compressed=False)
     output.chmod(0o755)
     print(f"built {output} ({output.stat().st_size // 1024} KiB)")
 
