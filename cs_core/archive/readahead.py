@@ -112,6 +112,10 @@ class ReadAhead(io.RawIOBase):
             self._eof = True
         else:
             self._current = item
+            return
+        # The thread's last act was queueing this: once it is joined, the caller that sees
+        # the end or the error knows the thread is gone.
+        self._thread.join()
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
