@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 from cs_core.archive.readahead import ReadAhead
 from cs_core.archive.readahead import readinto as _readinto
+from cs_core.archive.zstdframes import CheckedZstdInput
 from cs_core.errors import ArchiveFormatError, UnsafeArchive, Unsupported
 
 
@@ -162,7 +163,7 @@ def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
         return gzip_file(fileobj=raw, mode="rb") if reader is None else reader(raw, _GZIP_READ)
     if kind == Compression.ZSTD:
         return _require_zstandard().ZstdDecompressor().stream_reader(
-            raw, read_size=_ZSTD_READ, read_across_frames=True, closefd=False  # type: ignore[arg-type]
+            CheckedZstdInput(raw), read_size=_ZSTD_READ, read_across_frames=True, closefd=False  # type: ignore[arg-type]
         )
     if kind == Compression.BZIP2:
         return bz2.BZ2File(raw, "rb")

@@ -76,7 +76,7 @@ def test_corrupt_stream_fails_clearly_every_time(kind: Compression) -> None:
     reader.close()
 
 
-@pytest.mark.parametrize("kind", [Compression.GZIP, Compression.BZIP2, Compression.XZ])
+@pytest.mark.parametrize("kind", list(PACK))
 def test_truncated_stream_is_unexpected_eof(kind: Compression) -> None:
     packed = PACK[kind](PAYLOAD)
     _, reader = decompress_stream(io.BytesIO(packed[: len(packed) * 2 // 3]))  # type: ignore[arg-type]
@@ -165,3 +165,57 @@ def test_truncated_gzip_layer_import_fails_and_leaves_no_thread(tmp_path: Path) 
         extract_stream(io.BytesIO(packed), io.BytesIO(),  # type: ignore[arg-type]
                        lambda plain, split: apply_tar(root, plain, ApplyOptions(), split))
     assert not _live()
+
+
+def _skippable(data: bytes) -> bytes:
+    return (0x184D2A5E).to_bytes(4, "little") + len(data).to_bytes(4, "little") + data
+
+
+def _zstd_streams() -> dict[str, bytes]:
+    """Frames as the encoders write them: with and without content size and checksum,
+    streamed (no size known up front), several frames, skippable frames between them."""
+    plain = zstandard.ZstdCompressor(level=3)
+    streamed = io.BytesIO()
+    with zstandard.ZstdCompressor(level=1, write_checksum=True).stream_writer(streamed, closefd=False) as w:
+        for i in range(0, len(PAYLOAD), 100_000):
+            w.write(PAYLOAD[i:i + 100_000])
+    return {
+        "sized": plain.compress(PAYLOAD),
+        "checksum, no size": zstandard.ZstdCompressor(write_checksum=True, write_content_size=False)
+        .compress(PAYLOAD),
+        "streamed": streamed.getvalue(),
+        "two frames, skippable between and after": plain.compress(PAYLOAD[:1000]) + _skippable(b"toc" * 999)
+        + plain.compress(PAYLOAD[1000:]) + _skippable(b""),
+        "empty frame first": plain.compress(b"") + plain.compress(PAYLOAD),
+    }
+
+
+@pytest.mark.parametrize("name", list(_zstd_streams()))
+def test_zstd_streams_of_every_shape_decode_whole(name: str) -> None:
+    packed = _zstd_streams()[name]
+    _, reader = decompress_stream(io.BytesIO(packed))  # type: ignore[arg-type]
+    assert reader.read() == PAYLOAD
+
+
+@pytest.mark.parametrize("name", list(_zstd_streams()))
+def test_zstd_cut_anywhere_is_unexpected_eof(name: str) -> None:
+    """zstandard itself ends quietly where its input stops inside a frame; Go says unexpected EOF."""
+    packed = _zstd_streams()[name]
+    for cut in (5, len(packed) // 2, len(packed) - 5, len(packed) - 1):  # each inside a frame
+        _, reader = decompress_stream(io.BytesIO(packed[:cut]))  # type: ignore[arg-type]
+        with pytest.raises(ArchiveFormatError, match=r"^unexpected EOF$"):
+            reader.read()
+        assert not _live()
+
+
+def test_zstd_layer_cut_at_an_entry_boundary_is_not_a_shorter_layer(tmp_path: Path) -> None:
+    """Each entry its own frame: cut after the first one, the rest is still a valid tar stream."""
+    first = make_tar(member("a", data=b"a" * 10_000))[:-1024]  # without the end-of-archive blocks
+    rest = make_tar(member("b", data=b"b" * 10_000))
+    z = zstandard.ZstdCompressor()
+    cut = z.compress(first) + z.compress(rest)[:-3]
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(ArchiveFormatError, match="unexpected EOF"):
+        extract_stream(io.BytesIO(cut), io.BytesIO(),  # type: ignore[arg-type]
+                       lambda plain, split: apply_tar(root, plain, ApplyOptions(), split))
