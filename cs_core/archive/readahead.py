@@ -118,6 +118,8 @@ class ReadAhead(io.RawIOBase):
         self._thread.join()
 
     def readinto(self, b: Any) -> int:
+        if self.closed:  # the thread is gone: waiting for its next block would hang
+            raise ValueError("I/O operation on closed file")
         view = memoryview(b).cast("B")
         while not self._current:
             if self._error is not None:

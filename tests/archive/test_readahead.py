@@ -108,6 +108,8 @@ def test_close_mid_stream_ends_the_thread(kind: Compression) -> None:
     assert reader.read(10) == PAYLOAD[:10]
     reader.close()
     assert not _live()  # joined by close(), not merely told to stop
+    with pytest.raises(ValueError, match="closed"):  # not a wait for a block that never comes
+        reader.read(10)
 
 
 def test_error_from_the_source_stream_reaches_the_caller() -> None:
