@@ -15,12 +15,13 @@ import functools
 import hashlib
 import io
 import lzma
-import queue
-import threading
 import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
+from cs_core.archive.readahead import ReadAhead
+from cs_core.archive.readahead import readinto as _readinto
+from cs_core.archive.zstdframes import CheckedZstdInput
 from cs_core.errors import ArchiveFormatError, UnsafeArchive, Unsupported
 
 
@@ -39,16 +40,15 @@ def _zstandard() -> Any:
 
 @functools.cache
 def _gzip_codec() -> tuple[Any, Any, type[BaseException]]:
-    """(isal's threaded opener or None, the GzipFile class, the inflate error)."""
+    """(isal's C gzip reader or None, the GzipFile class, the inflate error)."""
     try:
-        from isal import igzip_threaded
         from isal.igzip import IGzipFile
-        from isal.isal_zlib import IsalError
+        from isal.isal_zlib import IsalError, _GzipReader
     except ImportError:  # pragma: no cover - exercised by the zipapp
         import gzip
 
         return None, gzip.GzipFile, zlib.error
-    return igzip_threaded, IGzipFile, cast(type[BaseException], IsalError)
+    return _GzipReader, IGzipFile, cast(type[BaseException], IsalError)
 
 
 @functools.cache
@@ -74,6 +74,10 @@ def _require_zstandard() -> Any:
     return zstandard
 #: Go reads this many bytes before deciding; we only need the longest magic.
 SNIFF_BYTES = 10
+#: Compressed bytes per read of the input: few Python-level reads (each goes through the
+#: digest and progress wrappers), each hashed with the GIL released.
+_GZIP_READ = 4 << 20
+_ZSTD_READ = 1 << 20
 
 
 class Compression(enum.IntEnum):
@@ -106,25 +110,12 @@ def detect_compression(head: bytes) -> Compression:
     return Compression.NONE
 
 
-def _readinto(stream: Any, view: memoryview) -> int:
-    readinto = getattr(stream, "readinto", None)
-    if readinto is not None:
-        n = readinto(view)
-        return n or 0
-    data = stream.read(len(view))
-    n = len(data)
-    view[:n] = data
-    return n
-
-
 class _PrefixedReader(io.RawIOBase):
     """Replays sniffed bytes, then reads on from the underlying stream."""
 
     def __init__(self, head: bytes, stream: Any) -> None:
         self._head = memoryview(head)
         self._stream = stream
-        #: Set when this reader hands out exactly the bytes a DigestReader already hashes.
-        self.source_digest: DigestReader | None = None
 
     def readable(self) -> bool:
         return True
@@ -164,82 +155,15 @@ class _GuardedReader(io.RawIOBase):
         super().close()
 
 
-def _prefetch(inner: Any, out: queue.Queue[bytes | BaseException], stop: threading.Event, block: int) -> None:
-    while not stop.is_set():
-        item: bytes | BaseException
-        try:
-            buf = bytearray(block)
-            n = _readinto(inner, memoryview(buf))
-            item = bytes(buf[:n]) if n < block else bytes(buf)
-        except BaseException as exc:  # handed to the reader
-            item = exc
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        if not isinstance(item, bytes) or not item:
-            return
-
-
-class _Prefetcher(io.RawIOBase):
-    """Reads ahead in a thread (reads and digests release the GIL), handing blocks over a queue."""
-
-    _BLOCK = 1 << 20
-
-    def __init__(self, inner: Any, depth: int = 4) -> None:
-        self._inner = inner
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
-        self._current = memoryview(b"")
-        self._done = False
-        self._stop = threading.Event()
-        # The thread gets no reference to self: an abandoned reader is collected, and its
-        # close() (from __del__) stops the thread.
-        self._thread = threading.Thread(target=_prefetch, args=(inner, self._queue, self._stop, self._BLOCK),
-                                        name="cs-prefetch", daemon=True)
-        self._thread.start()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if not self._current:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-                return 0
-            self._current = memoryview(item)
-        n = min(len(view), len(self._current))
-        view[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-    @property
-    def source_digest(self) -> DigestReader | None:
-        return getattr(self._inner, "source_digest", None)
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()
-
-
 def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
     if kind == Compression.GZIP:
-        # A decoding thread overlaps inflate with extraction on a second core.
-        threaded, gzip_file, _ = _gzip_codec()
-        if threaded is None:
-            return gzip_file(fileobj=raw, mode="rb")
-        return threaded.open(raw, "rb", threads=1)
+        # isal's C reader: multi-member like Go's, bounded output per readinto (no bomb can
+        # make one call allocate more than the block it fills), the GIL released while inflating.
+        reader, gzip_file, _ = _gzip_codec()
+        return gzip_file(fileobj=raw, mode="rb") if reader is None else reader(raw, _GZIP_READ)
     if kind == Compression.ZSTD:
         return _require_zstandard().ZstdDecompressor().stream_reader(
-            raw, read_across_frames=True, closefd=False  # type: ignore[arg-type]
+            CheckedZstdInput(raw), read_size=_ZSTD_READ, read_across_frames=True, closefd=False  # type: ignore[arg-type]
         )
     if kind == Compression.BZIP2:
         return bz2.BZ2File(raw, "rb")
@@ -249,7 +173,13 @@ def _open_decoder(kind: Compression, raw: _PrefixedReader) -> Any:
 
 
 def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
-    """Sniff ``stream``'s first bytes (without losing them) and return a decoded reader."""
+    """Sniff ``stream``'s first bytes (without losing them) and return a decoded reader.
+
+    A thread reads ``stream`` (so a :class:`DigestReader` given as ``stream`` hashes in it),
+    decodes, and hashes the decoded bytes for a :class:`DigestReader` wrapped around the
+    result; decoder errors reach the reader's caller as :class:`ArchiveFormatError`. Close
+    the result (or read it to the end) to end the thread.
+    """
     head = bytearray()
     while len(head) < SNIFF_BYTES:
         chunk = stream.read(SNIFF_BYTES - len(head))
@@ -259,18 +189,16 @@ def decompress_stream(stream: BinaryIO) -> tuple[Compression, BinaryIO]:
     kind = detect_compression(bytes(head))
     raw = _PrefixedReader(bytes(head), stream)
     if kind == Compression.NONE:
-        if isinstance(stream, DigestReader):
-            raw.source_digest = stream
-        return kind, _Prefetcher(raw)  # type: ignore[return-value]
+        # The bytes handed out are the ones ``stream`` hashes: Go's second digest is that one.
+        alias = stream if isinstance(stream, DigestReader) else None
+        return kind, ReadAhead(raw, source_digest=alias)  # type: ignore[return-value]
     try:
         decoder = _open_decoder(kind, raw)
     except _decode_errors() as exc:
         raise _decode_error(kind, exc) from None
     guarded = _GuardedReader(decoder, kind)
-    if kind == Compression.GZIP:
-        return kind, guarded  # type: ignore[return-value]  # isal already inflates in a thread
-    # zstd, bzip2 and xz decoders release the GIL: decode ahead in a thread too.
-    return kind, _Prefetcher(guarded)  # type: ignore[return-value]
+    decoded = DigestReader(guarded)  # read, and so hashed, in the read-ahead thread
+    return kind, ReadAhead(decoded, source_digest=decoded, close_inner=guarded)  # type: ignore[return-value]
 
 
 class DigestReader(io.RawIOBase):

@@ -79,7 +79,7 @@ def test_abandoned_plain_reader_stops_its_prefetch_thread() -> None:
     del reader
     gc.collect()
     for _ in range(50):
-        if not any(t.name == "cs-prefetch" and t.is_alive() for t in threading.enumerate()):
+        if not any(t.name == "cs-readahead" and t.is_alive() for t in threading.enumerate()):
             break
         threading.Event().wait(0.05)
-    assert not any(t.name == "cs-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name == "cs-readahead" and t.is_alive() for t in threading.enumerate())
