@@ -8,6 +8,7 @@ and owner sets a record gets are computed one way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, BinaryIO
 
@@ -52,7 +53,9 @@ def extract_stream(stream: BinaryIO, tar_split_out: IO[bytes], extract: Extract,
     raw = DigestReader(counted)
     compression, plain_stream = decompress_stream(raw)  # type: ignore[arg-type]
     plain = DigestReader(plain_stream)
-    with gzip.GzipFile(fileobj=tar_split_out, mode="wb", compresslevel=1, mtime=0) as gz:
+    # Closing the decoded stream ends its read-ahead thread also when extraction fails.
+    with contextlib.closing(plain_stream), \
+            gzip.GzipFile(fileobj=tar_split_out, mode="wb", compresslevel=1, mtime=0) as gz:
         result = extract(plain, TarSplitWriter(gz))  # type: ignore[arg-type]
     counted.finish()
     return IngestReport(raw.digest, raw.size, plain.digest, plain.size, int(compression),

@@ -26,7 +26,7 @@ from cs_core.archive.apply import ApplyOptions, apply_tar
 from cs_core.archive.compression import Compression, DigestReader, decompress_stream
 from cs_core.archive.ingest import extract_stream
 from cs_core.archive.readahead import ReadAhead
-from cs_core.errors import ArchiveFormatError
+from cs_core.errors import ArchiveFormatError, UnsafeArchive
 
 from .conftest import make_tar, member
 
@@ -167,6 +167,21 @@ def test_truncated_gzip_layer_import_fails_and_leaves_no_thread(tmp_path: Path) 
         extract_stream(io.BytesIO(packed), io.BytesIO(),  # type: ignore[arg-type]
                        lambda plain, split: apply_tar(root, plain, ApplyOptions(), split))
     assert not _live()
+
+
+@pytest.mark.parametrize("kind", [Compression.NONE, Compression.GZIP])
+def test_layer_refused_by_the_extractor_leaves_no_thread(tmp_path: Path, kind: Compression) -> None:
+    # The stream is fine, our side refuses it (a path out of the root) before reading it all:
+    # the import's own end must end the read-ahead, not the exception's garbage collection.
+    root = tmp_path / "root"
+    root.mkdir()
+    layer = make_tar(member("../evil", data=b"x"), member("big", data=os.urandom(8 << 20)))
+    packed = layer if kind == Compression.NONE else PACK[kind](layer)
+    with pytest.raises(UnsafeArchive) as failure:
+        extract_stream(io.BytesIO(packed), io.BytesIO(),  # type: ignore[arg-type]
+                       lambda plain, split: apply_tar(root, plain, ApplyOptions(), split))
+    assert not _live()
+    del failure
 
 
 def _skippable(data: bytes) -> bytes:
