@@ -45,7 +45,7 @@ def test_zipapp_runs_the_main_job(binary: Path, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     listed = _run(binary, cache, *base, "layers").stdout
     assert listed.splitlines()[:2] == [created.stdout.split()[0], "\tname: zipped"]
-    plugins = _run(binary, cache, "plugins")
+    plugins = _run(binary, cache, *base, "plugins")  # not the machine's default store
     assert "vfs: loaded" in plugins.stdout
     # The first run unpacked the payload once, bytecode where the path finder reads it.
     copies = list((cache / "cs_core" / "zipapp").iterdir())
