@@ -145,6 +145,8 @@ def test_interrupted_caller_can_close_and_the_thread_ends() -> None:
             return 0
 
     main = threading.get_ident()
+    # Python's own SIGINT handler, whatever an earlier test (an in-process CLI run) left there.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     reader = ReadAhead(Stalled())
     timer = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
     timer.start()
@@ -155,6 +157,7 @@ def test_interrupted_caller_can_close_and_the_thread_ends() -> None:
         timer.join()
         release.set()
         reader.close()
+        signal.signal(signal.SIGINT, previous)
     assert not _live()
 
 
