@@ -157,6 +157,16 @@ class GraphDriver(abc.ABC):
         """Create a writable (container) layer. Default: same as ``create``."""
         self.create(id, parent, opts)
 
+    def flush_created(self, id: str, parent: str | None) -> bool:
+        """Make durable what ``create``/``create_read_write`` just made for ``id`` by fsyncing
+        those entries, and return True; or return False (the default), and the store flushes
+        the whole filesystem (``syncfs``) before the record says the layer is whole.
+
+        Worth doing when ``create`` makes only a few entries: ``syncfs`` also waits for every
+        other process's dirty data, so beside a big import a create would wait for it.
+        """
+        return False
+
     @abc.abstractmethod
     def remove(self, id: str) -> None:
         """Delete layer ``id`` and everything the driver keeps for it. Missing is not an error."""

@@ -117,8 +117,11 @@ def create(ctx: StoreContext, id: str | None, parent: str | None, names: Sequenc
             if fill is not None:
                 fill(layer)
             if commit is None:
-                # The layer's files must be on disk before the record that says it is whole.
-                ls.sync_content()
+                # The layer's files must be on disk before the record that says it is whole:
+                # only what create made, when that is all there is and the driver can name it.
+                made_only = fill is None and template is None and not options.big_data
+                if not (made_only and ctx.driver.flush_created(layer.id, layer.parent or None)):
+                    ls.sync_content()
             del layer.flags[INCOMPLETE]
             ls.save()
         except BaseException:

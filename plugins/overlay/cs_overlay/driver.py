@@ -664,6 +664,19 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
                           opts: ApplyDiffOpts) -> ApplyResult:
         return self._untar(staged.content, stream, opts)
 
+    def _created_entries(self, id: str) -> list[Path]:
+        """Everything ``_create`` makes for ``id``: its files, its directories, its short link
+        (made durable by its directory) and the directories holding them."""
+        d = self.dir(id)
+        return [d / "link", d / LOWER_FILE, d / "diff", d / "work", d / "merged", d / "empty", d,
+                d.parent / LINK_DIR, d.parent]
+
+    def flush_created(self, id: str, parent: str | None) -> bool:
+        from cs_core.drivers.api import fsync_paths
+
+        fsync_paths(self._created_entries(id))
+        return True
+
     def commit_staged_tree(self, id: str, parent: str | None, staged: StagedTree,
                            opts: CreateOpts, writeable: bool) -> None:
         from cs_core.drivers.api import fsync_paths
@@ -672,10 +685,8 @@ class OverlayDriver(GraphDriver, StagingDriver, TreeStager):
         try:
             self.staging.move_into(StagedLayer(target=staged.content), self.dir(id) / "diff",
                                    None, as_is=True)
-            d = self.dir(id)
             # What create made and the exchange moved, durable before the record says so.
-            fsync_paths([d / "link", d / LOWER_FILE, d / "diff", d / "work", d / "merged",
-                         d / "empty", d, d.parent / LINK_DIR, d.parent])
+            fsync_paths(self._created_entries(id))
         except BaseException:
             with contextlib.suppress(Exception):
                 self.remove(id)

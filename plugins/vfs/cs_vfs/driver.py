@@ -28,6 +28,7 @@ from cs_core import (
 from cs_core.drivers.api import (
     STAGING_DIR,
     evolve,
+    fsync_paths,
     makedirs,
     move_staged_tree,
     parse_bool,
@@ -149,6 +150,13 @@ class VfsDriver(GraphDriver, TreeStager):
             if isinstance(exc, OSError):
                 raise VfsError(_go_os_error(exc)) from exc
             raise
+
+    def flush_created(self, id: str, parent: str | None) -> bool:
+        if parent:
+            return False  # a copy of the parent's whole tree: the store's syncfs flushes it
+        target = self.layer_dir(id)
+        fsync_paths([target, target.parent, target.parent.parent])
+        return True
 
     def _copy_parent(self, parent: str, target: Path) -> None:
         source = self.layer_dir(parent)
