@@ -152,10 +152,14 @@ class VfsDriver(GraphDriver, TreeStager):
             raise
 
     def flush_created(self, id: str, parent: str | None) -> bool:
-        if parent:
-            return False  # a copy of the parent's whole tree: the store's syncfs flushes it
         target = self.layer_dir(id)
-        fsync_paths([target, target.parent, target.parent.parent])
+        made = _small_tree(target, _FSYNC_AT_MOST) if parent else [target]
+        if made is None:
+            return False  # a big copy of the parent: one syncfs is cheaper than its fsyncs
+        try:
+            fsync_paths([*made, target.parent, target.parent.parent])
+        except PermissionError:  # a file we may not open (rootless, mode 000): syncfs it is
+            return False
         return True
 
     def _copy_parent(self, parent: str, target: Path) -> None:
@@ -263,3 +267,26 @@ class VfsDriver(GraphDriver, TreeStager):
         if self.ignore_chown_errors and not opts.ignore_chown_errors:
             return evolve(opts, ignore_chown_errors=True)
         return opts
+
+
+#: A copied parent with more entries than this is flushed by the store's syncfs instead.
+_FSYNC_AT_MOST = 256
+
+
+def _small_tree(root: Path, limit: int) -> list[Path] | None:
+    """The directories and regular files under ``root`` (itself included), or None if there
+    are more than ``limit``. Symlinks and special files are left to their directory's fsync:
+    opening a FIFO to fsync it would block."""
+    found = [root]
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False):
+                    continue
+                found.append(Path(entry.path))
+                if len(found) > limit:
+                    return None
+    return found
