@@ -157,10 +157,6 @@ def _config_data(path: str) -> dict[str, Any]:
     return data
 
 
-#: Largest parse cache read back: storage.conf's tables are a few KiB.
-_CACHE_MAX = 1 << 20
-
-
 def _parse_cache_file() -> str | None:
     """Per user (a cache another user could write must not steer our store)."""
     try:
@@ -178,26 +174,9 @@ def _file_key(path: str, st: os.stat_result) -> list[Any]:
 def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
     """The cached tables if the cache is ours, well formed and made from ``key``'s file;
     anything else (absent, corrupt, foreign, stale) is None: the caller reparses."""
-    if cache is None:
-        return None
-    try:
-        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
-                or st.st_mode & 0o022 or st.st_size > _CACHE_MAX):
-            return None
-        raw = os.read(fd, _CACHE_MAX + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        entry = json.loads(raw)
-    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
-        return None
+    from cs_core.usercache import read_trusted_json
+
+    entry = read_trusted_json(cache)
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None
     data = entry.get("data")

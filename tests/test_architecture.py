@@ -26,7 +26,7 @@ ROOMS: list[tuple[str, set[str]]] = [
     ("foundation", {"cs_core.errors", "cs_core.model", "cs_core.walk", "cs_core.progress",
                     "cs_core.lazy", "cs_core.lazylog", "cs_core.recordclass", "cs_core.atomic",
                     "cs_core.lockfile", "cs_core.codec", "cs_core.goformat",
-                    "cs_core.rootdirs", "cs_core.dedup", "cs_core.userns.rootless",
+                    "cs_core.rootdirs", "cs_core.dedup", "cs_core.usercache", "cs_core.userns.rootless",
                     "cs_core.userns.idset"}),
     ("archive", {"cs_core.archive", "cs_core.copytree", "cs_core.userns"}),
     # config asks each driver class to read its storage.conf table (cs_core.drivers.base).

@@ -25,10 +25,11 @@ import contextlib
 import importlib
 import json
 import os
-import stat
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
+
+from cs_core.usercache import read_trusted_json
 
 _SUFFIXES = (".dist-info", ".egg-info")
 #: In a zipped path entry: the names of its metadata directories, one a line.
@@ -232,10 +233,6 @@ def _scan(group: str, paths: list[str]) -> tuple[list[EntryPointLike], list[str]
 
 # -- the scan cache ------------------------------------------------------------------------------
 
-#: Largest cache read back: a few entry points take a few hundred bytes.
-_CACHE_MAX = 1 << 20
-
-
 #: Cache files kept (one per interpreter and path: venvs, worktrees, test runs' temporary
 #: paths sharing a home); a miss that writes one removes the least recently written beyond.
 _CACHE_FILES = 16
@@ -276,7 +273,7 @@ def _scan_key(group: str, paths: list[str], sources: list[str]) -> list[Any]:
 
 def _cached_scan(group: str, paths: list[str]) -> list[EntryPointLike]:
     cache = _cache_file(paths)
-    entry = _read_cache(cache)
+    entry = read_trusted_json(cache)
     if (isinstance(entry, dict) and isinstance(sources := entry.get("sources"), list)
             and all(isinstance(s, str) for s in sources)
             and entry.get("key") == _scan_key(group, paths, sources)):
@@ -295,31 +292,6 @@ def _entry(key: list[Any], sources: list[str], found: list[EntryPointLike]) -> d
         dist = getattr(ep, "dist", None)
         rows.append([ep.name, ep.value, dist.path, dist.name, dist.version] if dist else None)
     return {"key": key, "sources": sources, "entry_points": rows}
-
-
-def _read_cache(cache: str | None) -> Any:
-    """The cache's JSON if the file is ours, a regular file, not writable by others and small;
-    else None."""
-    if cache is None:
-        return None
-    try:
-        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
-                or st.st_mode & 0o022 or st.st_size > _CACHE_MAX):
-            return None
-        raw = os.read(fd, _CACHE_MAX + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
-        return None
 
 
 def _from_cache(rows: Any, group: str) -> list[EntryPointLike] | None:
