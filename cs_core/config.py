@@ -24,6 +24,7 @@ from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
 from cs_core.model import IDMap
+from cs_core.usercache import read_trusted_json
 from cs_core.userns.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.userns.rootless import rootless_uid, uses_per_user_storage
 
@@ -174,8 +175,6 @@ def _file_key(path: str, st: os.stat_result) -> list[Any]:
 def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
     """The cached tables if the cache is ours, well formed and made from ``key``'s file;
     anything else (absent, corrupt, foreign, stale) is None: the caller reparses."""
-    from cs_core.usercache import read_trusted_json
-
     entry = read_trusted_json(cache)
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None
