@@ -9,7 +9,6 @@ sub-tables become driver option strings ``<driver>.<key>=<value>``, and ``STORAG
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import stat
@@ -17,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# json and atomic are eager (every store run loads them anyway) so that a process that drops
+# usercache is eager (every store run loads it anyway), so that a process that drops
 # privileges after importing this module can still use the parse cache.
-from cs_core import atomic, recordclass
+from cs_core import recordclass
 from cs_core.drivers.base import ConfigTable
 from cs_core.errors import ConfigError, StorageError
 from cs_core.goformat import go_quote, go_quote_list
 from cs_core.model import IDMap
-from cs_core.usercache import read_trusted_json
+from cs_core.usercache import cache_path, read_trusted_json, stat_stamp, write_json
 from cs_core.userns.idmap import parse_id_map as parse_id_map  # storage.conf's remap-uids; re-exported
 from cs_core.userns.rootless import rootless_uid, uses_per_user_storage
 
@@ -161,15 +160,14 @@ def _config_data(path: str) -> dict[str, Any]:
 def _parse_cache_file() -> str | None:
     """Per user (a cache another user could write must not steer our store)."""
     try:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
+        home = _home() if not os.environ.get("XDG_CACHE_HOME") else None
     except KeyError:  # no HOME and no passwd entry: no cache, not a failed run
         return None
-    return os.path.join(base, "cs_core", "storage-conf.json")
+    return cache_path("storage-conf.json", home)
 
 
 def _file_key(path: str, st: os.stat_result) -> list[Any]:
-    # ctime too: an edit that restores the mtime (touch -r, rsync -t) still moves it.
-    return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return [path, *stat_stamp(st)]
 
 
 def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
@@ -185,14 +183,7 @@ def _cached_tables(cache: str | None, key: list[Any]) -> dict[str, Any] | None:
 def _store_tables(cache: str | None, key: list[Any], data: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written (read-only home, another user's HOME after
     dropping privileges, tables JSON cannot hold such as TOML dates) only costs the parse."""
-    if cache is None:
-        return
-    try:
-        raw = json.dumps({"key": key, "data": data}, allow_nan=False).encode()
-        atomic.makedirs(os.path.dirname(cache), 0o700)
-        atomic.write_file(cache, raw, 0o600)
-    except (OSError, TypeError, ValueError):
-        pass
+    write_json(cache, {"key": key, "data": data}, allow_nan=False)
 
 
 def _parse_toml(text: bytes, path: str) -> dict[str, Any]:

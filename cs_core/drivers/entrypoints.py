@@ -23,13 +23,12 @@ from __future__ import annotations
 import binascii
 import contextlib
 import importlib
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from cs_core.usercache import read_trusted_json
+from cs_core.usercache import cache_path, read_trusted_json, stat_stamp, write_json
 
 _SUFFIXES = (".dist-info", ".egg-info")
 #: In a zipped path entry: the names of its metadata directories, one a line.
@@ -243,24 +242,17 @@ def _cache_file(paths: list[str]) -> str | None:
     """Per user, beside storage.conf's parse cache (a cache another user could write must not
     choose the modules we import), one file per path: a shared file would be rewritten by
     every run of another path (test suites run with temporary ones)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    if not base:
-        home = os.environ.get("HOME")
-        if not home:
-            return None  # no cache rather than a passwd lookup: the scan is the fallback
-        base = os.path.join(home, ".cache")
+    # No passwd lookup without HOME: the scan is the fallback.
     # A collision only costs a rescan: the entry's key names its paths in full.
     tag = binascii.crc32("\0".join(paths).encode("utf-8", "surrogateescape"))
-    return os.path.join(base, "cs_core", f"{_CACHE_PREFIX}{tag:08x}.json")
+    return cache_path(f"{_CACHE_PREFIX}{tag:08x}.json", os.environ.get("HOME"))
 
 
 def _stat_key(path: str) -> list[int] | None:
     try:
-        st = os.stat(path)
+        return stat_stamp(os.stat(path))
     except OSError:
         return None
-    # ctime too: an edit that restores the mtime (touch -r, rsync -t) still moves it.
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _scan_key(group: str, paths: list[str], sources: list[str]) -> list[Any]:
@@ -310,19 +302,11 @@ def _from_cache(rows: Any, group: str) -> list[EntryPointLike] | None:
 
 
 def _write_cache(cache: str | None, entry: dict[str, Any]) -> None:
-    """Best effort, and without fsyncs: a lost or stale cache only costs a scan (the key is
-    checked on every read), and a CLI command's flushes are counted (tests/test_flush_count.py)."""
-    if cache is None:
-        return
-    from cs_core import atomic  # only on a miss: most runs read the cache
-
-    try:
-        raw = json.dumps(entry).encode()
-        atomic.makedirs(os.path.dirname(cache), 0o700)
-        atomic.write_file(cache, raw, 0o600, durable=False)
-        _prune(os.path.dirname(cache))
-    except (OSError, TypeError, ValueError):
-        pass
+    """Best effort (cs_core.usercache.write_json): a lost or stale cache only costs a scan,
+    the key being checked on every read."""
+    if cache is not None and write_json(cache, entry):
+        with contextlib.suppress(OSError):
+            _prune(os.path.dirname(cache))
 
 
 def _prune(directory: str) -> None:
