@@ -12,9 +12,9 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from cs_core import lazylog
 from cs_core.walk import remove_tree as remove_tree  # re-exported: callers import it from here
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import ctypes
 
 log = lazylog.getLogger(__name__)
+T = TypeVar("T")
 
 # -- the space reserve -------------------------------------------------------------------------
 #
@@ -133,31 +134,33 @@ def write_file(
         fsync_dir(target.parent)
 
 
-def _create_temp(directory: Path, prefix: str) -> tuple[int, Path]:
-    """A new file ``<prefix><random>`` in ``directory``, opened for writing, mode 0600: what
-    ``tempfile.mkstemp`` makes, without importing tempfile (and with it shutil, random, bz2
-    and lzma: ~3 ms of every command's start-up, since this module is always loaded)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+def _unused_name(directory: Path, prefix: str, make: Callable[[Path], T]) -> T:
+    """``make(<directory>/<prefix><random>)`` for the first name it does not find taken."""
     for _ in range(100):
-        path = directory / f"{prefix}{os.urandom(6).hex()}"
         try:
-            return os.open(path, flags, 0o600), path
+            return make(directory / f"{prefix}{os.urandom(6).hex()}")
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no unused temporary name", str(directory))
 
 
+def _create_temp(directory: Path, prefix: str) -> tuple[int, Path]:
+    """A new file ``<prefix><random>`` in ``directory``, opened for writing, mode 0600: what
+    ``tempfile.mkstemp`` makes, without importing tempfile (and with it shutil, random, bz2
+    and lzma: ~3 ms of every command's start-up, since this module is always loaded)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return _unused_name(directory, prefix, lambda path: (os.open(path, flags, 0o600), path))
+
+
 def make_temp_dir(parent: Path, prefix: str = "") -> Path:
     """A new, empty directory ``<prefix><random>`` in ``parent``, mode 0700: ``tempfile.mkdtemp``
     without the import (see ``_create_temp``)."""
-    for _ in range(100):
-        path = parent / f"{prefix}{os.urandom(6).hex()}"
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(parent))
+
+    def make(path: Path) -> Path:
+        os.mkdir(path, 0o700)
+        return path
+
+    return _unused_name(parent, prefix, make)
 
 
 def _write_once(target: Path, data: bytes, mode: int, durable: bool) -> None:

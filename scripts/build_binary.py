@@ -22,12 +22,13 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from zipapp_boot import PAYLOAD  # the member the boot module opens (this script's directory)
+
 from cs_core.drivers.entrypoints import ZIP_INDEX
 
 PURE_DEPENDENCIES = ["pluggy", "attrs", "attr", "cattrs", "cattr", "click", "typing_extensions"]
 COMPILED = {"zstandard", "isal"}
 BOOT_MODULE = "_cs_zipapp_boot"
-PAYLOAD = "payload.zip"  # the name scripts/zipapp_boot.py opens
 
 
 def _copy_module(name: str, dest: Path) -> None:

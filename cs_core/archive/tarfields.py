@@ -10,6 +10,8 @@ from cs_core.errors import ArchiveFormatError, UnsafeArchive
 
 _INT64_MAX = (1 << 63) - 1
 _GO_INT = re.compile(rb"[+-]?[0-9]+")
+
+
 def _bad(why: str = "") -> ArchiveFormatError:
     """Go's ``archive/tar.ErrHeader``, with what is wrong when it is more than junk."""
     return ArchiveFormatError("archive/tar: invalid tar header" + (f": {why}" if why else ""))
